@@ -1,0 +1,145 @@
+//! The contract between the kmodlab host and the guest agent.
+//!
+//! The host writes a [`Plan`] into the initramfs (later: sends it over the channel); the agent answers
+//! with [`Event`]s, one JSON object per line, on its own serial port. The agent only records facts;
+//! every judgement (pass, fail, crash title) is made on the host from these events.
+
+pub mod ktap;
+
+use serde::{Deserialize, Serialize};
+
+/// Where the host puts the plan inside the initramfs.
+pub const PLAN_PATH: &str = "/kmodlab/plan.json";
+/// The guest side of the agent channel: the second 16550 UART.
+pub const AGENT_PORT: &str = "/dev/ttyS1";
+
+/// Everything the agent needs to run, in order.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub tests: Vec<PlannedTest>,
+}
+
+/// One test: load these modules in order, wait, unload them in reverse order.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct PlannedTest {
+    /// The host's index for this test; every event about it carries it.
+    pub id: u32,
+    /// Display name, e.g. `hello/greets`.
+    pub name: String,
+    pub modules: Vec<ModuleLoad>,
+    /// Wait for a complete KTAP document after loading (else wait `settle_ms`).
+    pub ktap: bool,
+    /// Quiet time after loading (and after KTAP completes) for late messages, in milliseconds.
+    pub settle_ms: u64,
+    /// Limit for loading plus waiting; past it the agent reports a timeout and runs nothing more.
+    pub timeout_ms: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ModuleLoad {
+    /// Module name as the kernel knows it (for `delete_module`).
+    pub name: String,
+    /// Path of the `.ko` inside the guest.
+    pub path: String,
+    /// Parameters as `finit_module` takes them: `a=1 b=text`.
+    pub params: String,
+}
+
+/// How a load or unload went.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum OpResult {
+    Ok,
+    /// The syscall failed: errno number, its symbolic name and description.
+    Failed { errno: i32, name: String, message: String },
+    /// The syscall did not return within the test's limit.
+    TimedOut,
+    /// The helper process doing the syscall died (e.g. killed by an oops) before it returned.
+    Died { signal: String },
+}
+
+/// Why the agent stopped waiting after the load.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitEnd {
+    /// The module's KTAP document had all its results.
+    KtapComplete,
+    /// No KTAP expected; the settle time passed.
+    Settled,
+    /// The test's time limit passed first.
+    TimedOut,
+    /// Loading failed, so there was nothing to wait for.
+    NotLoaded,
+}
+
+/// One record of the kernel log, as `/dev/kmsg` gives it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct KmsgRecord {
+    pub seq: u64,
+    /// Syslog level, 0 (emerg) to 7 (debug).
+    pub level: u8,
+    pub facility: u8,
+    /// Microseconds since boot.
+    pub ts_us: u64,
+    pub text: String,
+}
+
+/// What the agent reports. One JSON object per line, tagged by `event`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The agent is up and has read its plan.
+    Hello { agent_version: String, kernel_release: String, uptime_ms: u64, tests: u32 },
+    TestStarted { test: u32, taint: u64 },
+    ModuleLoaded { test: u32, module: String, result: OpResult, duration_us: u64 },
+    /// A kernel log record, sent as soon as the agent read it.
+    Kmsg(KmsgRecord),
+    WaitEnded { test: u32, end: WaitEnd, duration_us: u64 },
+    ModuleUnloaded { test: u32, module: String, result: OpResult, duration_us: u64 },
+    TestFinished { test: u32, taint: u64, duration_us: u64 },
+    /// Something in the agent itself went wrong; `context` says what it was doing.
+    AgentError { context: String, message: String },
+    /// The agent has run the whole plan (or stopped after a timeout) and will do nothing more.
+    Done,
+}
+
+impl Event {
+    /// The line sent on the channel (without its newline).
+    pub fn to_line(&self) -> String {
+        // Serialising these plain types cannot fail; fall back to a valid event rather than panic.
+        serde_json::to_string(self).unwrap_or_else(|e| {
+            format!(r#"{{"event":"agent_error","context":"encode event","message":"{e}"}}"#)
+        })
+    }
+
+    /// Parses one line from the channel; tolerates the serial line's `\r`.
+    pub fn from_line(line: &str) -> Result<Event, serde_json::Error> {
+        serde_json::from_str(line.trim_end_matches(['\r', '\n']))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_through_a_line() {
+        let events = [
+            Event::Hello { agent_version: "0.1.0".into(), kernel_release: "6.12.117".into(), uptime_ms: 310, tests: 2 },
+            Event::ModuleLoaded {
+                test: 1,
+                module: "hello".into(),
+                result: OpResult::Failed { errno: 2, name: "ENOENT".into(), message: "No such file".into() },
+                duration_us: 1200,
+            },
+            Event::Kmsg(KmsgRecord { seq: 9, level: 6, facility: 0, ts_us: 42, text: "x: \"quoted\"".into() }),
+            Event::WaitEnded { test: 1, end: WaitEnd::KtapComplete, duration_us: 5 },
+            Event::Done,
+        ];
+        for event in events {
+            let line = event.to_line();
+            assert!(!line.contains('\n'));
+            assert_eq!(Event::from_line(&format!("{line}\r\n")).expect("parses"), event);
+        }
+    }
+}
