@@ -1,1 +1,112 @@
-//! support
+//! What the end-to-end tests share: the repository's paths, the agent, the kernel, and a way to run
+//! modules through the real pipeline (build, initramfs, QEMU, verdicts) and get the report back.
+
+use kmodlab::cli::{AgentSource, Context};
+use kmodlab::run::{self, AccelChoice, RunOptions, RunReport};
+use kmodlab::verdict::{Outcome, Verdict};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The repository's root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// The context `cargo xtask` uses.
+pub fn context() -> Context {
+    let root = root();
+    Context {
+        modules_dir: root.join("modules"),
+        configs_dir: Some(root.join("kernel-configs")),
+        agent: AgentSource::Workspace(root),
+    }
+}
+
+/// A fixture module's folder.
+pub fn fixture(name: &str) -> String {
+    root()
+        .join("tests")
+        .join("fixtures")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// The agent, built once per test process.
+pub fn agent() -> PathBuf {
+    static AGENT: OnceLock<PathBuf> = OnceLock::new();
+    AGENT
+        .get_or_init(|| match kmodlab::agent::build_in_workspace(&root()) {
+            Ok(path) => path,
+            Err(e) => panic!("building the agent: {e:#}"),
+        })
+        .clone()
+}
+
+/// Runs modules (names under modules/, NAME/TEST, or fixture paths) on the default kernel.
+pub fn run_modules(names: &[&str]) -> RunReport {
+    let ctx = context();
+    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    let selection = run::select(&ctx.modules_dir, &names)
+        .unwrap_or_else(|e| panic!("selecting {names:?}: {e:#}"));
+    let kernel =
+        kmodlab::cli::kernel_request(&Default::default(), &ctx).unwrap_or_else(|e| panic!("{e:#}"));
+    let qemu =
+        kmodlab::setup::require_tool("qemu-system-x86_64").unwrap_or_else(|e| panic!("{e:#}"));
+    let options = RunOptions {
+        selection,
+        kernel,
+        agent: agent(),
+        accel: AccelChoice::Auto,
+        qemu,
+        runs_dir: None,
+        timeout: None,
+        memory_mb: 256,
+        cpus: 2,
+    };
+    let mut seen = Vec::new();
+    let report = run::run(&options, &mut |event| seen.push(format!("{event:?}")))
+        .unwrap_or_else(|e| panic!("running {names:?}: {e:#}"));
+    for verdict in &report.verdicts {
+        println!(
+            "{} {} {}",
+            verdict.outcome.label(),
+            verdict.id(),
+            verdict.reason
+        );
+    }
+    println!("run folder: {}", report.run_dir.display());
+    report
+}
+
+/// The verdict of `module/test`, failing the test with the whole report when it is missing.
+pub fn verdict<'a>(report: &'a RunReport, id: &str) -> &'a Verdict {
+    report
+        .verdicts
+        .iter()
+        .find(|v| v.id() == id)
+        .unwrap_or_else(|| {
+            panic!(
+                "no verdict for {id}; got {:?}",
+                report.verdicts.iter().map(Verdict::id).collect::<Vec<_>>()
+            )
+        })
+}
+
+/// Asserts an outcome and shows the test's kernel log when it differs.
+pub fn assert_outcome(verdict: &Verdict, expected: Outcome) {
+    assert_eq!(
+        verdict.outcome,
+        expected,
+        "{}: expected {}, got {} ({})\n{}\nkernel log:\n{}",
+        verdict.id(),
+        expected.label(),
+        verdict.outcome.label(),
+        verdict.reason,
+        verdict.details.join("\n"),
+        verdict.log.join("\n")
+    );
+}

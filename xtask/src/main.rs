@@ -1,1 +1,99 @@
-fn main() {}
+//! `cargo xtask`: kmodlab's command line inside this repository. It says where the repository's
+//! modules, kernel config fragments and agent sources are; everything else is the harness library.
+//! `ci` is the one command of its own: the project's checks, as a new machine or CI runs them.
+
+use clap::{Parser, Subcommand};
+use kmodlab::cli::{AgentSource, Context};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "kmodlab inside its own repository: build, boot and judge kernel modules"
+)]
+struct Xtask {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    #[command(flatten)]
+    Kmodlab(kmodlab::cli::Command),
+    /// The project's own checks, as CI runs them: host set-up, kernel, fmt, clippy, then every test
+    /// including the end-to-end ones that boot QEMU
+    Ci,
+}
+
+fn main() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let ctx = Context {
+        modules_dir: root.join("modules"),
+        configs_dir: Some(root.join("kernel-configs")),
+        agent: AgentSource::Workspace(root.clone()),
+    };
+    let code = match Xtask::parse().command {
+        Task::Kmodlab(command) => kmodlab::cli::run_command(command, &ctx),
+        Task::Ci => ci(&root, &ctx),
+    };
+    std::process::exit(code);
+}
+
+fn ci(root: &Path, ctx: &Context) -> i32 {
+    // Set-up and the kernel first, with their progress visible, so the tests find them ready.
+    let prepare = || -> anyhow::Result<()> {
+        kmodlab::setup::ensure(true)?;
+        let request = kmodlab::cli::kernel_request(&Default::default(), ctx)?;
+        kmodlab::kernel::ensure(&request)?;
+        kmodlab::agent::build_in_workspace(root)?;
+        Ok(())
+    };
+    if let Err(e) = prepare() {
+        eprintln!("error: {e:#}");
+        return kmodlab::cli::EXIT_UNABLE;
+    }
+    let steps: [(&str, &[&str]); 4] = [
+        ("formatting", &["fmt", "--all", "--", "--check"]),
+        (
+            "lints",
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--quiet",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+        (
+            "unit tests",
+            &["test", "--workspace", "--exclude", "kmodlab-e2e"],
+        ),
+        // Last, so that the run ends with the summary of the tests that boot real kernels.
+        ("end-to-end tests", &["test", "--package", "kmodlab-e2e"]),
+    ];
+    for (what, args) in steps {
+        eprintln!("==> {what}: cargo {}", args.join(" "));
+        let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .current_dir(root)
+            .args(args)
+            .status();
+        match status {
+            Ok(status) if status.success() => {}
+            Ok(status) => {
+                eprintln!("error: {what} failed ({status})");
+                return kmodlab::cli::EXIT_FAIL;
+            }
+            Err(e) => {
+                eprintln!("error: running cargo for {what}: {e}");
+                return kmodlab::cli::EXIT_UNABLE;
+            }
+        }
+    }
+    kmodlab::cli::EXIT_PASS
+}

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 /// The cache root, created if needed.
 pub fn root() -> Result<PathBuf> {
     let dir = root_path()?;
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating the cache folder {}", dir.display()))?;
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("creating the cache folder {}", dir.display()))?;
     Ok(dir)
 }
 

@@ -1,1 +1,454 @@
-//! TODO
+//! The command line, shared by `cargo xtask` (inside this repository) and the standalone `kmodlab`
+//! binary (anywhere): both parse the same arguments and differ only in their [`Context`].
+
+use crate::kernel::{KernelRequest, SourceSpec};
+use crate::run::{AccelChoice, RunOptions};
+use crate::{agent, kbuild, kernel, report, run, setup, spec};
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Exit codes: every verdict passed (or skipped) / some test failed / the run could not happen.
+pub const EXIT_PASS: i32 = 0;
+pub const EXIT_FAIL: i32 = 1;
+pub const EXIT_UNABLE: i32 = 2;
+
+/// The kernel fragments used when none are named.
+pub const DEFAULT_FRAGMENTS: [&str; 2] = ["base", "rust"];
+
+/// Fragments built into the binary, for use outside this repository.
+const EMBEDDED_FRAGMENTS: [(&str, &str); 2] = [
+    ("base", include_str!("../../../kernel-configs/base.config")),
+    ("rust", include_str!("../../../kernel-configs/rust.config")),
+];
+
+/// What the calling binary knows about where things are.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The folder whose subfolders are modules, unless `--modules-dir` says otherwise.
+    pub modules_dir: PathBuf,
+    /// Where named kernel config fragments live; `None`: the built-in ones.
+    pub configs_dir: Option<PathBuf>,
+    pub agent: AgentSource,
+}
+
+#[derive(Debug, Clone)]
+pub enum AgentSource {
+    /// Build it from this kmodlab workspace.
+    Workspace(PathBuf),
+    /// `KMODLAB_AGENT`, or next to the running executable.
+    Installed,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kmodlab",
+    version,
+    about = "Build Linux kernel modules, boot them under QEMU, and judge what the kernel printed.",
+    long_about = "Build Linux kernel modules (C or Rust), boot them under QEMU with a small test agent, and \
+                  turn what the kernel printed (KTAP, dmesg, crash reports) into verdicts: PASS, FAIL, ERROR, \
+                  CRASH, TIMEOUT or SKIP.\n\nStart with `test`: it installs what is missing, builds the kernel \
+                  the first time (about 5 minutes, cached afterwards), builds the modules and runs them."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Build modules, boot them under QEMU, and print one verdict per test (exit 0 pass, 1 fail, 2 could not run)
+    Test(TestArgs),
+    /// Build modules against the configured kernel without booting anything
+    Build(BuildArgs),
+    /// Provision and build the kernel (cached by content), or show where it stands
+    Kernel(KernelArgs),
+    /// List the modules and their tests
+    List(ListArgs),
+    /// Install what kmodlab needs on this machine: Debian packages, rustup pieces, bindgen
+    Setup(SetupArgs),
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct KernelOpts {
+    /// Kernel source tree to use instead of Debian's linux-source-6.12 package
+    #[arg(long, value_name = "DIR")]
+    pub kernel_src: Option<PathBuf>,
+    /// Kconfig fragment to merge, by name (kernel-configs/NAME.config) or path; repeat for several,
+    /// merged in order [default: base, rust]
+    #[arg(long = "kernel-config", value_name = "NAME|FILE")]
+    pub kernel_config: Vec<String>,
+    /// Parallel jobs for the kernel build [default: number of CPUs]
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ModuleOpts {
+    /// Folder whose subfolders are modules [default: this repository's modules/]
+    #[arg(long, value_name = "DIR")]
+    pub modules_dir: Option<PathBuf>,
+    /// Don't check or install host requirements first
+    #[arg(long)]
+    pub no_setup: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TestArgs {
+    /// Modules to test: a name from the modules folder, NAME/TEST for one test, or a path to a
+    /// module folder. None: every module
+    #[arg(value_name = "MODULE")]
+    pub modules: Vec<String>,
+    #[command(flatten)]
+    pub kernel: KernelOpts,
+    #[command(flatten)]
+    pub module_opts: ModuleOpts,
+    /// Accelerator: auto uses KVM only after a probe boot has shown it works on this machine
+    #[arg(long, value_enum, default_value_t = Accel::Auto)]
+    pub accel: Accel,
+    /// Time limit per test in seconds, overriding the specs' timeout_s
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+    /// Show each test's kernel log and the VM's life
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Where run folders are kept [default: the cache's runs/]
+    #[arg(long, value_name = "DIR")]
+    pub runs_dir: Option<PathBuf>,
+    /// QEMU binary
+    #[arg(long, value_name = "PATH", default_value = "qemu-system-x86_64")]
+    pub qemu: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// Modules to build (names or paths). None: every module
+    #[arg(value_name = "MODULE")]
+    pub modules: Vec<String>,
+    #[command(flatten)]
+    pub kernel: KernelOpts,
+    #[command(flatten)]
+    pub module_opts: ModuleOpts,
+}
+
+#[derive(Args, Debug)]
+pub struct KernelArgs {
+    /// Only show whether the kernel is built and where; never build
+    #[arg(long)]
+    pub status: bool,
+    #[command(flatten)]
+    pub kernel: KernelOpts,
+    /// Don't check or install host requirements first
+    #[arg(long)]
+    pub no_setup: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// Folder whose subfolders are modules [default: this repository's modules/]
+    #[arg(long, value_name = "DIR")]
+    pub modules_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct SetupArgs {
+    /// Only report what is missing; install nothing (exit 2 if anything is missing)
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+/// Parses the process arguments and runs; returns the exit code.
+pub fn main(ctx: &Context) -> i32 {
+    let cli = Cli::parse();
+    run_cli(cli, ctx)
+}
+
+/// Runs a parsed command line; errors are printed and become exit code 2.
+pub fn run_cli(cli: Cli, ctx: &Context) -> i32 {
+    run_command(cli.command, ctx)
+}
+
+/// Runs one command; errors are printed and become exit code 2.
+pub fn run_command(command: Command, ctx: &Context) -> i32 {
+    match dispatch(command, ctx) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            EXIT_UNABLE
+        }
+    }
+}
+
+fn dispatch(command: Command, ctx: &Context) -> Result<i32> {
+    match command {
+        Command::Test(args) => test(args, ctx),
+        Command::Build(args) => build(args, ctx),
+        Command::Kernel(args) => kernel_command(args, ctx),
+        Command::List(args) => list(args, ctx),
+        Command::Setup(args) => setup_command(args),
+    }
+}
+
+fn test(args: TestArgs, ctx: &Context) -> Result<i32> {
+    let modules_dir = args
+        .module_opts
+        .modules_dir
+        .clone()
+        .unwrap_or_else(|| ctx.modules_dir.clone());
+    // Bad names and specs are reported before anything slow happens.
+    let selection = run::select(&modules_dir, &args.modules)?;
+    if !args.module_opts.no_setup {
+        setup::ensure(true)?;
+    }
+    let options = RunOptions {
+        selection,
+        kernel: kernel_request(&args.kernel, ctx)?,
+        agent: agent_binary(ctx)?,
+        accel: match args.accel {
+            Accel::Auto => AccelChoice::Auto,
+            Accel::Kvm => AccelChoice::Kvm,
+            Accel::Tcg => AccelChoice::Tcg,
+        },
+        qemu: setup::require_tool(&args.qemu.to_string_lossy())?,
+        runs_dir: args.runs_dir,
+        timeout: args.timeout.map(Duration::from_secs),
+        memory_mb: 256,
+        cpus: 2,
+    };
+    let mut human = report::Human::stdout(args.verbose);
+    let report = run::run(&options, &mut |event| human.on_event(event))?;
+    human.finish(&report);
+    Ok(if report.verdicts.iter().any(|v| v.outcome.is_failure()) {
+        EXIT_FAIL
+    } else {
+        EXIT_PASS
+    })
+}
+
+fn build(args: BuildArgs, ctx: &Context) -> Result<i32> {
+    let modules_dir = args
+        .module_opts
+        .modules_dir
+        .clone()
+        .unwrap_or_else(|| ctx.modules_dir.clone());
+    let selection = run::select(&modules_dir, &args.modules)?;
+    if !args.module_opts.no_setup {
+        setup::ensure(true)?;
+    }
+    let kernel = kernel::ensure(&kernel_request(&args.kernel, ctx)?)?;
+    for selected in &selection {
+        let build = kbuild::build(&selected.spec, &kernel)?;
+        let how = if build.reused {
+            "up to date".to_string()
+        } else {
+            format!("built in {:.1}s", build.duration.as_secs_f64())
+        };
+        println!("{}: {how}", build.module);
+        if !build.warnings.trim().is_empty() {
+            println!("{}", build.warnings.trim_end());
+        }
+        for (_, path) in &build.objects {
+            println!("  {}", path.display());
+        }
+    }
+    Ok(EXIT_PASS)
+}
+
+fn kernel_command(args: KernelArgs, ctx: &Context) -> Result<i32> {
+    let request = kernel_request(&args.kernel, ctx)?;
+    let kernel = if args.status {
+        match kernel::cached(&request)? {
+            Some(kernel) => kernel,
+            None => {
+                println!(
+                    "kernel {} is not built yet; `kernel` without --status builds it",
+                    kernel::key(&request)?
+                );
+                return Ok(EXIT_FAIL);
+            }
+        }
+    } else {
+        if !args.no_setup {
+            setup::ensure(true)?;
+        }
+        kernel::ensure(&request)?
+    };
+    println!("key:       {}", kernel.key);
+    println!("release:   {}", kernel.release);
+    println!("image:     {}", kernel.image.display());
+    println!("build dir: {}", kernel.build_dir.display());
+    println!("source:    {}", kernel.source_dir.display());
+    let fragments: Vec<String> = kernel
+        .fragments
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect();
+    println!("fragments: {}", fragments.join(" + "));
+    println!(
+        "rust:      {}",
+        if kernel.option("CONFIG_RUST") == Some("y") {
+            "yes"
+        } else {
+            "no"
+        }
+    );
+    Ok(EXIT_PASS)
+}
+
+fn list(args: ListArgs, ctx: &Context) -> Result<i32> {
+    let modules_dir = args.modules_dir.unwrap_or_else(|| ctx.modules_dir.clone());
+    for dir in spec::discover(&modules_dir)? {
+        match spec::load(&dir) {
+            Ok(spec) => {
+                let requires = if spec.requires.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (needs {})", spec.requires.join(", "))
+                };
+                println!(
+                    "{:<16} {:<5} {}{requires}",
+                    spec.name,
+                    spec.language.to_string(),
+                    spec.description
+                );
+                let tests: Vec<&str> = spec.tests.iter().map(|t| t.name.as_str()).collect();
+                println!("{:<16} tests: {}", "", tests.join(", "));
+            }
+            Err(e) => println!(
+                "{:<16} invalid spec: {e:#}",
+                dir.file_name().unwrap_or_default().to_string_lossy()
+            ),
+        }
+    }
+    Ok(EXIT_PASS)
+}
+
+fn setup_command(args: SetupArgs) -> Result<i32> {
+    if args.check {
+        let missing = setup::check();
+        if missing.is_empty() {
+            println!("everything kmodlab needs is installed");
+            return Ok(EXIT_PASS);
+        }
+        for item in &missing {
+            println!("missing: {item}");
+        }
+        return Ok(EXIT_UNABLE);
+    }
+    setup::ensure(true)?;
+    println!("everything kmodlab needs is installed");
+    Ok(EXIT_PASS)
+}
+
+/// The kernel the options ask for.
+pub fn kernel_request(opts: &KernelOpts, ctx: &Context) -> Result<KernelRequest> {
+    let names: Vec<String> = if opts.kernel_config.is_empty() {
+        DEFAULT_FRAGMENTS.iter().map(|s| s.to_string()).collect()
+    } else {
+        opts.kernel_config.clone()
+    };
+    let fragments = names
+        .iter()
+        .map(|name| resolve_fragment(name, ctx.configs_dir.as_deref()))
+        .collect::<Result<_>>()?;
+    let source = match &opts.kernel_src {
+        Some(dir) => SourceSpec::Dir(dir.clone()),
+        None => SourceSpec::Debian,
+    };
+    Ok(KernelRequest {
+        source,
+        fragments,
+        jobs: opts.jobs,
+    })
+}
+
+/// `base` → `<configs>/base.config`; a path is taken as it is.
+fn resolve_fragment(name: &str, configs_dir: Option<&Path>) -> Result<PathBuf> {
+    let as_path = Path::new(name);
+    if name.contains('/') || name.ends_with(".config") {
+        if as_path.is_file() {
+            return Ok(as_path.to_path_buf());
+        }
+        bail!("kernel config fragment {name} does not exist");
+    }
+    if let Some(dir) = configs_dir {
+        let path = dir.join(format!("{name}.config"));
+        if path.is_file() {
+            return Ok(path);
+        }
+        let known: Vec<String> = std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter_map(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .strip_suffix(".config")
+                            .map(str::to_string)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        bail!(
+            "no kernel config fragment `{name}` in {} (known: {})",
+            dir.display(),
+            known.join(", ")
+        );
+    }
+    match EMBEDDED_FRAGMENTS.iter().find(|(n, _)| *n == name) {
+        Some((n, text)) => {
+            let path = crate::cache::dir("configs")?.join(format!("{n}.config"));
+            if std::fs::read_to_string(&path).ok().as_deref() != Some(*text) {
+                std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            }
+            Ok(path)
+        }
+        None => bail!("no built-in kernel config fragment `{name}` (built in: base, rust); give a path instead"),
+    }
+}
+
+fn agent_binary(ctx: &Context) -> Result<PathBuf> {
+    match &ctx.agent {
+        AgentSource::Workspace(root) => agent::build_in_workspace(root),
+        AgentSource::Installed => agent::locate(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_subcommand_has_help_text() {
+        let cli = Cli::command();
+        for sub in cli.get_subcommands() {
+            assert!(
+                sub.get_about().is_some(),
+                "`{}` has no help text",
+                sub.get_name()
+            );
+            for arg in sub.get_arguments() {
+                assert!(
+                    arg.get_help().is_some(),
+                    "`{} --{}` has no help text",
+                    sub.get_name(),
+                    arg.get_id()
+                );
+            }
+        }
+    }
+}

@@ -1,1 +1,292 @@
-//! TODO
+//! Building a module folder out of tree with Kbuild, in a copy, so the user's folder stays clean.
+//!
+//! The copy lives in the cache as `<copy>/<name>/` beside `<copy>/include/` (kmodlab's helpers, such as
+//! `kmodlab/ktap.h`), so a module's Kbuild can say `ccflags-y += -I$(src)/../include` wherever it comes from.
+//! A content hash of the sources, the helpers and the kernel skips `make` entirely when nothing changed.
+
+use crate::cache::{self, KeyBuilder};
+use crate::kernel::Kernel;
+use crate::spec::ModuleSpec;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// kmodlab's module helpers, built into the binary so they exist wherever modules come from.
+/// Their sources are in `modules/include/`.
+pub const HELPERS: &[(&str, &str)] = &[
+    (
+        "kmodlab/ktap.h",
+        include_str!("../../../modules/include/kmodlab/ktap.h"),
+    ),
+    (
+        "kmodlab_ktap.rs",
+        include_str!("../../../modules/include/kmodlab_ktap.rs"),
+    ),
+];
+
+/// A built module folder.
+#[derive(Debug, Clone)]
+pub struct ModuleBuild {
+    pub module: String,
+    /// Each `.ko` of the spec's `build` list, in that order.
+    pub objects: Vec<(String, PathBuf)>,
+    /// True when the previous build was still current and `make` did not run.
+    pub reused: bool,
+    pub duration: Duration,
+    /// Compiler warnings, with paths pointing into the user's folder.
+    pub warnings: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct Stamp {
+    key: String,
+    files: Vec<String>,
+}
+
+/// Builds `spec`'s folder against `kernel`.
+pub fn build(spec: &ModuleSpec, kernel: &Kernel) -> Result<ModuleBuild> {
+    let started = Instant::now();
+    let sources = source_files(&spec.dir)?;
+    let mut key = KeyBuilder::new();
+    key.part("kernel", &kernel.key);
+    for (name, text) in HELPERS {
+        key.part(name, text);
+    }
+    for rel in &sources {
+        key.part("path", rel.to_string_lossy().as_bytes());
+        key.file("file", &spec.dir.join(rel))?;
+    }
+    let key = key.finish();
+
+    let root = copy_root(spec, kernel)?;
+    let copy = root.join(&spec.name);
+    let stamp_path = root.join("stamp.json");
+    let previous: Stamp = std::fs::read(&stamp_path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
+    let objects: Vec<(String, PathBuf)> = spec
+        .build
+        .iter()
+        .map(|name| (name.clone(), copy.join(format!("{name}.ko"))))
+        .collect();
+    if previous.key == key && objects.iter().all(|(_, path)| path.is_file()) {
+        return Ok(ModuleBuild {
+            module: spec.name.clone(),
+            objects,
+            reused: true,
+            duration: started.elapsed(),
+            warnings: String::new(),
+        });
+    }
+
+    // Sync the copy: rewrite only changed files so make's own timestamps keep builds incremental.
+    for (name, text) in HELPERS {
+        write_if_changed(&root.join("include").join(name), text.as_bytes())?;
+    }
+    for rel in &sources {
+        let data = std::fs::read(spec.dir.join(rel))
+            .with_context(|| format!("reading {}", spec.dir.join(rel).display()))?;
+        write_if_changed(&copy.join(rel), &data)?;
+    }
+    let current: Vec<String> = sources
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    for gone in previous.files.iter().filter(|f| !current.contains(f)) {
+        let _ = std::fs::remove_file(copy.join(gone));
+    }
+    let _ = std::fs::remove_file(&stamp_path);
+
+    let output = Command::new("make")
+        .arg("-C")
+        .arg(&kernel.build_dir)
+        .arg(format!("M={}", copy.display()))
+        .arg(format!(
+            "-j{}",
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        ))
+        .arg("modules")
+        .env("PATH", crate::setup::build_env_path())
+        .output()
+        .context("running make for the module build (is `make` installed? Debian package: make)")?;
+    let shown = |bytes: &[u8]| relocate(&String::from_utf8_lossy(bytes), &copy, &spec.dir);
+    let stderr = shown(&output.stderr);
+    if !output.status.success() {
+        let stdout = shown(&output.stdout);
+        let tail: Vec<&str> = stdout
+            .lines()
+            .rev()
+            .take(5)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        bail!(
+            "building module `{}` failed:\n{}{}",
+            spec.name,
+            stderr.trim_end(),
+            if stderr.trim().is_empty() {
+                format!("\n{}", tail.join("\n"))
+            } else {
+                String::new()
+            }
+        );
+    }
+    for (name, path) in &objects {
+        if !path.is_file() {
+            bail!(
+                "building module `{}`: Kbuild did not produce {name}.ko; is `{name}` in its Kbuild's obj-m? \
+                 (the spec's module.build lists {:?})",
+                spec.name,
+                spec.build
+            );
+        }
+    }
+    let stamp = Stamp {
+        key,
+        files: current,
+    };
+    std::fs::write(&stamp_path, serde_json::to_vec(&stamp)?)
+        .with_context(|| format!("writing {}", stamp_path.display()))?;
+    Ok(ModuleBuild {
+        module: spec.name.clone(),
+        objects,
+        reused: false,
+        duration: started.elapsed(),
+        warnings: stderr,
+    })
+}
+
+/// The copy's folder: one per kernel and module folder.
+fn copy_root(spec: &ModuleSpec, kernel: &Kernel) -> Result<PathBuf> {
+    let canonical = spec
+        .dir
+        .canonicalize()
+        .with_context(|| format!("finding {}", spec.dir.display()))?;
+    let folder_key = KeyBuilder::new()
+        .part("dir", canonical.to_string_lossy().as_bytes())
+        .finish();
+    let root = cache::dir("modules")?.join(&kernel.key).join(format!(
+        "{}-{}",
+        spec.name,
+        &folder_key[..8]
+    ));
+    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    Ok(root)
+}
+
+/// The module's own files, relative to its folder, sorted; build products and hidden files are left out
+/// (a user may have run make in place before).
+fn source_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    fn is_product(name: &str) -> bool {
+        const SUFFIXES: [&str; 12] = [
+            ".o", ".ko", ".mod", ".mod.c", ".symvers", ".order", ".a", ".rmeta", ".d", ".cmd",
+            ".so", ".tmp",
+        ];
+        SUFFIXES.iter().any(|s| name.ends_with(s))
+    }
+    fn walk(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+        let dir = root.join(rel);
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?
+        {
+            let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || is_product(&name) || name == "target" {
+                continue;
+            }
+            let file_type = entry
+                .file_type()
+                .with_context(|| format!("reading {}", entry.path().display()))?;
+            if file_type.is_dir() {
+                walk(root, &rel.join(&name), out)?;
+            } else if file_type.is_file() {
+                out.push(rel.join(&name));
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    walk(dir, Path::new(""), &mut files)?;
+    files.sort();
+    Ok(files)
+}
+
+fn write_if_changed(path: &Path, data: &[u8]) -> Result<()> {
+    if std::fs::read(path).is_ok_and(|old| old == data) {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    std::fs::write(path, data).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Points compiler messages at the user's files instead of the build copy.
+fn relocate(text: &str, copy: &Path, original: &Path) -> String {
+    let shown = display_path(original);
+    text.replace(
+        &format!("{}/", copy.display()),
+        &format!("{}/", shown.display()),
+    )
+    .replace(&copy.display().to_string(), &shown.display().to_string())
+}
+
+/// A path relative to the current folder when it lies below it, for shorter messages.
+pub fn display_path(path: &Path) -> PathBuf {
+    let absolute = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    match std::env::current_dir() {
+        Ok(cwd) => absolute
+            .strip_prefix(&cwd)
+            .map(Path::to_path_buf)
+            .unwrap_or(absolute),
+        Err(_) => absolute,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_leave_out_build_products_and_hidden_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for name in [
+            "hello.c",
+            "Kbuild",
+            "hello.o",
+            "hello.ko",
+            ".hello.o.cmd",
+            "hello.mod.c",
+            "sub/util.h",
+        ] {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, name).expect("write");
+        }
+        let files = source_files(dir.path()).expect("walk");
+        let names: Vec<_> = files
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["Kbuild", "hello.c", "sub/util.h"]);
+    }
+
+    #[test]
+    fn compiler_paths_point_at_the_users_folder() {
+        let text = "/cache/m/hello/hello.c:3:1: error: expected ';'\nmake[2]: *** [/cache/m/hello/Makefile] Error 1";
+        let out = relocate(
+            text,
+            Path::new("/cache/m/hello"),
+            Path::new("/no/such/modules/hello"),
+        );
+        assert!(
+            out.starts_with("/no/such/modules/hello/hello.c:3:1: error"),
+            "{out}"
+        );
+        assert!(!out.contains("/cache/m"), "{out}");
+    }
+}

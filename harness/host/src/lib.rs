@@ -2,9 +2,11 @@
 //!
 //! One concern per module: `setup` (host tools), `kernel` (provisioning and build), `kbuild` (module
 //! builds), `spec` (module test specs), `initramfs` (newc writer), `agent` (the guest binary), `vm` (QEMU),
-//! `ktap` and `oops` (reading what the kernel printed), `verdict` (judging), `report` (output),
-//! `run` (the `test` pipeline and its run folder), `cli` (the command line shared by both binaries).
+//! `accel` (KVM or TCG), `ktap` and `oops` (reading what the kernel printed), `taint`, `verdict` (judging),
+//! `report` (output), `run` (the `test` pipeline and its run folder), `progress` (what a person sees while
+//! it works), `cli` (the command line of both binaries).
 
+pub mod accel;
 pub mod agent;
 pub mod cache;
 pub mod cli;
@@ -13,9 +15,11 @@ pub mod kbuild;
 pub mod kernel;
 pub mod ktap;
 pub mod oops;
+pub mod progress;
 pub mod report;
 pub mod run;
 pub mod setup;
 pub mod spec;
+pub mod taint;
 pub mod verdict;
 pub mod vm;

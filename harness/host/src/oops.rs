@@ -1,1 +1,1109 @@
-//! TODO
+//! Kernel failure markers: finding crash reports in a kernel log and giving each a one-line title.
+//!
+//! The knowledge lives in one table, [`MARKERS`], in the manner of syzkaller's
+//! `pkg/report/linux.go`: each entry is a class, a pattern for the line that starts the report,
+//! and how to build a title from it (`WARNING in demo_exit`, `KASAN: slab-use-after-free Read in
+//! demo_init`, ...). The formats are those the 6.12 kernel prints (`lib/bug.c`, `kernel/panic.c`,
+//! `arch/x86/kernel/dumpstack.c`, `arch/x86/mm/fault.c`, `kernel/locking/lockdep.c`,
+//! `kernel/sched/core.c`, `kernel/watchdog.c`, `kernel/hung_task.c`, `kernel/rcu/tree_stall.h`,
+//! `kernel/workqueue.c`, `mm/kasan/report.c`, `mm/kfence/report.c`, `lib/ubsan.c`, the Rust
+//! panic handler in `rust/kernel/lib.rs`), with the arm64 spellings where they differ.
+//!
+//! Titles name the function to blame: taken from the marker line itself, the faulting `RIP:`,
+//! a lockdep `at:` site, or the first reliable call-trace frame, skipping generic infrastructure
+//! ([`SKIP_FRAMES`]) so that the title names the module's code rather than `__warn` or `mutex_lock`.
+
+use kmodlab_protocol::ktap::strip_timestamp;
+use regex::{Regex, RegexSet};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+/// What kind of failure a report is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CrashClass {
+    /// `Oops: ...` with no more specific marker before it (invalid opcode, divide error, ...).
+    Oops,
+    GeneralProtection,
+    NullDeref,
+    PageFault,
+    /// `kernel BUG at file:line!` (BUG(), BUG_ON()).
+    Bug,
+    /// `WARNING: CPU: ... at ...` (WARN(), WARN_ON()).
+    Warning,
+    /// `Kernel panic - not syncing: ...`.
+    Panic,
+    Kasan,
+    Ubsan,
+    Kfence,
+    /// Lock validator reports: deadlocks, inconsistent lock state, bad unlock balance,
+    /// suspicious RCU usage, invalid wait context.
+    Lockdep,
+    /// `BUG: scheduling while atomic`, `BUG: sleeping function called from invalid context`.
+    SleepInAtomic,
+    SoftLockup,
+    HardLockup,
+    HungTask,
+    RcuStall,
+    WorkqueueLockup,
+    RustPanic,
+    /// Any other `BUG: ...` line (bad page state, spinlock bugs, stack guard page, ...).
+    OtherBug,
+}
+
+impl CrashClass {
+    /// The snake_case name used in reports and test expectations.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CrashClass::Oops => "oops",
+            CrashClass::GeneralProtection => "general_protection",
+            CrashClass::NullDeref => "null_deref",
+            CrashClass::PageFault => "page_fault",
+            CrashClass::Bug => "bug",
+            CrashClass::Warning => "warning",
+            CrashClass::Panic => "panic",
+            CrashClass::Kasan => "kasan",
+            CrashClass::Ubsan => "ubsan",
+            CrashClass::Kfence => "kfence",
+            CrashClass::Lockdep => "lockdep",
+            CrashClass::SleepInAtomic => "sleep_in_atomic",
+            CrashClass::SoftLockup => "soft_lockup",
+            CrashClass::HardLockup => "hard_lockup",
+            CrashClass::HungTask => "hung_task",
+            CrashClass::RcuStall => "rcu_stall",
+            CrashClass::WorkqueueLockup => "workqueue_lockup",
+            CrashClass::RustPanic => "rust_panic",
+            CrashClass::OtherBug => "other_bug",
+        }
+    }
+}
+
+impl std::fmt::Display for CrashClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One crash report found in a log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Crash {
+    pub class: CrashClass,
+    /// One line, e.g. `WARNING in demo_exit`.
+    pub title: String,
+    /// Index of the marker line in the scanned lines.
+    pub line: usize,
+    /// The report as printed (timestamps removed): a `cut here` line and WARN message just
+    /// before the marker when there are some, the marker, and what follows up to the
+    /// end-of-report marker, at most [`REPORT_LINES`] lines.
+    pub report: Vec<String>,
+}
+
+/// Most lines kept in [`Crash::report`].
+pub const REPORT_LINES: usize = 40;
+/// How far after a marker its report may reach (for the end marker, the title's function and
+/// markers that belong to it). Bounds the work per report, so scanning stays linear.
+const REPORT_REACH: usize = 200;
+/// How far before a marker to look for `------------[ cut here ]------------`.
+const PREAMBLE_LINES: usize = 4;
+const TITLE_MAX: usize = 160;
+
+/// Where the function in a title comes from; a marker lists the sources to try in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Func {
+    /// The marker's own `func` group (WARNING's `at file:line func+0x..`, KASAN's `in func+0x..`).
+    Marker,
+    /// The faulting instruction: x86 `RIP: 0010:func+0x..`, arm64 `pc : func+0x..`.
+    Rip,
+    /// Lockdep's acquisition site: `..., at: func+0x..`.
+    LockSite,
+    /// The first reliable call-trace frame (not `? func`) that is not infrastructure.
+    Trace,
+}
+
+/// One row of the table.
+struct Marker {
+    class: CrashClass,
+    /// Matched against the line without its timestamp or leading blanks; starts with `^`.
+    /// Named groups can be used by the title.
+    pattern: &'static str,
+    /// `{name}` is a group from `pattern` or `detail`, `{func}` the blamed function; a `[...]`
+    /// part is left out when a placeholder inside it has no value.
+    title: &'static str,
+    func: &'static [Func],
+    /// A later line supplying more groups, searched this many lines after the marker.
+    detail: Option<(&'static str, usize)>,
+    /// Markers of these classes inside this report are part of it (the `Oops:` line after
+    /// `kernel BUG at`), not crashes of their own.
+    absorbs: &'static [CrashClass],
+}
+
+use CrashClass as C;
+use Func::{LockSite, Marker as FromMarker, Rip, Trace};
+
+/// A symbol as `%pS` prints it: `name+0xoff/0xsize`. Group `func` captures the name.
+macro_rules! sym {
+    () => {
+        r"(?P<func>[A-Za-z_.$][\w.$]*)\+0x[0-9a-f]+"
+    };
+}
+
+/// The marker table. The first matching row wins, so specific rows come before general ones
+/// (`general protection fault` before `Oops:`, `BUG: KASAN:` before `BUG:`). Patterns are
+/// matched after the timestamp is removed; they may start with a lowercase `pr_fmt` tag such as
+/// `watchdog: ` or `rcu: `.
+static MARKERS: &[Marker] = &[
+    Marker {
+        class: C::RustPanic,
+        pattern: r"^(?:[a-z][\w.-]*: )?panicked at (?P<loc>\S+?):?(?:\s+(?P<msg>\S.*))?$",
+        title: "Rust panic[: {msg}]",
+        func: &[],
+        // Rust prints `panicked at file:line:col:` and the message on the next line.
+        detail: Some((r"^\s*(?P<msg>[^\s-].*)$", 1)),
+        absorbs: &[C::Bug, C::Oops],
+    },
+    Marker {
+        class: C::Warning,
+        pattern: concat!(
+            r"^WARNING: CPU: \d+ PID: \d+ at (?:\S+:\d+ )?(?:",
+            sym!(),
+            ")?"
+        ),
+        title: "WARNING[ in {func}]",
+        func: &[FromMarker, Trace],
+        detail: None,
+        absorbs: &[],
+    },
+    Marker {
+        class: C::Bug,
+        pattern: r"^kernel BUG at (?P<src>\S+?)!?$",
+        title: "kernel BUG[ in {func}]",
+        func: &[Rip, Trace],
+        detail: None,
+        absorbs: &[C::Oops],
+    },
+    Marker {
+        class: C::Bug,
+        pattern: concat!(r"^Kernel BUG at (?:", sym!(), ")?"),
+        title: "kernel BUG[ in {func}]",
+        func: &[FromMarker, Rip, Trace],
+        detail: None,
+        absorbs: &[C::Oops],
+    },
+    Marker {
+        class: C::NullDeref,
+        pattern: r"^(?:BUG: kernel NULL pointer dereference|BUG: unable to handle kernel NULL pointer dereference|Unable to handle kernel NULL pointer dereference)",
+        title: "BUG: kernel NULL pointer dereference[ in {func}]",
+        func: &[Rip, Trace],
+        detail: None,
+        absorbs: &[C::Oops],
+    },
+    Marker {
+        class: C::PageFault,
+        pattern: r"^(?:BUG: unable to handle (?:page fault|kernel paging request)|Unable to handle kernel paging request)",
+        title: "BUG: unable to handle page fault[ in {func}]",
+        func: &[Rip, Trace],
+        detail: None,
+        absorbs: &[C::Oops],
+    },
+    Marker {
+        class: C::GeneralProtection,
+        pattern: r"^(?:Oops: )?(?:segment-related )?general protection fault",
+        title: "general protection fault[ in {func}]",
+        func: &[Rip, Trace],
+        detail: None,
+        absorbs: &[],
+    },
+    Marker {
+        class: C::Kasan,
+        pattern: concat!(r"^BUG: KASAN: (?P<kind>[\w-]+)(?: in ", sym!(), ")?"),
+        title: "KASAN: {kind}[ {access}][ in {func}]",
+        func: &[FromMarker, Trace],
+        detail: Some((r"^(?P<access>Read|Write) (?:of size|at addr)", 4)),
+        absorbs: &[C::Oops],
+    },
+    Marker {
+        class: C::Kfence,
+        pattern: concat!(r"^BUG: KFENCE: (?P<kind>.+?) in ", sym!()),
+        title: "KFENCE: {kind}[ in {func}]",
+        func: &[FromMarker, Trace],
+        detail: None,
+        absorbs: &[],
+    },
+    Marker {
+        class: C::Ubsan,
+        pattern: r"^UBSAN: (?P<kind>[\w-]+) in (?P<src>\S+)",
+        title: "UBSAN: {kind}[ in {func}]",
+        func: &[Trace],
+        detail: None,
+        absorbs: &[],
+    },
+    Marker {
+        class: C::Lockdep,
+        pattern: r"^WARNING: (?:possible circular locking dependency|possible recursive locking|possible irq lock inversion dependency|\S+-safe -> \S+-unsafe lock order) detected",
+        title: "possible deadlock[ in {func}]",
+        func: &[LockSite, Trace],
+        detail: None,
+        absorbs: &[],
+    },
+    Marker {
+        class: C::Lockdep,
+        pattern: r"^WARNING: inconsistent lock state",
+        title: "inconsistent lock state[ in {func}]",
+        func: &[LockSite, Trace],
+        detail: None,
+        absorbs: &[],
+    },
+    Marker {
+        class: C::Lockdep,
+        pattern: r"^WARNING: bad unlock balance detected",
+        title: "bad unlock balance[ in {func}]",
+        func: &[Trace],
+        detail: None,
+        absorbs: &[],
+    },
+    Marker {
+        class: C::Lockdep,
+        pattern: r"^WARNING: suspicious RCU usage",
+        title: "suspicious RCU usage[ at {src}]",
+        func: &[],
+        detail: Some((r"^(?P<src>[\w./-]+:\d+) ", 4)),
+        absorbs: &[],
+    },
+    Marker {
+        class: C::Lockdep,
+        pattern: r"^\[ BUG: Invalid wait context \]",
+        title: "BUG: invalid wait context[ in {func}]",
+        func: &[LockSite, Trace],
+        detail: None,
+        absorbs: &[],
+    },
+    Marker {
+        class: C::Lockdep,
+        pattern: r"^WARNING: (?P<what>held lock freed|lock held when returning to user space|Nested lock was not taken)",
+        title: "WARNING: {what}[ in {func}]",
+        func: &[Trace],
+        detail: None,
+        absorbs: &[],
+    },
+    Marker {
+        class: C::SleepInAtomic,
+        pattern: r"^BUG: (?P<what>scheduling while atomic|sleeping function called from invalid context)",
+        title: "BUG: {what}[ in {func}]",
+        func: &[Trace],
+        detail: None,
+        absorbs: &[],
+    },
+    Marker {
+        class: C::SoftLockup,
+        pattern: r"^(?:watchdog: )?BUG: soft lockup",
+        title: "BUG: soft lockup[ in {func}]",
+        func: &[Rip, Trace],
+        detail: None,
+        absorbs: &[],
+    },
+    Marker {
+        class: C::HardLockup,
+        pattern: r"^(?:watchdog: )?Watchdog detected hard LOCKUP",
+        title: "BUG: hard lockup[ in {func}]",
+        func: &[Rip, Trace],
+        detail: None,
+        absorbs: &[],
+    },
+    Marker {
+        class: C::HungTask,
+        pattern: r"^INFO: task .+:\d+ blocked for more than \d+ seconds",
+        title: "INFO: task hung[ in {func}]",
+        func: &[Trace],
+        detail: None,
+        absorbs: &[],
+    },
+    Marker {
+        class: C::RcuStall,
+        pattern: r"^(?:rcu: )?INFO: rcu\w* (?:self-)?detected (?:expedited )?stalls?",
+        title: "INFO: rcu detected stall[ in {func}]",
+        func: &[Rip, Trace],
+        detail: None,
+        absorbs: &[],
+    },
+    Marker {
+        class: C::WorkqueueLockup,
+        pattern: r"^BUG: workqueue lockup",
+        title: "BUG: workqueue lockup",
+        func: &[],
+        detail: None,
+        absorbs: &[],
+    },
+    Marker {
+        class: C::OtherBug,
+        pattern: r"^BUG: (?P<what>stack guard page was hit|Bad page state|Bad rss-counter state|workqueue leaked [\w ,]+|spinlock [\w -]+? on CPU)",
+        title: "BUG: {what}[ in {func}]",
+        func: &[Rip, Trace],
+        detail: None,
+        absorbs: &[C::Oops],
+    },
+    Marker {
+        class: C::Panic,
+        pattern: r"^Kernel panic - not syncing: ?(?P<msg>.*)$",
+        title: "kernel panic[: {msg}]",
+        func: &[],
+        detail: None,
+        absorbs: &[],
+    },
+    // The general `Oops:` and `BUG:` rows last: more specific rows above claim their lines.
+    Marker {
+        class: C::Oops,
+        pattern: r"^(?:Internal error: )?Oops: (?:(?P<what>.+?): )?[0-9a-f]+ \[#\d+\]",
+        title: "Oops[: {what}][ in {func}]",
+        func: &[Rip, Trace],
+        detail: None,
+        absorbs: &[],
+    },
+    Marker {
+        class: C::OtherBug,
+        pattern: r"^BUG: (?P<what>[^:!,\[]+)",
+        title: "BUG: {what}[ in {func}]",
+        func: &[Rip, Trace],
+        detail: None,
+        absorbs: &[C::Oops],
+    },
+];
+
+/// Lines that end a report (printed by `print_oops_end_marker`, `panic`, KASAN, KFENCE).
+const END_OF_REPORT: &str =
+    r"^(?:---\[ end trace [0-9a-f]* ?\]---|---\[ end Kernel panic|={20,}\s*$)";
+
+/// Functions that are generic machinery rather than the code at fault: trap and report
+/// plumbing, sleeping and locking primitives, allocators, module loading and syscall entry,
+/// timer interrupts and sanitizer runtimes. A title skips them to name the caller.
+pub const SKIP_FRAMES: &[&str] = &[
+    // WARN/BUG/oops plumbing
+    "__warn",
+    "warn_slowpath_fmt",
+    "__warn_printk",
+    "report_bug",
+    "handle_bug",
+    "exc_invalid_op",
+    r"asm_exc_\w+",
+    r"exc_page_fault",
+    "do_trap",
+    "do_error_trap",
+    "die",
+    "__die",
+    "__die_body",
+    "die_addr",
+    "oops_end",
+    "page_fault_oops",
+    "kernelmode_fixup_or_oops",
+    "__bad_area_nosemaphore",
+    "bad_area_nosemaphore",
+    "do_kern_addr_fault",
+    "do_user_addr_fault",
+    "handle_page_fault",
+    "panic",
+    "nmi_panic",
+    "check_panic_on_warn",
+    r"dump_stack\w*",
+    "__dump_stack",
+    "show_stack",
+    "show_regs",
+    r"show_trace_log_lvl",
+    r"__pfx_\w+",
+    "rust_begin_unwind",
+    "rust_helper_BUG",
+    // sleeping and scheduling
+    "__might_sleep",
+    "__might_resched",
+    "__might_fault",
+    "might_fault",
+    "__schedule_bug",
+    "schedule_debug",
+    "__cond_resched",
+    "__schedule",
+    "schedule",
+    "schedule_timeout",
+    "schedule_preempt_disabled",
+    r"preempt_schedule\w*",
+    r"io_schedule\w*",
+    r"wait_for_completion\w*",
+    "__wait_for_common",
+    r"wait_for_common\w*",
+    "do_wait_for_common",
+    "msleep",
+    "msleep_interruptible",
+    r"usleep_range\w*",
+    "ssleep",
+    // waiting for other work
+    "__flush_work",
+    "flush_work",
+    "__flush_workqueue",
+    "flush_workqueue",
+    "drain_workqueue",
+    "destroy_workqueue",
+    r"__cancel_work\w*",
+    "cancel_work_sync",
+    "cancel_delayed_work_sync",
+    r"kthread_stop\w*",
+    r"synchronize_rcu\w*",
+    r"synchronize_srcu\w*",
+    "__wait_rcu_gp",
+    r"rcu_barrier\w*",
+    // locks and lockdep
+    r"__mutex_lock\w*",
+    r"mutex_lock\w*",
+    "mutex_unlock",
+    "__mutex_unlock_slowpath",
+    "down",
+    r"down_(?:read|write|interruptible|killable|timeout|trylock)\w*",
+    r"__down\w*",
+    "up",
+    "up_read",
+    "up_write",
+    r"_raw_spin_\w+",
+    r"_raw_read_\w+",
+    r"_raw_write_\w+",
+    r"do_raw_spin_\w+",
+    r"queued_spin_\w+",
+    r"native_queued_spin_\w+",
+    "lock_acquire",
+    "lock_release",
+    "__lock_acquire",
+    "__lock_release",
+    "lock_acquired",
+    "lock_contended",
+    "print_circular_bug",
+    "check_noncircular",
+    "check_prev_add",
+    "check_prevs_add",
+    "validate_chain",
+    "print_usage_bug",
+    r"mark_lock\w*",
+    "valid_state",
+    "print_unlock_imbalance_bug",
+    r"lockdep_\w+",
+    "rcu_lock_acquire",
+    "rcu_lock_release",
+    r"__rcu_read_\w+",
+    // allocators and string helpers
+    "kmalloc",
+    r"kmalloc_trace\w*",
+    r"kmalloc_node\w*",
+    "__kmalloc",
+    r"__kmalloc_\w+",
+    r"kmem_cache_alloc\w*",
+    "kmem_cache_free",
+    "kfree",
+    "kzalloc",
+    "krealloc",
+    r"kvmalloc_node\w*",
+    "kvfree",
+    r"slab_free\w*",
+    "__slab_free",
+    "do_slab_free",
+    "___slab_alloc",
+    r"__slab_alloc\w*",
+    r"slab_alloc\w*",
+    r"memcpy\w*",
+    r"__memcpy\w*",
+    r"memset\w*",
+    r"__memset\w*",
+    r"memmove\w*",
+    r"__memmove\w*",
+    "strcpy",
+    "strncpy",
+    "strlen",
+    r"strscpy\w*",
+    "bad_page",
+    r"free_page_is_bad\w*",
+    "free_pages_prepare",
+    r"__free_pages\w*",
+    r"free_unref_page\w*",
+    // sanitizers
+    "kasan_report",
+    "kasan_check_range",
+    r"__kasan_\w+",
+    r"kasan_save_\w+",
+    r"__asan_\w+",
+    r"__hwasan_\w+",
+    "print_report",
+    r"print_address_description\w*",
+    r"__ubsan_handle_\w+",
+    r"ubsan_\w+",
+    r"kfence_\w+",
+    r"__kfence_\w+",
+    r"__sanitizer_\w+",
+    // module loading, syscall entry
+    "do_one_initcall",
+    "do_init_module",
+    "load_module",
+    "init_module_from_file",
+    "idempotent_init_module",
+    r"__do_sys_\w*init_module",
+    r"__se_sys_\w*init_module",
+    r"__x64_sys_\w*init_module",
+    r"__arm64_sys_\w*init_module",
+    "__do_sys_delete_module",
+    "__se_sys_delete_module",
+    "__x64_sys_delete_module",
+    "__arm64_sys_delete_module",
+    "free_module",
+    "x64_sys_call",
+    "do_syscall_64",
+    "do_syscall_x64",
+    r"entry_SYSCALL_64\w*",
+    r"el0_svc\w*",
+    "invoke_syscall",
+    // interrupts, timers and the watchdogs reporting through them
+    "watchdog_timer_fn",
+    r"__hrtimer_run_queues",
+    "hrtimer_interrupt",
+    r"__sysvec_\w+",
+    r"sysvec_\w+",
+    "update_process_times",
+    "tick_nohz_handler",
+    "tick_sched_handle",
+    "tick_sched_timer",
+    "rcu_sched_clock_irq",
+    "rcu_pending",
+    "print_cpu_stall",
+    "check_cpu_stall",
+    "rcu_dump_cpu_stacks",
+    "dump_cpu_task",
+    "nmi_cpu_backtrace",
+    "nmi_trigger_cpumask_backtrace",
+    "arch_trigger_cpumask_backtrace",
+    "trigger_single_cpu_backtrace",
+    r"irq_exit\w*",
+    r"__irq_exit\w*",
+    r"handle_softirqs",
+    r"__do_softirq",
+];
+
+/// Compiled once: the table, a set for the first look at every line, and the helpers.
+struct Compiled {
+    set: RegexSet,
+    /// Parallel to `MARKERS`; `None` for a row whose pattern failed to compile (a unit test
+    /// checks there are none, so this only keeps a typo from becoming a panic).
+    markers: Vec<Option<Regex>>,
+    details: Vec<Option<Regex>>,
+    end: Option<Regex>,
+    frame: Option<Regex>,
+    rip: Option<Regex>,
+    lock_site: Option<Regex>,
+    skip: Option<Regex>,
+    cut_here: Option<Regex>,
+}
+
+fn compiled() -> &'static Compiled {
+    static COMPILED: OnceLock<Compiled> = OnceLock::new();
+    COMPILED.get_or_init(|| {
+        // Markers start a line, but indentation is tolerated (KUnit's own test logs show an
+        // indented panic line when a suite was interrupted).
+        let patterns: Vec<String> = MARKERS
+            .iter()
+            .map(|m| format!("^[ \\t]*(?:{})", m.pattern.trim_start_matches('^')))
+            .collect();
+        let markers: Vec<Option<Regex>> = patterns.iter().map(|p| Regex::new(p).ok()).collect();
+        // The set only pre-filters; rows that failed to compile are replaced by a never-matching
+        // pattern so indices stay parallel.
+        let set_patterns: Vec<&str> = patterns
+            .iter()
+            .zip(&markers)
+            .map(|(p, r)| if r.is_some() { p.as_str() } else { r"[^\s\S]" })
+            .collect();
+        Compiled {
+            set: RegexSet::new(set_patterns).unwrap_or_else(|_| RegexSet::empty()),
+            markers,
+            details: MARKERS
+                .iter()
+                .map(|m| m.detail.and_then(|(p, _)| Regex::new(p).ok()))
+                .collect(),
+            end: Regex::new(END_OF_REPORT).ok(),
+            frame: Regex::new(concat!(
+                r"^\s*(?:\[<[0-9a-f]+>\]\s*)?(?P<unreliable>\?\s+)?",
+                sym!(),
+                r"/0x[0-9a-f]+(?:\s+\[[^\]]*\])?\s*$"
+            ))
+            .ok(),
+            rip: Regex::new(concat!(r"^\s*(?:RIP: [0-9a-f]{4}:|pc : )", sym!())).ok(),
+            lock_site: Regex::new(concat!(r", at: ", sym!())).ok(),
+            skip: Regex::new(&format!("^(?:{})$", SKIP_FRAMES.join("|"))).ok(),
+            cut_here: Regex::new(r"^-+\[ cut here \]-+\s*$").ok(),
+        }
+    })
+}
+
+/// Every crash report in `lines`, in order. Markers inside a report that belong to it (the
+/// `Oops:` line of a `kernel BUG at` report) are not reported again; a panic is always its own
+/// entry, as is any marker of another kind.
+pub fn scan(lines: &[&str]) -> Vec<Crash> {
+    let c = compiled();
+    let text: Vec<&str> = lines
+        .iter()
+        .map(|l| strip_timestamp(l).trim_end())
+        .collect();
+    let mut crashes = Vec::new();
+    let mut i = 0;
+    while i < text.len() {
+        let Some(row) = marker_at(c, text[i]) else {
+            i += 1;
+            continue;
+        };
+        let end = report_end(c, &text, i, row);
+        crashes.push(build(c, &text, i, end, row));
+        i = end;
+    }
+    crashes
+}
+
+/// The first crash report in `lines`.
+pub fn first(lines: &[&str]) -> Option<Crash> {
+    // Scanning stops at the first report, so a long log after a crash costs nothing.
+    let c = compiled();
+    let text: Vec<&str> = lines
+        .iter()
+        .map(|l| strip_timestamp(l).trim_end())
+        .collect();
+    let i = text.iter().position(|l| marker_at(c, l).is_some())?;
+    let row = marker_at(c, text[i])?;
+    let end = report_end(c, &text, i, row);
+    Some(build(c, &text, i, end, row))
+}
+
+/// The table row whose marker starts on this line (the first that matches).
+fn marker_at(c: &Compiled, line: &str) -> Option<usize> {
+    c.set.matches(line).iter().next()
+}
+
+/// One past the last line of the report that starts at `start`: through the end-of-report
+/// marker, or up to the next marker that is not part of it, or [`REPORT_REACH`] lines.
+fn report_end(c: &Compiled, text: &[&str], start: usize, row: usize) -> usize {
+    let limit = text.len().min(start.saturating_add(REPORT_REACH));
+    for (j, line) in text.iter().enumerate().take(limit).skip(start + 1) {
+        if c.end.as_ref().is_some_and(|end| end.is_match(line)) {
+            return j + 1;
+        }
+        if let Some(other) = marker_at(c, line) {
+            if !MARKERS[row].absorbs.contains(&MARKERS[other].class) {
+                return j;
+            }
+        }
+    }
+    limit
+}
+
+fn build(c: &Compiled, text: &[&str], start: usize, end: usize, row: usize) -> Crash {
+    let marker = &MARKERS[row];
+    let span = &text[start..end];
+    let mut vars: HashMap<&str, String> = HashMap::new();
+    if let Some(caps) = c.markers[row].as_ref().and_then(|re| re.captures(span[0])) {
+        for name in c.markers[row]
+            .iter()
+            .flat_map(|re| re.capture_names())
+            .flatten()
+        {
+            if let Some(m) = caps.name(name) {
+                vars.insert(name, m.as_str().trim().to_string());
+            }
+        }
+    }
+    if let (Some(re), Some((_, reach))) = (&c.details[row], marker.detail) {
+        for line in span.iter().skip(1).take(reach) {
+            if let Some(caps) = re.captures(line) {
+                for name in re.capture_names().flatten() {
+                    if let Some(m) = caps.name(name) {
+                        vars.entry(name)
+                            .or_insert_with(|| m.as_str().trim().to_string());
+                    }
+                }
+                break;
+            }
+        }
+    }
+    let marker_func = vars.remove("func");
+    if let Some(func) = blamed_function(c, marker.func, marker_func.as_deref(), span) {
+        vars.insert("func", func);
+    }
+    let title = expand(marker.title, &vars);
+
+    // A WARN's message and the `cut here` line come just before its marker; keep them.
+    let preamble_start = (start.saturating_sub(PREAMBLE_LINES)..start)
+        .find(|&j| c.cut_here.as_ref().is_some_and(|re| re.is_match(text[j])))
+        .unwrap_or(start);
+    let report = text[preamble_start..end]
+        .iter()
+        .take(REPORT_LINES + (start - preamble_start))
+        .map(|l| l.to_string())
+        .collect();
+    Crash {
+        class: marker.class,
+        title,
+        line: start,
+        report,
+    }
+}
+
+/// The function to name in the title: the first source in `sources` that yields one that is
+/// not infrastructure.
+fn blamed_function(
+    c: &Compiled,
+    sources: &[Func],
+    marker_func: Option<&str>,
+    span: &[&str],
+) -> Option<String> {
+    let usable = |name: &str| {
+        let name = clean_symbol(name);
+        let skipped = c.skip.as_ref().is_some_and(|re| re.is_match(name));
+        (!name.is_empty() && !skipped).then(|| name.to_string())
+    };
+    let first_in = |re: &Option<Regex>| {
+        let re = re.as_ref()?;
+        span.iter().find_map(|line| {
+            re.captures(line)
+                .and_then(|caps| caps.name("func"))
+                .map(|m| m.as_str())
+        })
+    };
+    sources.iter().find_map(|source| match source {
+        Func::Marker => marker_func.and_then(usable),
+        Func::Rip => first_in(&c.rip).and_then(usable),
+        Func::LockSite => first_in(&c.lock_site).and_then(usable),
+        Func::Trace => {
+            let re = c.frame.as_ref()?;
+            span.iter().skip(1).find_map(|line| {
+                let caps = re.captures(line)?;
+                if caps.name("unreliable").is_some() {
+                    // `? func` frames are stale stack contents, not the call chain.
+                    return None;
+                }
+                caps.name("func").and_then(|m| usable(m.as_str()))
+            })
+        }
+    })
+}
+
+/// Removes the compiler's clone suffixes (`.cold`, `.isra.0`, `.constprop.0`, `.part.0`,
+/// `.llvm.123`), which change between builds of the same code.
+fn clean_symbol(name: &str) -> &str {
+    let mut name = name;
+    for suffix in [
+        ".cold",
+        ".isra",
+        ".constprop",
+        ".part",
+        ".llvm",
+        ".lto_priv",
+    ] {
+        if let Some(at) = name.find(suffix) {
+            if at > 0 {
+                name = &name[..at];
+            }
+        }
+    }
+    name
+}
+
+/// Fills a title template (see [`Marker::title`]).
+fn expand(template: &str, vars: &HashMap<&str, String>) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix('[') {
+            let close = after.find(']').unwrap_or(after.len());
+            let (part, complete) = fill(&after[..close], vars);
+            if complete {
+                out.push_str(&part);
+            }
+            rest = after.get(close + 1..).unwrap_or("");
+        } else {
+            let next = rest.find('[').unwrap_or(rest.len());
+            out.push_str(&fill(&rest[..next], vars).0);
+            rest = &rest[next..];
+        }
+    }
+    let mut title = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    if title.len() > TITLE_MAX {
+        let mut cut = TITLE_MAX;
+        while !title.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        title.truncate(cut);
+    }
+    title
+}
+
+/// Replaces `{name}` placeholders; the flag says whether all of them had a non-empty value.
+fn fill(part: &str, vars: &HashMap<&str, String>) -> (String, bool) {
+    let mut out = String::new();
+    let mut complete = true;
+    let mut rest = part;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let close = after.find('}').unwrap_or(after.len());
+        match vars.get(&after[..close]).filter(|v| !v.is_empty()) {
+            Some(value) => out.push_str(value),
+            None => complete = false,
+        }
+        rest = after.get(close + 1..).unwrap_or("");
+    }
+    out.push_str(rest);
+    (out, complete)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(text: &str) -> Vec<&str> {
+        text.lines().collect()
+    }
+
+    fn titles(text: &str) -> Vec<(CrashClass, String)> {
+        scan(&lines(text))
+            .into_iter()
+            .map(|c| (c.class, c.title))
+            .collect()
+    }
+
+    fn only(text: &str) -> (CrashClass, String) {
+        let found = titles(text);
+        assert_eq!(found.len(), 1, "{found:?}");
+        found.into_iter().next().expect("one crash")
+    }
+
+    #[test]
+    fn every_pattern_compiles() {
+        let c = compiled();
+        for (m, re) in MARKERS.iter().zip(&c.markers) {
+            assert!(re.is_some(), "{}", m.pattern);
+        }
+        for (m, re) in MARKERS.iter().zip(&c.details) {
+            assert_eq!(m.detail.is_some(), re.is_some(), "{:?}", m.detail);
+        }
+        assert!(c.end.is_some() && c.frame.is_some() && c.rip.is_some());
+        assert!(c.lock_site.is_some() && c.skip.is_some() && c.cut_here.is_some());
+        assert_eq!(c.set.len(), MARKERS.len());
+    }
+
+    #[test]
+    fn warning_takes_its_function_from_the_marker_line() {
+        let log = "\
+[   12.000001] ------------[ cut here ]------------
+[   12.000002] demo: refcount is 3 at exit
+[   12.000003] WARNING: CPU: 0 PID: 61 at demo.c:40 demo_exit+0x1a/0x30 [demo]
+[   12.000004] Modules linked in: demo(O-)
+[   12.000005] RIP: 0010:demo_exit+0x1a/0x30 [demo]
+[   12.000006] Call Trace:
+[   12.000007]  <TASK>
+[   12.000008]  ? __warn+0x89/0x130
+[   12.000009]  __do_sys_delete_module+0x1c4/0x2d0
+[   12.000010]  </TASK>
+[   12.000011] ---[ end trace 0000000000000000 ]---
+[   12.000012] demo: goodbye
+";
+        let crashes = scan(&lines(log));
+        assert_eq!(crashes.len(), 1);
+        let crash = &crashes[0];
+        assert_eq!(
+            (crash.class, crash.title.as_str(), crash.line),
+            (CrashClass::Warning, "WARNING in demo_exit", 2)
+        );
+        assert_eq!(
+            crash.report.first().map(String::as_str),
+            Some("------------[ cut here ]------------")
+        );
+        assert_eq!(crash.report[1], "demo: refcount is 3 at exit");
+        assert_eq!(
+            crash.report.last().map(String::as_str),
+            Some("---[ end trace 0000000000000000 ]---")
+        );
+    }
+
+    #[test]
+    fn warning_in_infrastructure_falls_back_to_the_trace() {
+        let log = "\
+WARNING: CPU: 1 PID: 7 at kernel/panic.c:700 __warn_printk+0x10/0x20
+Call Trace:
+ ? __warn+0x89/0x130
+ __warn_printk+0x10/0x20
+ demo_check.isra.0+0x22/0x40 [demo]
+ demo_init+0x11/0x1000 [demo]
+---[ end trace 0000000000000000 ]---
+";
+        assert_eq!(
+            only(log),
+            (CrashClass::Warning, "WARNING in demo_check".into())
+        );
+    }
+
+    #[test]
+    fn warning_without_a_symbol_uses_the_marker_alone() {
+        assert_eq!(
+            only("WARNING: CPU: 0 PID: 1 at 0xffffffffc0001234\n"),
+            (CrashClass::Warning, "WARNING".into())
+        );
+    }
+
+    #[test]
+    fn one_line_forms_of_each_class() {
+        let cases: &[(&str, CrashClass, &str)] = &[
+            ("kernel BUG at demo.c:20!\nOops: invalid opcode: 0000 [#1] PREEMPT SMP NOPTI\nRIP: 0010:demo_init+0x5/0x10 [demo]", C::Bug, "kernel BUG in demo_init"),
+            ("Kernel BUG at demo_init+0x5/0x10 [demo] [verbose debug info unavailable]", C::Bug, "kernel BUG in demo_init"),
+            ("BUG: kernel NULL pointer dereference, address: 0000000000000000\nRIP: 0010:demo_read+0x5/0x10 [demo]", C::NullDeref, "BUG: kernel NULL pointer dereference in demo_read"),
+            ("Unable to handle kernel NULL pointer dereference at virtual address 0000000000000000\npc : demo_read+0x5/0x10 [demo]", C::NullDeref, "BUG: kernel NULL pointer dereference in demo_read"),
+            ("BUG: unable to handle page fault for address: ffffc90000a3f000\nRIP: 0010:demo_read+0x5/0x10 [demo]", C::PageFault, "BUG: unable to handle page fault in demo_read"),
+            ("Oops: general protection fault, probably for non-canonical address 0xdead000000000100: 0000 [#1] PREEMPT SMP NOPTI\nRIP: 0010:demo_walk+0x5/0x10 [demo]", C::GeneralProtection, "general protection fault in demo_walk"),
+            ("Oops: divide error: 0000 [#1] PREEMPT SMP NOPTI\nRIP: 0010:demo_div+0x5/0x10 [demo]", C::Oops, "Oops: divide error in demo_div"),
+            ("Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000009", C::Panic, "kernel panic: Attempted to kill init! exitcode=0x00000009"),
+            ("BUG: KASAN: slab-out-of-bounds in demo_oob+0x5/0x10 [demo]\nWrite of size 1 at addr ffff888003c4a0c8 by task insmod/53", C::Kasan, "KASAN: slab-out-of-bounds Write in demo_oob"),
+            ("BUG: KASAN: double-free in demo_free+0x5/0x10 [demo]\n\nFree of addr ffff888003c4a0c8 by task insmod/53", C::Kasan, "KASAN: double-free in demo_free"),
+            ("BUG: KFENCE: use-after-free read in demo_uaf+0x5/0x10 [demo]", C::Kfence, "KFENCE: use-after-free read in demo_uaf"),
+            ("UBSAN: array-index-out-of-bounds in demo.c:12:9\nCall Trace:\n dump_stack_lvl+0x5/0x10\n __ubsan_handle_out_of_bounds+0x5/0x10\n demo_index+0x5/0x10 [demo]", C::Ubsan, "UBSAN: array-index-out-of-bounds in demo_index"),
+            ("WARNING: possible circular locking dependency detected\ninsmod/53 is trying to acquire lock:\nffffffffc0002010 (b_lock){+.+.}-{3:3}, at: demo_ab+0x40/0x80 [demo]", C::Lockdep, "possible deadlock in demo_ab"),
+            ("WARNING: possible recursive locking detected\ninsmod/53 is trying to acquire lock:\nffffffffc0002010 (a_lock){+.+.}-{3:3}, at: demo_aa+0x40/0x80 [demo]", C::Lockdep, "possible deadlock in demo_aa"),
+            ("WARNING: inconsistent lock state\ninsmod/53 [HC0[0]:SC0[0]:HE1:SE1] takes:\nffff888003c4a0c8 (&d->lock){+.?.}-{2:2}, at: demo_update+0x1c/0x40 [demo]", C::Lockdep, "inconsistent lock state in demo_update"),
+            ("WARNING: bad unlock balance detected!\nrmmod/60 is trying to release lock (demo_lock) at:\n[<ffffffffc0000010>] demo_exit+0x10/0x20 [demo]", C::Lockdep, "bad unlock balance in demo_exit"),
+            ("WARNING: suspicious RCU usage\n6.12.17 #1 Tainted: G           O\n-----------------------------\ndemo.c:42 suspicious rcu_dereference_check() usage!", C::Lockdep, "suspicious RCU usage at demo.c:42"),
+            ("[ BUG: Invalid wait context ]\ninsmod/53 is trying to lock:\nffffffffc0002010 (demo_mutex){+.+.}-{3:3}, at: demo_irq+0x40/0x80 [demo]", C::Lockdep, "BUG: invalid wait context in demo_irq"),
+            ("BUG: scheduling while atomic: insmod/53/0x00000002\nCall Trace:\n dump_stack_lvl+0x5/0x10\n __schedule_bug+0x5/0x10\n __schedule+0x5/0x10\n schedule+0x5/0x10\n schedule_timeout+0x5/0x10\n msleep+0x5/0x10\n demo_init+0x5/0x10 [demo]", C::SleepInAtomic, "BUG: scheduling while atomic in demo_init"),
+            ("BUG: sleeping function called from invalid context at kernel/locking/mutex.c:283\nCall Trace:\n dump_stack_lvl+0x5/0x10\n __might_resched+0x5/0x10\n mutex_lock+0x5/0x10\n demo_timer_fn+0x5/0x10 [demo]", C::SleepInAtomic, "BUG: sleeping function called from invalid context in demo_timer_fn"),
+            ("watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [insmod:53]\nRIP: 0010:demo_spin+0x5/0x10 [demo]", C::SoftLockup, "BUG: soft lockup in demo_spin"),
+            ("watchdog: Watchdog detected hard LOCKUP on cpu 1\nRIP: 0010:demo_spin_irq+0x5/0x10 [demo]", C::HardLockup, "BUG: hard lockup in demo_spin_irq"),
+            ("INFO: task kworker/0:1:23 blocked for more than 122 seconds.\nCall Trace:\n __schedule+0x5/0x10\n schedule+0x5/0x10\n demo_work_fn+0x5/0x10 [demo]", C::HungTask, "INFO: task hung in demo_work_fn"),
+            ("rcu: INFO: rcu_preempt self-detected stall on CPU\nRIP: 0010:demo_loop+0x5/0x10 [demo]", C::RcuStall, "INFO: rcu detected stall in demo_loop"),
+            ("rcu: INFO: rcu_sched detected stalls on CPUs/tasks:\nCall Trace:\n demo_loop+0x5/0x10 [demo]", C::RcuStall, "INFO: rcu detected stall in demo_loop"),
+            ("BUG: workqueue lockup - pool cpus=0 node=0 flags=0x0 nice=0 stuck for 41s!", C::WorkqueueLockup, "BUG: workqueue lockup"),
+            ("rust_kernel: panicked at drivers/demo/demo.rs:20:9:\nindex out of bounds: the len is 3 but the index is 5", C::RustPanic, "Rust panic: index out of bounds: the len is 3 but the index is 5"),
+            ("rust_kernel: panicked at demo.rs:20:9: explicit panic", C::RustPanic, "Rust panic: explicit panic"),
+            ("BUG: Bad page state in process insmod  pfn:03c4a\nCall Trace:\n bad_page+0x5/0x10\n demo_free+0x5/0x10 [demo]", C::OtherBug, "BUG: Bad page state in demo_free"),
+            ("BUG: workqueue leaked atomic, lock or RCU: kworker/0:1[23]", C::OtherBug, "BUG: workqueue leaked atomic, lock or RCU"),
+            ("BUG: looking up invalid subclass: 8", C::OtherBug, "BUG: looking up invalid subclass"),
+            ("Internal error: Oops: 0000000096000005 [#1] PREEMPT SMP\npc : demo_poke+0x5/0x10 [demo]", C::Oops, "Oops in demo_poke"),
+        ];
+        for (log, class, title) in cases {
+            assert_eq!(only(log), (*class, title.to_string()), "{log}");
+        }
+    }
+
+    #[test]
+    fn oops_inside_a_fault_report_is_not_a_second_crash_but_the_panic_is() {
+        let log = "\
+[    1.405870] BUG: kernel NULL pointer dereference, address: 0000000000000008
+[    1.406012] #PF: supervisor write access in kernel mode
+[    1.406300] Oops: Oops: 0002 [#1] PREEMPT SMP NOPTI
+[    1.406801] RIP: 0010:null_demo_init+0x15/0x1000 [null_demo]
+[    1.408001]  ? __die+0x1e/0x60
+[    1.408301]  do_one_initcall+0x56/0x2e0
+[    1.408901] ---[ end trace 0000000000000000 ]---
+[    1.409001] RIP: 0010:null_demo_init+0x15/0x1000 [null_demo]
+[    1.409101] Kernel panic - not syncing: Fatal exception
+[    1.409201] Kernel Offset: disabled
+[    1.409301] ---[ end Kernel panic - not syncing: Fatal exception ]---
+";
+        let crashes = scan(&lines(log));
+        let got: Vec<(CrashClass, &str, usize)> = crashes
+            .iter()
+            .map(|c| (c.class, c.title.as_str(), c.line))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    C::NullDeref,
+                    "BUG: kernel NULL pointer dereference in null_demo_init",
+                    0
+                ),
+                (C::Panic, "kernel panic: Fatal exception", 8),
+            ]
+        );
+        assert_eq!(crashes[1].report.len(), 3);
+        assert_eq!(
+            first(&lines(log)).map(|c| c.title),
+            Some(crashes[0].title.clone())
+        );
+    }
+
+    #[test]
+    fn a_rust_panic_owns_its_bug_and_oops() {
+        let log = "\
+rust_kernel: panicked at demo.rs:20:9:
+explicit panic
+------------[ cut here ]------------
+kernel BUG at rust/helpers/bug.c:7!
+Oops: invalid opcode: 0000 [#1] PREEMPT SMP NOPTI
+RIP: 0010:rust_helper_BUG+0x8/0x10
+---[ end trace 0000000000000000 ]---
+";
+        assert_eq!(
+            titles(log),
+            [(C::RustPanic, "Rust panic: explicit panic".to_string())]
+        );
+    }
+
+    #[test]
+    fn unrelated_markers_close_a_report_without_an_end_line() {
+        // A soft lockup report has no end marker; the WARNING after it is its own crash.
+        let log = "\
+watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [insmod:53]
+RIP: 0010:demo_spin+0x5/0x10 [demo]
+WARNING: CPU: 0 PID: 53 at demo.c:9 demo_spin+0x9/0x10 [demo]
+";
+        let got = titles(log);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[1], (C::Warning, "WARNING in demo_spin".into()));
+    }
+
+    #[test]
+    fn unreliable_frames_are_not_blamed() {
+        let log = "BUG: scheduling while atomic: insmod/53/0x00000002\n ? demo_wrong+0x5/0x10 [demo]\n demo_right+0x5/0x10 [demo]\n";
+        assert_eq!(only(log).1, "BUG: scheduling while atomic in demo_right");
+    }
+
+    #[test]
+    fn no_function_means_the_marker_alone() {
+        assert_eq!(
+            only("BUG: scheduling while atomic: insmod/53/0x00000002\n").1,
+            "BUG: scheduling while atomic"
+        );
+        assert_eq!(only("Kernel panic - not syncing: \n").1, "kernel panic");
+    }
+
+    #[test]
+    fn reports_are_bounded() {
+        let mut log = String::from("INFO: task insmod:53 blocked for more than 122 seconds.\n");
+        for _ in 0..1000 {
+            log.push_str(" demo_wait+0x5/0x10 [demo]\n");
+        }
+        let crashes = scan(&lines(&log));
+        assert_eq!(crashes.len(), 1);
+        assert_eq!(crashes[0].report.len(), REPORT_LINES);
+    }
+
+    #[test]
+    fn ordinary_lines_are_not_crashes() {
+        let log = "\
+demo: loading out-of-tree module taints kernel.
+ok 1 - handles_bug_reports
+demo: this is no WARNING: just text
+    # BUG: a KTAP diagnostic that talks about bugs
+INFO: task list printed
+panicked without a location
+Kernel panic - syncing
+";
+        assert!(scan(&lines(log)).is_empty());
+        assert_eq!(first(&lines(log)), None);
+    }
+
+    #[test]
+    fn symbol_suffixes_and_templates() {
+        assert_eq!(clean_symbol("demo_fn.cold"), "demo_fn");
+        assert_eq!(clean_symbol("demo_fn.constprop.0.isra.0"), "demo_fn");
+        assert_eq!(clean_symbol(".cold"), ".cold");
+        let vars: HashMap<&str, String> = [("kind", "x".to_string()), ("func", String::new())]
+            .into_iter()
+            .collect();
+        assert_eq!(expand("K: {kind}[ {access}][ in {func}]", &vars), "K: x");
+        assert_eq!(expand("K: {kind}[ at {kind}", &vars), "K: x at x");
+    }
+}

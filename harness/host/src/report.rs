@@ -1,1 +1,194 @@
-//! TODO
+//! Output for people: one line per test as verdicts arrive, then the closing summary.
+//! Machine formats (KTAP, JUnit, JSON) sit beside this one and listen to the same run events.
+
+use crate::run::{RunEvent, RunReport};
+use crate::verdict::{Outcome, Verdict};
+use std::io::{IsTerminal, Write};
+
+/// Prints run events for a person at a terminal (or a CI log: no escape codes without a terminal).
+pub struct Human {
+    verbose: bool,
+    color: bool,
+    out: Box<dyn Write>,
+}
+
+impl Human {
+    pub fn stdout(verbose: bool) -> Self {
+        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        Human {
+            verbose,
+            color,
+            out: Box::new(std::io::stdout()),
+        }
+    }
+
+    pub fn on_event(&mut self, event: &RunEvent) {
+        let line = match event {
+            RunEvent::RunFolder(_) => return,
+            RunEvent::KernelReady { release, duration } => {
+                format!("kernel  {release} ready ({:.1}s)", duration.as_secs_f64())
+            }
+            RunEvent::ModuleBuilt(build) => {
+                let how = if build.reused {
+                    "up to date".to_string()
+                } else {
+                    format!("built in {:.1}s", build.duration.as_secs_f64())
+                };
+                let mut line = format!("module  {} {how}", build.module);
+                if !build.warnings.trim().is_empty() {
+                    line.push_str(&format!(
+                        "; compiler warnings:\n{}",
+                        indent(build.warnings.trim_end())
+                    ));
+                }
+                line
+            }
+            RunEvent::Accelerator { accel, reason } => {
+                if !self.verbose {
+                    return;
+                }
+                format!("qemu    accelerator {accel}: {reason}")
+            }
+            RunEvent::VmStarted { label } => {
+                if !self.verbose {
+                    return;
+                }
+                format!("qemu    {label} started")
+            }
+            RunEvent::VmEnded { label, reason } => {
+                if !self.verbose {
+                    return;
+                }
+                format!("qemu    {label} ended: {reason}")
+            }
+            RunEvent::Notice(text) => format!("note    {text}"),
+            RunEvent::Verdict(verdict) => self.verdict_lines(verdict),
+        };
+        let _ = writeln!(self.out, "{line}");
+        let _ = self.out.flush();
+    }
+
+    fn verdict_lines(&self, v: &Verdict) -> String {
+        let label = format!("{:<7}", v.outcome.label());
+        let label = if self.color {
+            paint(v.outcome, &label)
+        } else {
+            label
+        };
+        let mut text = format!("{label} {:<32} {:>6.2}s", v.id(), v.duration.as_secs_f64());
+        if !v.reason.is_empty() {
+            text.push_str("  ");
+            text.push_str(&v.reason);
+        }
+        if v.outcome.is_failure() {
+            for line in v.details.iter().take(if self.verbose { 60 } else { 12 }) {
+                text.push_str("\n        | ");
+                text.push_str(line);
+            }
+        }
+        if self.verbose && !v.log.is_empty() {
+            text.push_str("\n        kernel log of this test:");
+            for line in &v.log {
+                text.push_str("\n        > ");
+                text.push_str(line);
+            }
+        }
+        text
+    }
+
+    /// The run folder, then the closing line.
+    pub fn finish(&mut self, report: &RunReport) {
+        let _ = writeln!(
+            self.out,
+            "run folder: {} ({} VM{}, {:.1}s)",
+            report.run_dir.display(),
+            report.vms,
+            if report.vms == 1 { "" } else { "s" },
+            report.duration.as_secs_f64()
+        );
+        let _ = writeln!(self.out, "{}", summary_line(&report.verdicts));
+        let _ = self.out.flush();
+    }
+}
+
+/// `3 passed, 1 failed, 0 skipped`, then what the failures were when any crashed, timed out or errored.
+pub fn summary_line(verdicts: &[Verdict]) -> String {
+    let count = |f: &dyn Fn(Outcome) -> bool| verdicts.iter().filter(|v| f(v.outcome)).count();
+    let passed = count(&|o| o == Outcome::Pass);
+    let skipped = count(&|o| o == Outcome::Skip);
+    let failed = count(&|o| o.is_failure());
+    let mut line = format!("{passed} passed, {failed} failed, {skipped} skipped");
+    let kinds: Vec<String> = [
+        (Outcome::Crash, "crashed"),
+        (Outcome::Timeout, "timed out"),
+        (Outcome::Error, "errored"),
+    ]
+    .iter()
+    .filter_map(|(o, word)| {
+        let n = count(&|x| x == *o);
+        (n > 0).then(|| format!("{n} {word}"))
+    })
+    .collect();
+    if !kinds.is_empty() {
+        line.push_str(&format!(" ({})", kinds.join(", ")));
+    }
+    line
+}
+
+fn paint(outcome: Outcome, text: &str) -> String {
+    let code = match outcome {
+        Outcome::Pass => "32",
+        Outcome::Skip => "33",
+        Outcome::Fail | Outcome::Error => "31",
+        Outcome::Crash | Outcome::Timeout => "1;31",
+    };
+    format!("\x1b[{code}m{text}\x1b[0m")
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("        | {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn verdict(outcome: Outcome) -> Verdict {
+        Verdict {
+            module: "m".into(),
+            test: "t".into(),
+            outcome,
+            reason: String::new(),
+            details: vec![],
+            errno: None,
+            duration: Duration::ZERO,
+            log: vec![],
+        }
+    }
+
+    #[test]
+    fn the_summary_counts_every_verdict_once() {
+        let all = [
+            Outcome::Pass,
+            Outcome::Pass,
+            Outcome::Fail,
+            Outcome::Crash,
+            Outcome::Timeout,
+            Outcome::Skip,
+            Outcome::Error,
+        ];
+        let verdicts: Vec<Verdict> = all.iter().map(|o| verdict(*o)).collect();
+        assert_eq!(
+            summary_line(&verdicts),
+            "2 passed, 4 failed, 1 skipped (1 crashed, 1 timed out, 1 errored)"
+        );
+        assert_eq!(
+            summary_line(&verdicts[..2]),
+            "2 passed, 0 failed, 0 skipped"
+        );
+    }
+}

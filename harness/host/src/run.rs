@@ -1,1 +1,749 @@
-//! TODO
+//! The `test` pipeline: kernel, module builds, plan, VMs, verdicts, and the run folder that keeps it all.
+//!
+//! Every requested test gets exactly one verdict. A crash or timeout ends its VM; the tests after it
+//! run in a fresh one. A guest that never reaches the agent is an infrastructure failure: it is retried
+//! once in a fresh VM and never blamed on a module.
+
+use crate::initramfs::Writer;
+use crate::kbuild::{self, ModuleBuild};
+use crate::kernel::{self, Kernel, KernelRequest};
+use crate::spec::{self, ModuleSpec, TestSpec};
+use crate::verdict::{self, Interruption, Outcome, TestRecord, Verdict};
+use crate::vm::{self, Accelerator, Vm, VmConfig, VmEvent};
+use anyhow::{anyhow, bail, Context, Result};
+use kmodlab_protocol::{Event, ModuleLoad, Plan, PlannedTest, PLAN_PATH};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How long a guest may take to boot and greet us before the boot counts as failed.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(20);
+/// Extra time the host gives the agent beyond a test's own limit before it stops waiting; the agent
+/// also allows each unload at least a second past the limit, so the host adds that per module.
+const AGENT_GRACE: Duration = Duration::from_secs(2);
+const UNLOAD_ALLOWANCE: Duration = Duration::from_secs(1);
+/// Boots that may fail in a row (infrastructure, not the module) before the run gives up.
+const BOOT_ATTEMPTS: u32 = 2;
+
+/// Which accelerator to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccelChoice {
+    /// KVM if a probe boot has shown that it works on this machine, else TCG.
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+/// A module folder chosen for the run, and optionally which of its tests.
+#[derive(Debug, Clone)]
+pub struct Selected {
+    pub spec: ModuleSpec,
+    /// `None`: all tests.
+    pub tests: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub selection: Vec<Selected>,
+    pub kernel: KernelRequest,
+    pub agent: PathBuf,
+    pub accel: AccelChoice,
+    pub qemu: PathBuf,
+    /// Where run folders go; default: the cache's `runs/`.
+    pub runs_dir: Option<PathBuf>,
+    /// Overrides every test's time limit.
+    pub timeout: Option<Duration>,
+    pub memory_mb: u32,
+    pub cpus: u32,
+}
+
+/// What the run reports as it goes; the display and report writers listen, the runner knows no UI.
+#[derive(Debug, Clone)]
+pub enum RunEvent {
+    RunFolder(PathBuf),
+    KernelReady {
+        release: String,
+        duration: Duration,
+    },
+    ModuleBuilt(ModuleBuild),
+    Accelerator {
+        accel: Accelerator,
+        reason: String,
+    },
+    VmStarted {
+        label: String,
+    },
+    VmEnded {
+        label: String,
+        reason: String,
+    },
+    Verdict(Verdict),
+    /// Something worth telling the user that is not a verdict (an agent error, a retried boot).
+    Notice(String),
+}
+
+/// The finished run.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub run_dir: PathBuf,
+    /// One per requested test, in the requested order.
+    pub verdicts: Vec<Verdict>,
+    pub vms: u32,
+    pub duration: Duration,
+    pub timings: Timings,
+}
+
+/// Where a run's time went, for the benchmark (docs/PERFORMANCE.md).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timings {
+    /// Finding (or building) the kernel.
+    pub kernel: Duration,
+    /// All module builds (or the checks that they are current).
+    pub builds: Duration,
+    /// Writing initramfs archives.
+    pub initramfs: Duration,
+    /// From starting QEMU to its last verdict, summed over VMs.
+    pub vms: Duration,
+}
+
+/// Finds the named modules: `name`, `name/test`, or a path to a module folder.
+pub fn select(modules_dir: &Path, names: &[String]) -> Result<Vec<Selected>> {
+    if names.is_empty() {
+        let dirs = spec::discover(modules_dir)?;
+        if dirs.is_empty() {
+            bail!(
+                "no module folders (with a {}) in {}",
+                spec::SPEC_FILE,
+                modules_dir.display()
+            );
+        }
+        return dirs
+            .iter()
+            .map(|d| {
+                Ok(Selected {
+                    spec: spec::load(d)?,
+                    tests: None,
+                })
+            })
+            .collect();
+    }
+    let mut selected: Vec<Selected> = Vec::new();
+    for name in names {
+        let as_path = Path::new(name);
+        let (dir, test) = if as_path.join(spec::SPEC_FILE).is_file() {
+            (as_path.to_path_buf(), None)
+        } else {
+            let (module, test) = match name.split_once('/') {
+                Some((m, t)) if !t.contains('/') && !m.is_empty() && !t.is_empty() => {
+                    (m, Some(t.to_string()))
+                }
+                _ => (name.as_str(), None),
+            };
+            let dir = modules_dir.join(module);
+            if !dir.join(spec::SPEC_FILE).is_file() {
+                return Err(unknown_module(modules_dir, name));
+            }
+            (dir, test)
+        };
+        let spec = spec::load(&dir)?;
+        if let Some(test) = &test {
+            if !spec.tests.iter().any(|t| &t.name == test) {
+                let names: Vec<&str> = spec.tests.iter().map(|t| t.name.as_str()).collect();
+                bail!(
+                    "module `{}` has no test `{test}`; its tests: {}",
+                    spec.name,
+                    names.join(", ")
+                );
+            }
+        }
+        match selected.iter_mut().find(|s| s.spec.dir == spec.dir) {
+            Some(existing) => match (&mut existing.tests, test) {
+                (Some(list), Some(test)) if !list.contains(&test) => list.push(test),
+                (tests, None) => *tests = None,
+                _ => {}
+            },
+            None => selected.push(Selected {
+                spec,
+                tests: test.map(|t| vec![t]),
+            }),
+        }
+    }
+    Ok(selected)
+}
+
+fn unknown_module(modules_dir: &Path, name: &str) -> anyhow::Error {
+    let known: Vec<String> = spec::discover(modules_dir)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    let closest = known
+        .iter()
+        .min_by_key(|k| edit_distance(k, name))
+        .filter(|k| edit_distance(k, name) <= 3);
+    let mut message = format!(
+        "no module named `{name}` in {}",
+        kbuild::display_path(modules_dir).display()
+    );
+    if let Some(closest) = closest {
+        message.push_str(&format!("; did you mean `{closest}`?"));
+    }
+    if !known.is_empty() {
+        message.push_str(&format!("\navailable: {}", known.join(", ")));
+    }
+    anyhow!(message)
+}
+
+/// Levenshtein distance, for "did you mean".
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(above + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+/// One test of the run, with what the plan needs.
+struct Job {
+    module: String,
+    spec: TestSpec,
+    planned: PlannedTest,
+}
+
+/// Runs the selection and judges every test.
+pub fn run(opts: &RunOptions, listener: &mut dyn FnMut(&RunEvent)) -> Result<RunReport> {
+    let started = Instant::now();
+    let run_dir = create_run_dir(opts.runs_dir.as_deref())?;
+    listener(&RunEvent::RunFolder(run_dir.clone()));
+
+    let mut timings = Timings::default();
+    let kernel_started = Instant::now();
+    let kernel = kernel::ensure(&opts.kernel)?;
+    timings.kernel = kernel_started.elapsed();
+    listener(&RunEvent::KernelReady {
+        release: kernel.release.clone(),
+        duration: timings.kernel,
+    });
+
+    let mut verdicts: BTreeMap<u32, Verdict> = BTreeMap::new();
+    let mut jobs: BTreeMap<u32, Job> = BTreeMap::new();
+    let mut objects: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut next_id = 0u32;
+    for selected in &opts.selection {
+        let spec = &selected.spec;
+        let tests: Vec<&TestSpec> = spec
+            .tests
+            .iter()
+            .filter(|t| {
+                selected
+                    .tests
+                    .as_ref()
+                    .is_none_or(|names| names.contains(&t.name))
+            })
+            .collect();
+        let missing: Vec<&str> = spec
+            .requires
+            .iter()
+            .filter(|o| !kernel_has(&kernel, o))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            for test in tests {
+                let verdict = Verdict::skipped(
+                    &spec.name,
+                    &test.name,
+                    format!(
+                        "the kernel lacks {} (fragments: {})",
+                        missing.join(", "),
+                        fragment_names(&kernel)
+                    ),
+                );
+                listener(&RunEvent::Verdict(verdict.clone()));
+                verdicts.insert(next_id, verdict);
+                next_id += 1;
+            }
+            continue;
+        }
+        let build_started = Instant::now();
+        let build = kbuild::build(spec, &kernel)?;
+        timings.builds += build_started.elapsed();
+        for (name, path) in &build.objects {
+            if let Some(other) = objects.insert(name.clone(), path.clone()) {
+                if &other != path {
+                    bail!(
+                        "two module folders build {name}.ko ({} and {}); rename one",
+                        other.display(),
+                        path.display()
+                    );
+                }
+            }
+        }
+        listener(&RunEvent::ModuleBuilt(build));
+        for test in tests {
+            let timeout = opts.timeout.unwrap_or(test.timeout);
+            let last = test.load.len().saturating_sub(1);
+            let modules = test
+                .load
+                .iter()
+                .enumerate()
+                .map(|(i, name)| ModuleLoad {
+                    name: name.clone(),
+                    path: guest_module_path(&kernel, name),
+                    params: if i == last {
+                        test.params.clone()
+                    } else {
+                        String::new()
+                    },
+                })
+                .collect();
+            let planned = PlannedTest {
+                id: next_id,
+                name: format!("{}/{}", spec.name, test.name),
+                modules,
+                ktap: test.ktap,
+                settle_ms: test.settle.as_millis() as u64,
+                timeout_ms: timeout.as_millis() as u64,
+            };
+            let spec_for_run = TestSpec {
+                timeout,
+                ..test.clone()
+            };
+            jobs.insert(
+                next_id,
+                Job {
+                    module: spec.name.clone(),
+                    spec: spec_for_run,
+                    planned,
+                },
+            );
+            next_id += 1;
+        }
+    }
+
+    let mut vms = 0;
+    if !jobs.is_empty() {
+        let accel = choose_accelerator(opts, &kernel, &run_dir, listener)?;
+        let mut pending: Vec<u32> = jobs.keys().copied().collect();
+        let mut failed_boots = 0;
+        while !pending.is_empty() {
+            vms += 1;
+            let label = format!("vm{vms}");
+            let plan = Plan {
+                tests: pending
+                    .iter()
+                    .filter_map(|id| jobs.get(id))
+                    .map(|j| j.planned.clone())
+                    .collect(),
+            };
+            let initramfs = run_dir.join(format!("{label}.initramfs"));
+            let initramfs_started = Instant::now();
+            write_initramfs(&initramfs, &opts.agent, &plan, &kernel, &objects)?;
+            timings.initramfs += initramfs_started.elapsed();
+            let config = VmConfig {
+                qemu: opts.qemu.clone(),
+                kernel_image: kernel.image.clone(),
+                initramfs: initramfs.clone(),
+                cmdline: vm::default_cmdline(accel, ""),
+                accel,
+                memory_mb: opts.memory_mb,
+                cpus: opts.cpus,
+                dir: run_dir.clone(),
+                label: label.clone(),
+            };
+            let mut vm = Vm::start(&config)?;
+            listener(&RunEvent::VmStarted {
+                label: label.clone(),
+            });
+            let session = drive(&mut vm, &jobs, listener);
+            timings.vms += session
+                .last_verdict
+                .unwrap_or_else(Instant::now)
+                .saturating_duration_since(vm.started);
+            // The initramfs is rebuilt from the run's inputs at will; keep the run folder small.
+            let _ = std::fs::remove_file(&initramfs);
+            listener(&RunEvent::VmEnded {
+                label: label.clone(),
+                reason: session.end.clone(),
+            });
+            if !session.booted {
+                failed_boots += 1;
+                if failed_boots >= BOOT_ATTEMPTS {
+                    bail!(
+                        "the guest did not boot ({}), {BOOT_ATTEMPTS} times in a row; this is not the module's fault. \
+                         Console: {}",
+                        session.end,
+                        vm.console_log.display()
+                    );
+                }
+                listener(&RunEvent::Notice(format!(
+                    "{label}: guest did not boot ({}); retrying in a fresh VM",
+                    session.end
+                )));
+                continue;
+            }
+            failed_boots = 0;
+            let mut progressed = false;
+            for (id, verdict) in session.verdicts {
+                pending.retain(|p| *p != id);
+                verdicts.insert(id, verdict);
+                progressed = true;
+            }
+            if !progressed {
+                // The agent booted but ran nothing: give the next test a verdict rather than loop forever.
+                if let Some(id) = pending.first().copied() {
+                    pending.remove(0);
+                    if let Some(job) = jobs.get(&id) {
+                        let verdict = Verdict {
+                            module: job.module.clone(),
+                            test: job.spec.name.clone(),
+                            outcome: Outcome::Error,
+                            reason: format!("the agent ran nothing: {}", session.end),
+                            details: vec![],
+                            errno: None,
+                            duration: Duration::ZERO,
+                            log: vec![],
+                        };
+                        listener(&RunEvent::Verdict(verdict.clone()));
+                        verdicts.insert(id, verdict);
+                    }
+                }
+            }
+        }
+    }
+
+    let report = RunReport {
+        run_dir: run_dir.clone(),
+        verdicts: verdicts.into_values().collect(),
+        vms,
+        duration: started.elapsed(),
+        timings,
+    };
+    write_json(&run_dir.join("verdicts.json"), &report.verdicts)?;
+    for verdict in &report.verdicts {
+        if !verdict.log.is_empty() {
+            let path = run_dir.join(format!("{}.{}.log", verdict.module, verdict.test));
+            std::fs::write(&path, verdict.log.join("\n") + "\n")
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    Ok(report)
+}
+
+/// What one VM did.
+struct Session {
+    booted: bool,
+    verdicts: Vec<(u32, Verdict)>,
+    end: String,
+    last_verdict: Option<Instant>,
+}
+
+/// Reads one VM's events until the agent is done, a test crashes or times out, or QEMU ends.
+fn drive(vm: &mut Vm, jobs: &BTreeMap<u32, Job>, listener: &mut dyn FnMut(&RunEvent)) -> Session {
+    let mut session = Session {
+        booted: false,
+        verdicts: vec![],
+        end: String::new(),
+        last_verdict: None,
+    };
+    let mut current: Option<(TestRecord, Instant)> = None;
+    let boot_deadline = vm.started + BOOT_TIMEOUT;
+    let mut vm_ended = false;
+    loop {
+        let deadline = match &current {
+            Some((_, deadline)) => *deadline,
+            None if !session.booted => boot_deadline,
+            // Between tests the agent moves on at once; silence this long means it is stuck.
+            None => Instant::now() + AGENT_GRACE * 2,
+        };
+        let Some(event) = vm.next_event(deadline) else {
+            session.end = match (&current, session.booted) {
+                (_, false) => format!("no word from the agent within {}s", BOOT_TIMEOUT.as_secs()),
+                (Some(_), true) => "test time limit reached".into(),
+                (None, true) => "the agent went silent between tests".into(),
+            };
+            if let Some((record, _)) = current.as_mut() {
+                record.interrupted = Some(Interruption::HostTimeout);
+            }
+            break;
+        };
+        match event {
+            VmEvent::Console(line) => {
+                if let Some((record, _)) = current.as_mut() {
+                    record.console.push(line);
+                }
+            }
+            VmEvent::AgentNoise(_) => {}
+            VmEvent::ConsoleClosed | VmEvent::ChannelError(_) => {
+                session.end = match event {
+                    VmEvent::ChannelError(e) => e,
+                    _ => "QEMU exited".into(),
+                };
+                vm_ended = true;
+                break;
+            }
+            VmEvent::Agent(event) => match event {
+                Event::Hello { .. } => session.booted = true,
+                Event::TestStarted { test, .. } => {
+                    let limit = jobs.get(&test).map_or(Duration::from_secs(10), |j| {
+                        j.spec.timeout + UNLOAD_ALLOWANCE * j.planned.modules.len() as u32
+                    });
+                    let mut record = TestRecord::new(test);
+                    record.apply(&event);
+                    current = Some((record, Instant::now() + limit + AGENT_GRACE));
+                }
+                Event::TestFinished { .. } => {
+                    if let Some((mut record, _)) = current.take() {
+                        record.apply(&event);
+                        let outcome = finish(record, jobs, &mut session, listener);
+                        // A crashed or stuck kernel must not judge the next test: fresh VM.
+                        if matches!(outcome, Some(Outcome::Crash | Outcome::Timeout)) {
+                            session.end = "a test crashed or timed out".into();
+                            break;
+                        }
+                    }
+                }
+                Event::Done => {
+                    session.end = "the agent finished its plan".into();
+                    break;
+                }
+                Event::AgentError { context, message } => {
+                    listener(&RunEvent::Notice(format!(
+                        "{}: agent error while {context}: {message}",
+                        vm.label
+                    )));
+                }
+                other => {
+                    if let Some((record, _)) = current.as_mut() {
+                        record.apply(&other);
+                    }
+                }
+            },
+        }
+    }
+    vm.stop();
+    // What the channels still held when QEMU ended belongs to the test that was running.
+    for event in vm.drain() {
+        if let Some((record, _)) = current.as_mut() {
+            match event {
+                VmEvent::Console(line) => record.console.push(line),
+                VmEvent::Agent(e) => record.apply(&e),
+                _ => {}
+            }
+        }
+    }
+    if let Some((mut record, _)) = current.take() {
+        if record.interrupted.is_none() && !record.finished {
+            record.interrupted = Some(if vm_ended {
+                Interruption::VmEnded
+            } else {
+                Interruption::HostTimeout
+            });
+        }
+        finish(record, jobs, &mut session, listener);
+    }
+    session
+}
+
+fn finish(
+    record: TestRecord,
+    jobs: &BTreeMap<u32, Job>,
+    session: &mut Session,
+    listener: &mut dyn FnMut(&RunEvent),
+) -> Option<Outcome> {
+    let job = jobs.get(&record.id)?;
+    let verdict = verdict::judge(&job.module, &job.spec, &record);
+    let outcome = verdict.outcome;
+    listener(&RunEvent::Verdict(verdict.clone()));
+    session.verdicts.push((record.id, verdict));
+    session.last_verdict = Some(Instant::now());
+    Some(outcome)
+}
+
+fn kernel_has(kernel: &Kernel, option: &str) -> bool {
+    matches!(kernel.option(option), Some("y") | Some("m"))
+}
+
+fn fragment_names(kernel: &Kernel) -> String {
+    kernel
+        .fragments
+        .iter()
+        .map(|f| {
+            f.file_name().map_or_else(
+                || f.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
+fn guest_module_path(kernel: &Kernel, name: &str) -> String {
+    format!("/lib/modules/{}/extra/{name}.ko", kernel.release)
+}
+
+/// The guest's whole filesystem: agent as /init, the plan, the modules.
+fn write_initramfs(
+    path: &Path,
+    agent: &Path,
+    plan: &Plan,
+    kernel: &Kernel,
+    objects: &BTreeMap<String, PathBuf>,
+) -> Result<()> {
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut archive = Writer::new(std::io::BufWriter::new(file));
+    archive.base_layout()?;
+    archive.file_from_path("/init", 0o755, agent)?;
+    let plan_json = serde_json::to_vec(plan).context("encoding the test plan")?;
+    archive.file(PLAN_PATH, 0o644, &plan_json)?;
+    let mut wanted: Vec<&str> = plan
+        .tests
+        .iter()
+        .flat_map(|t| t.modules.iter().map(|m| m.name.as_str()))
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    for name in wanted {
+        let source = objects
+            .get(name)
+            .ok_or_else(|| anyhow!("no built object for module {name}"))?;
+        archive.file_from_path(&guest_module_path(kernel, name), 0o644, source)?;
+    }
+    let mut out = archive.finish()?;
+    std::io::Write::flush(&mut out).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn choose_accelerator(
+    opts: &RunOptions,
+    kernel: &Kernel,
+    run_dir: &Path,
+    listener: &mut dyn FnMut(&RunEvent),
+) -> Result<Accelerator> {
+    let (accel, reason) = match opts.accel {
+        AccelChoice::Tcg => (Accelerator::Tcg, "requested".to_string()),
+        AccelChoice::Kvm => (Accelerator::Kvm, "requested".to_string()),
+        AccelChoice::Auto => {
+            crate::accel::auto(&opts.qemu, |accel| probe_boot(opts, kernel, run_dir, accel))?
+        }
+    };
+    listener(&RunEvent::Accelerator { accel, reason });
+    Ok(accel)
+}
+
+/// Boots the kernel with an empty plan on `accel`; true when the agent greets and finishes in time.
+fn probe_boot(
+    opts: &RunOptions,
+    kernel: &Kernel,
+    run_dir: &Path,
+    accel: Accelerator,
+) -> Result<bool> {
+    let initramfs = run_dir.join("probe.initramfs");
+    write_initramfs(
+        &initramfs,
+        &opts.agent,
+        &Plan { tests: vec![] },
+        kernel,
+        &BTreeMap::new(),
+    )?;
+    let config = VmConfig {
+        qemu: opts.qemu.clone(),
+        kernel_image: kernel.image.clone(),
+        initramfs: initramfs.clone(),
+        cmdline: vm::default_cmdline(accel, ""),
+        accel,
+        memory_mb: opts.memory_mb,
+        cpus: 1,
+        dir: run_dir.to_path_buf(),
+        label: format!("probe-{accel}"),
+    };
+    let mut vm = Vm::start(&config)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut works = false;
+    while let Some(event) = vm.next_event(deadline) {
+        match event {
+            VmEvent::Agent(Event::Done) => {
+                works = true;
+                break;
+            }
+            VmEvent::ConsoleClosed | VmEvent::ChannelError(_) => break,
+            _ => {}
+        }
+    }
+    vm.stop();
+    let _ = std::fs::remove_file(&initramfs);
+    Ok(works)
+}
+
+/// `runs/20261122-031500-4242`, plus a `latest` link beside it.
+fn create_run_dir(runs_dir: Option<&Path>) -> Result<PathBuf> {
+    let runs = match runs_dir {
+        Some(dir) => dir.to_path_buf(),
+        None => crate::cache::dir("runs")?,
+    };
+    std::fs::create_dir_all(&runs).with_context(|| format!("creating {}", runs.display()))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let dir = runs.join(format!("{}-{}", utc_stamp(now), std::process::id()));
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("creating the run folder {}", dir.display()))?;
+    let latest = runs.join("latest");
+    let _ = std::fs::remove_file(&latest);
+    let _ = std::os::unix::fs::symlink(dir.file_name().unwrap_or_default(), &latest);
+    Ok(dir)
+}
+
+/// `YYYYMMDD-HHMMSS` in UTC for a Unix time (days-to-civil conversion, proleptic Gregorian).
+fn utc_stamp(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    let secs = unix % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).context("encoding JSON")?;
+    std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_folders_are_named_by_utc_time() {
+        assert_eq!(utc_stamp(0), "19700101-000000");
+        assert_eq!(utc_stamp(1_795_321_335), "20261122-042215");
+        assert_eq!(utc_stamp(951_782_400), "20000229-000000");
+    }
+
+    #[test]
+    fn close_names_are_suggested() {
+        assert_eq!(edit_distance("workqueue", "workqeue"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("hello", "hello"), 0);
+    }
+}

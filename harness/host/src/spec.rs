@@ -1,1 +1,459 @@
-//! TODO
+//! Module test specs: the `kmodlab.toml` in each module folder.
+//!
+//! ```toml
+//! [module]
+//! language = "c"                 # "c" or "rust"
+//! description = "one line"
+//! build = ["hello"]              # .ko files the folder builds; default: the folder name
+//! requires = ["CONFIG_RUST"]     # kernel options the tests need; missing ones make the tests SKIP
+//!
+//! [[test]]
+//! name = "greets"
+//! load = ["hello"]               # load order, dependencies first; default: `build`
+//! params = "who=kmodlab"         # parameters of the last module in `load`
+//! ktap = true                    # wait for the module's KTAP document and judge it
+//! settle_ms = 100
+//! timeout_s = 10
+//! expect = ['Hello, kmodlab']    # each must match a kernel log line of the test's window
+//! forbid = ['refcount']          # none may match
+//! ```
+//! Every mistake is reported as `file:line:column: what is wrong`, naming the field.
+
+use anyhow::{anyhow, bail, Context, Result};
+use regex::Regex;
+use serde::Deserialize;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// The spec's file name inside a module folder.
+pub const SPEC_FILE: &str = "kmodlab.toml";
+
+const DEFAULT_SETTLE_MS: u64 = 100;
+const DEFAULT_TIMEOUT_S: u64 = 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    C,
+    Rust,
+}
+
+impl std::fmt::Display for Language {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Language::C => "C",
+            Language::Rust => "Rust",
+        })
+    }
+}
+
+/// A module folder and what its spec asks for.
+#[derive(Debug, Clone)]
+pub struct ModuleSpec {
+    /// The folder's name; also the default `.ko` name.
+    pub name: String,
+    pub dir: PathBuf,
+    pub spec_path: PathBuf,
+    pub language: Language,
+    pub description: String,
+    /// The `.ko` names the folder's Kbuild produces.
+    pub build: Vec<String>,
+    /// Kernel options (with the `CONFIG_` prefix) the tests need.
+    pub requires: Vec<String>,
+    pub tests: Vec<TestSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TestSpec {
+    pub name: String,
+    pub load: Vec<String>,
+    pub params: String,
+    pub ktap: bool,
+    pub settle: Duration,
+    pub timeout: Duration,
+    pub expect: Vec<Regex>,
+    pub forbid: Vec<Regex>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    module: RawModule,
+    #[serde(default, rename = "test")]
+    tests: Vec<RawTest>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModule {
+    language: Language,
+    #[serde(default)]
+    description: String,
+    build: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    requires: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTest {
+    name: Spanned<String>,
+    load: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    params: String,
+    #[serde(default)]
+    ktap: bool,
+    settle_ms: Option<u64>,
+    timeout_s: Option<Spanned<u64>>,
+    #[serde(default)]
+    expect: Vec<Spanned<String>>,
+    #[serde(default)]
+    forbid: Vec<Spanned<String>>,
+}
+
+/// Reads and checks `<dir>/kmodlab.toml`.
+pub fn load(dir: &Path) -> Result<ModuleSpec> {
+    let spec_path = dir.join(SPEC_FILE);
+    let text = std::fs::read_to_string(&spec_path)
+        .with_context(|| format!("{}: cannot read the module spec", spec_path.display()))?;
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| anyhow!("{}: the module folder has no usable name", dir.display()))?
+        .to_string();
+    parse(&name, dir, &spec_path, &text)
+}
+
+/// Parses spec text; `spec_path` is only used in messages.
+pub fn parse(name: &str, dir: &Path, spec_path: &Path, text: &str) -> Result<ModuleSpec> {
+    let at = Locator {
+        path: spec_path,
+        text,
+    };
+    if !is_module_name(name) {
+        bail!(
+            "{}: `{name}` is not a valid module name: use letters, digits and underscores",
+            dir.display()
+        );
+    }
+    let raw: RawSpec = toml::from_str(text).map_err(|e| at.toml_error(&e))?;
+
+    let build = match raw.module.build {
+        Some(list) if list.is_empty() => bail!(
+            "{}: field `module.build`: list at least one .ko name",
+            at.path.display()
+        ),
+        Some(list) => list
+            .into_iter()
+            .map(|b| at.checked_name(b, "module.build"))
+            .collect::<Result<Vec<_>>>()?,
+        None => vec![name.to_string()],
+    };
+    let requires = raw
+        .module
+        .requires
+        .into_iter()
+        .map(|r| {
+            let option = r.get_ref().trim();
+            let option = option.strip_prefix("CONFIG_").unwrap_or(option);
+            if option.is_empty()
+                || !option
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                return Err(at.error(
+                    r.span(),
+                    "module.requires",
+                    "not a kernel option name (e.g. CONFIG_RUST)",
+                ));
+            }
+            Ok(format!("CONFIG_{option}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+
+    let mut tests = Vec::new();
+    for raw_test in raw.tests {
+        let test = at.test(raw_test, &build)?;
+        if tests.iter().any(|t: &TestSpec| t.name == test.name) {
+            bail!("{}: two tests are named `{}`", at.path.display(), test.name);
+        }
+        tests.push(test);
+    }
+    if tests.is_empty() {
+        // A spec without tests still gets the basic check: loads, unloads, and the kernel stays healthy.
+        tests.push(TestSpec {
+            name: "load".into(),
+            load: build.clone(),
+            params: String::new(),
+            ktap: false,
+            settle: Duration::from_millis(DEFAULT_SETTLE_MS),
+            timeout: Duration::from_secs(DEFAULT_TIMEOUT_S),
+            expect: vec![],
+            forbid: vec![],
+        });
+    }
+    Ok(ModuleSpec {
+        name: name.to_string(),
+        dir: dir.to_path_buf(),
+        spec_path: spec_path.to_path_buf(),
+        language: raw.module.language,
+        description: raw.module.description,
+        build,
+        requires,
+        tests,
+    })
+}
+
+/// Kernel module names: what `modprobe` and the kernel accept without translation.
+pub fn is_module_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < 56
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// Turns byte spans into `file:line:column` messages.
+struct Locator<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Locator<'_> {
+    fn line_col(&self, offset: usize) -> (usize, usize) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        (line, col)
+    }
+
+    fn error(&self, span: Range<usize>, field: &str, what: &str) -> anyhow::Error {
+        let (line, col) = self.line_col(span.start);
+        anyhow!(
+            "{}:{line}:{col}: field `{field}`: {what}",
+            self.path.display()
+        )
+    }
+
+    fn toml_error(&self, e: &toml::de::Error) -> anyhow::Error {
+        let message = e.message().trim_end();
+        match e.span() {
+            Some(span) => {
+                let (line, col) = self.line_col(span.start);
+                let source_line = self.text.lines().nth(line - 1).unwrap_or("").trim_end();
+                anyhow!(
+                    "{}:{line}:{col}: {message}\n    {line} | {source_line}",
+                    self.path.display()
+                )
+            }
+            None => anyhow!("{}: {message}", self.path.display()),
+        }
+    }
+
+    fn checked_name(&self, name: Spanned<String>, field: &str) -> Result<String> {
+        let span = name.span();
+        let name = name.into_inner();
+        if is_module_name(&name) {
+            Ok(name)
+        } else {
+            Err(self.error(span, field, &format!("`{name}` is not a valid module name")))
+        }
+    }
+
+    fn regexes(&self, list: Vec<Spanned<String>>, field: &str) -> Result<Vec<Regex>> {
+        list.into_iter()
+            .map(|pattern| {
+                Regex::new(pattern.get_ref())
+                    .map_err(|e| self.error(pattern.span(), field, &format!("invalid regex: {e}")))
+            })
+            .collect()
+    }
+
+    fn test(&self, raw: RawTest, build: &[String]) -> Result<TestSpec> {
+        let name_span = raw.name.span();
+        let name = raw.name.into_inner();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(self.error(
+                name_span,
+                "test.name",
+                &format!("`{name}`: use lower-case letters, digits and _"),
+            ));
+        }
+        let field = |f: &str| format!("test `{name}`: {f}");
+        let load = match raw.load {
+            None => build.to_vec(),
+            Some(list) if list.is_empty() => {
+                return Err(self.error(name_span, &field("load"), "list at least one module"))
+            }
+            Some(list) => list
+                .into_iter()
+                .map(|m| {
+                    let span = m.span();
+                    let m = self.checked_name(m, &field("load"))?;
+                    if !build.contains(&m) {
+                        return Err(self.error(
+                            span,
+                            &field("load"),
+                            &format!("`{m}` is not in module.build {build:?}"),
+                        ));
+                    }
+                    Ok(m)
+                })
+                .collect::<Result<Vec<_>>>()?,
+        };
+        let timeout_s = match raw.timeout_s {
+            Some(t) if *t.get_ref() == 0 => {
+                return Err(self.error(t.span(), &field("timeout_s"), "must be at least 1"))
+            }
+            Some(t) => t.into_inner(),
+            None => DEFAULT_TIMEOUT_S,
+        };
+        Ok(TestSpec {
+            load,
+            params: raw.params,
+            ktap: raw.ktap,
+            settle: Duration::from_millis(raw.settle_ms.unwrap_or(DEFAULT_SETTLE_MS)),
+            timeout: Duration::from_secs(timeout_s),
+            expect: self.regexes(raw.expect, &field("expect"))?,
+            forbid: self.regexes(raw.forbid, &field("forbid"))?,
+            name,
+        })
+    }
+}
+
+/// The module folders directly under `root`: those holding a spec.
+pub fn discover(root: &Path) -> Result<Vec<PathBuf>> {
+    let mut dirs = Vec::new();
+    let entries = std::fs::read_dir(root)
+        .with_context(|| format!("listing modules in {}", root.display()))?;
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("listing modules in {}", root.display()))?
+            .path();
+        if path.join(SPEC_FILE).is_file() {
+            dirs.push(path);
+        }
+    }
+    dirs.sort();
+    Ok(dirs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_text(text: &str) -> Result<ModuleSpec> {
+        parse(
+            "demo",
+            Path::new("modules/demo"),
+            Path::new("modules/demo/kmodlab.toml"),
+            text,
+        )
+    }
+
+    fn error_of(text: &str) -> String {
+        format!(
+            "{:#}",
+            parse_text(text).expect_err("spec should be rejected")
+        )
+    }
+
+    #[test]
+    fn a_full_spec_is_read_with_defaults_filled_in() {
+        let spec = parse_text(
+            r#"
+[module]
+language = "c"
+description = "demo"
+build = ["demo_core", "demo"]
+requires = ["RUST", "CONFIG_SMP"]
+
+[[test]]
+name = "greets"
+load = ["demo_core", "demo"]
+params = "who=x"
+ktap = true
+expect = ['Hello, \w+']
+
+[[test]]
+name = "plain"
+timeout_s = 3
+"#,
+        )
+        .expect("valid spec");
+        assert_eq!(spec.language, Language::C);
+        assert_eq!(spec.requires, ["CONFIG_RUST", "CONFIG_SMP"]);
+        assert_eq!(spec.tests.len(), 2);
+        let greets = &spec.tests[0];
+        assert_eq!(greets.load, ["demo_core", "demo"]);
+        assert!(greets.ktap && greets.expect[0].is_match("Hello, kmodlab"));
+        let plain = &spec.tests[1];
+        assert_eq!(plain.load, ["demo_core", "demo"]);
+        assert_eq!(plain.timeout, Duration::from_secs(3));
+        assert_eq!(plain.settle, Duration::from_millis(DEFAULT_SETTLE_MS));
+    }
+
+    #[test]
+    fn a_spec_without_tests_gets_a_load_test() {
+        let spec = parse_text("[module]\nlanguage = \"rust\"\n").expect("valid");
+        assert_eq!(spec.build, ["demo"]);
+        assert_eq!(spec.tests.len(), 1);
+        assert_eq!(spec.tests[0].name, "load");
+    }
+
+    #[test]
+    fn a_typo_names_file_line_and_field() {
+        let e = error_of("[module]\nlanguage = \"c\"\n\n[[test]]\nname = \"a\"\nexpct = ['x']\n");
+        assert!(e.starts_with("modules/demo/kmodlab.toml:6:1: "), "{e}");
+        assert!(e.contains("unknown field `expct`"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_regex_names_its_line_and_field() {
+        let e = error_of(
+            "[module]\nlanguage = \"c\"\n[[test]]\nname = \"a\"\nexpect = ['ok', 'un(closed']\n",
+        );
+        assert!(
+            e.starts_with(
+                "modules/demo/kmodlab.toml:5:17: field `test `a`: expect`: invalid regex"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_rejected_where_they_stand() {
+        let e = error_of("[module]\nlanguage = \"cobol\"\n");
+        assert!(e.starts_with("modules/demo/kmodlab.toml:2:12: "), "{e}");
+        let e =
+            error_of("[module]\nlanguage = \"c\"\n[[test]]\nname = \"a\"\nload = [\"other\"]\n");
+        assert!(
+            e.contains(":5:9: field `test `a`: load`: `other` is not in module.build"),
+            "{e}"
+        );
+        let e = error_of("[module]\nlanguage = \"c\"\n[[test]]\nname = \"Bad-Name\"\n");
+        assert!(e.contains(":4:8: field `test.name`"), "{e}");
+        let e = error_of("[module]\nlanguage = \"c\"\n[[test]]\nname = \"a\"\ntimeout_s = 0\n");
+        assert!(
+            e.contains(":5:13: field `test `a`: timeout_s`: must be at least 1"),
+            "{e}"
+        );
+        let e = error_of(
+            "[module]\nlanguage = \"c\"\n[[test]]\nname = \"a\"\n[[test]]\nname = \"a\"\n",
+        );
+        assert!(e.contains("two tests are named `a`"), "{e}");
+        let e = error_of("[module]\n");
+        assert!(e.contains("missing field `language`"), "{e}");
+    }
+
+    #[test]
+    fn module_names_follow_the_kernel() {
+        assert!(is_module_name("wq_demo2"));
+        assert!(!is_module_name("wq-demo") && !is_module_name("2fast") && !is_module_name(""));
+    }
+}

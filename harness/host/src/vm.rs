@@ -1,1 +1,421 @@
-//! TODO
+//! QEMU: start a guest, read its two channels, end it.
+//!
+//! The console (first UART) goes to QEMU's stdout and carries everything the kernel prints, crash
+//! reports included; the agent channel (second UART) is a unix socket carrying the agent's JSON events.
+//! Starting a VM is one operation ([`Vm::start`]) so that it can later mean "restore a snapshot".
+//! The host always ends QEMU itself ([`Vm::stop`], or on drop); it never relies on the guest powering off.
+
+use anyhow::{bail, Context, Result};
+use kmodlab_protocol::Event;
+use std::io::{BufRead, BufReader, Write};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixListener};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Which accelerator QEMU uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accelerator {
+    Kvm,
+    Tcg,
+}
+
+impl std::fmt::Display for Accelerator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Accelerator::Kvm => "kvm",
+            Accelerator::Tcg => "tcg",
+        })
+    }
+}
+
+/// Everything needed to start one guest.
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    pub qemu: PathBuf,
+    pub kernel_image: PathBuf,
+    pub initramfs: PathBuf,
+    pub cmdline: String,
+    pub accel: Accelerator,
+    pub memory_mb: u32,
+    pub cpus: u32,
+    /// Folder for this VM's files: `<label>.console.log`, `<label>.events.jsonl`, `<label>.qemu.txt`.
+    pub dir: PathBuf,
+    /// Short name used in file names and messages, e.g. `vm1`.
+    pub label: String,
+}
+
+/// What a running guest produced, in arrival order per channel.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VmEvent {
+    /// One console line, without its line ending.
+    Console(String),
+    Agent(Event),
+    /// A line on the agent channel that is not an event (kept for the record, never judged).
+    AgentNoise(String),
+    /// QEMU closed the console: it has exited or is exiting.
+    ConsoleClosed,
+    /// QEMU never connected the agent channel, or it broke.
+    ChannelError(String),
+}
+
+/// Under TCG the guest cannot calibrate its TSC against the emulated PIT, then spends ~0.3 s
+/// verifying the local APIC timer and another ~0.1 s in the delay loop. Skipping all three (the PIT
+/// drives the ticks instead; the preset loops-per-jiffy is what this calibration measures here)
+/// brings /init from ~0.8 s to ~0.5 s of guest time. Measured in docs/PERFORMANCE.md.
+const TCG_BOOT_TUNING: &str = "noapictimer tsc=unstable lpj=726528";
+
+/// The kernel command line every guest gets, plus the caller's extra words.
+pub fn default_cmdline(accel: Accelerator, extra: &str) -> String {
+    // loglevel=5 keeps KERN_INFO chatter off the slow emulated UART (the agent reads every record
+    // from /dev/kmsg anyway) while warnings and crash reports still reach the console.
+    // panic=-1 with -no-reboot makes a panicking guest end QEMU at once.
+    // reboot=t: the guest has no ACPI and no keyboard controller to reset through, and other reboot
+    // methods loop forever; a triple fault resets the CPU, which -no-reboot turns into QEMU's exit.
+    let mut line = String::from("console=ttyS0 loglevel=5 panic=-1 reboot=t");
+    if accel == Accelerator::Tcg {
+        line.push(' ');
+        line.push_str(TCG_BOOT_TUNING);
+    }
+    if !extra.trim().is_empty() {
+        line.push(' ');
+        line.push_str(extra.trim());
+    }
+    line
+}
+
+/// A running guest. Dropping it ends QEMU.
+pub struct Vm {
+    child: Child,
+    events: Receiver<VmEvent>,
+    stop: Arc<AtomicBool>,
+    pub label: String,
+    pub started: Instant,
+    pub console_log: PathBuf,
+    pub events_log: PathBuf,
+    pub qemu_log: PathBuf,
+}
+
+impl Vm {
+    /// Starts QEMU and the threads that read its channels.
+    pub fn start(cfg: &VmConfig) -> Result<Vm> {
+        let socket_name = unique_socket_name();
+        let listener = bind_abstract(&socket_name)?;
+        let console_log = cfg.dir.join(format!("{}.console.log", cfg.label));
+        let events_log = cfg.dir.join(format!("{}.events.jsonl", cfg.label));
+        let qemu_log = cfg.dir.join(format!("{}.qemu.txt", cfg.label));
+
+        let args = qemu_args(cfg, &socket_name);
+        let mut record = std::fs::File::create(&qemu_log)
+            .with_context(|| format!("creating {}", qemu_log.display()))?;
+        writeln!(record, "{} {}", cfg.qemu.display(), shell_words(&args))
+            .with_context(|| format!("writing {}", qemu_log.display()))?;
+        writeln!(record, "--- QEMU's own messages ---")
+            .with_context(|| format!("writing {}", qemu_log.display()))?;
+
+        let mut command = Command::new(&cfg.qemu);
+        command
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(record));
+        // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill QEMU if we die,
+        // so that no error path, panic or SIGKILL of ours leaves a QEMU behind.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let started = Instant::now();
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("starting {}", cfg.qemu.display()))?;
+        let stdout = match child.stdout.take() {
+            Some(out) => out,
+            None => bail!("QEMU's console pipe is missing"),
+        };
+
+        let (tx, rx) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        spawn_console_reader(stdout, &console_log, tx.clone())?;
+        spawn_agent_reader(listener, &events_log, tx, stop.clone())?;
+        Ok(Vm {
+            child,
+            events: rx,
+            stop,
+            label: cfg.label.clone(),
+            started,
+            console_log,
+            events_log,
+            qemu_log,
+        })
+    }
+
+    /// The next event, or `None` once `deadline` has passed (or every channel has closed).
+    pub fn next_event(&self, deadline: Instant) -> Option<VmEvent> {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        // Timeout and "every reader has ended" both mean: nothing more before the deadline.
+        self.events.recv_timeout(wait).ok()
+    }
+
+    /// Whether QEMU has exited on its own (e.g. after a guest panic).
+    pub fn has_exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// Ends QEMU now and waits for it; every event still buffered can be drained afterwards.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Events that arrived but were not read yet (after [`Vm::stop`], what the channels flushed).
+    pub fn drain(&self) -> Vec<VmEvent> {
+        // The reader threads end at EOF, which follows QEMU's exit closely; give them a moment.
+        let deadline = Instant::now() + Duration::from_millis(200);
+        let mut out = Vec::new();
+        while let Some(event) = self.next_event(deadline) {
+            out.push(event);
+        }
+        out
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn qemu_args(cfg: &VmConfig, socket_name: &str) -> Vec<String> {
+    let cpu = match cfg.accel {
+        Accelerator::Kvm => "host",
+        Accelerator::Tcg => "max",
+    };
+    let mut args: Vec<String> = vec![
+        "-M".into(),
+        "microvm".into(),
+        "-accel".into(),
+        cfg.accel.to_string(),
+        "-cpu".into(),
+        cpu.into(),
+        "-m".into(),
+        cfg.memory_mb.to_string(),
+        "-smp".into(),
+        cfg.cpus.to_string(),
+        "-nodefaults".into(),
+        "-no-user-config".into(),
+        "-display".into(),
+        "none".into(),
+        "-no-reboot".into(),
+        "-kernel".into(),
+        cfg.kernel_image.display().to_string(),
+        "-initrd".into(),
+        cfg.initramfs.display().to_string(),
+        "-append".into(),
+        cfg.cmdline.clone(),
+        "-serial".into(),
+        "stdio".into(),
+    ];
+    // On microvm a second `-serial` gives a UART that fails with EIO; an explicit isa-serial works (FACTS.md).
+    args.push("-chardev".into());
+    args.push(format!("socket,id=agent,path={socket_name},abstract=on"));
+    args.push("-device".into());
+    args.push("isa-serial,chardev=agent,index=1".into());
+    args
+}
+
+fn unique_socket_name() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "kmodlab-{}-{}-{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn bind_abstract(name: &str) -> Result<UnixListener> {
+    let addr =
+        SocketAddr::from_abstract_name(name.as_bytes()).context("naming the agent socket")?;
+    let listener = UnixListener::bind_addr(&addr).context("opening the agent socket")?;
+    listener
+        .set_nonblocking(true)
+        .context("configuring the agent socket")?;
+    Ok(listener)
+}
+
+fn spawn_console_reader(
+    stdout: std::process::ChildStdout,
+    log: &Path,
+    tx: Sender<VmEvent>,
+) -> Result<()> {
+    let mut file =
+        std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    std::thread::Builder::new()
+        .name("vm-console".into())
+        .spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match reader.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let _ = file.write_all(&buf);
+                        let line = String::from_utf8_lossy(&buf)
+                            .trim_end_matches(['\r', '\n'])
+                            .to_string();
+                        if tx.send(VmEvent::Console(line)).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            let _ = tx.send(VmEvent::ConsoleClosed);
+        })
+        .context("starting the console reader")?;
+    Ok(())
+}
+
+fn spawn_agent_reader(
+    listener: UnixListener,
+    log: &Path,
+    tx: Sender<VmEvent>,
+    stop: Arc<AtomicBool>,
+) -> Result<()> {
+    let mut file =
+        std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    std::thread::Builder::new()
+        .name("vm-agent".into())
+        .spawn(move || {
+            // QEMU connects while it starts, before the guest runs; poll so that a QEMU that died
+            // first does not leave this thread waiting forever.
+            let give_up = Instant::now() + Duration::from_secs(30);
+            let stream = loop {
+                match listener.accept() {
+                    Ok((stream, _)) => break stream,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if stop.load(Ordering::Relaxed) || Instant::now() > give_up {
+                            let _ = tx.send(VmEvent::ChannelError(
+                                "QEMU never connected the agent channel".into(),
+                            ));
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    Err(e) => {
+                        let _ = tx.send(VmEvent::ChannelError(format!("agent channel: {e}")));
+                        return;
+                    }
+                }
+            };
+            let _ = stream.set_nonblocking(false);
+            let mut reader = BufReader::new(stream);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match reader.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let _ = file.write_all(&buf);
+                        let line = String::from_utf8_lossy(&buf)
+                            .trim_end_matches(['\r', '\n'])
+                            .to_string();
+                        if line.is_empty() {
+                            continue;
+                        }
+                        let event = match Event::from_line(&line) {
+                            Ok(event) => VmEvent::Agent(event),
+                            Err(_) => VmEvent::AgentNoise(line),
+                        };
+                        if tx.send(event).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        })
+        .context("starting the agent channel reader")?;
+    Ok(())
+}
+
+/// Quotes arguments so the recorded command line can be pasted into a shell.
+pub fn shell_words(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=,:+@".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `qemu-system-x86_64 --version`'s first line, for cache keys and `doctor`.
+pub fn qemu_version(qemu: &Path) -> Result<String> {
+    let out = Command::new(qemu)
+        .arg("--version")
+        .output()
+        .with_context(|| format!("running {} --version", qemu.display()))?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_command_lines_survive_a_shell() {
+        let words = vec![
+            "-append".to_string(),
+            "console=ttyS0 panic=-1".to_string(),
+            "it's".to_string(),
+        ];
+        assert_eq!(
+            shell_words(&words),
+            r"-append 'console=ttyS0 panic=-1' 'it'\''s'"
+        );
+    }
+
+    #[test]
+    fn the_agent_uart_is_an_isa_serial_on_a_socket() {
+        let cfg = VmConfig {
+            qemu: "qemu-system-x86_64".into(),
+            kernel_image: "/k/bzImage".into(),
+            initramfs: "/r/initrd".into(),
+            cmdline: default_cmdline(Accelerator::Kvm, "quiet"),
+            accel: Accelerator::Tcg,
+            memory_mb: 256,
+            cpus: 2,
+            dir: "/r".into(),
+            label: "vm1".into(),
+        };
+        let args = qemu_args(&cfg, "sock");
+        let joined = args.join(" ");
+        assert!(joined.contains("-chardev socket,id=agent,path=sock,abstract=on -device isa-serial,chardev=agent,index=1"));
+        assert!(joined.contains("-accel tcg -cpu max"));
+        assert!(joined.contains("-append console=ttyS0 loglevel=5 panic=-1 reboot=t quiet"));
+    }
+}

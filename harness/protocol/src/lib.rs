@@ -51,11 +51,17 @@ pub struct ModuleLoad {
 pub enum OpResult {
     Ok,
     /// The syscall failed: errno number, its symbolic name and description.
-    Failed { errno: i32, name: String, message: String },
+    Failed {
+        errno: i32,
+        name: String,
+        message: String,
+    },
     /// The syscall did not return within the test's limit.
     TimedOut,
     /// The helper process doing the syscall died (e.g. killed by an oops) before it returned.
-    Died { signal: String },
+    Died {
+        signal: String,
+    },
 }
 
 /// Why the agent stopped waiting after the load.
@@ -84,21 +90,58 @@ pub struct KmsgRecord {
     pub text: String,
 }
 
+impl KmsgRecord {
+    /// The record's lines: one printk with embedded newlines is one record, and /dev/kmsg escapes
+    /// each newline as `\x0a` (backslashes are escaped too, so the sequence is unambiguous).
+    pub fn lines(&self) -> impl Iterator<Item = &str> {
+        self.text.split("\\x0a")
+    }
+}
+
 /// What the agent reports. One JSON object per line, tagged by `event`.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// The agent is up and has read its plan.
-    Hello { agent_version: String, kernel_release: String, uptime_ms: u64, tests: u32 },
-    TestStarted { test: u32, taint: u64 },
-    ModuleLoaded { test: u32, module: String, result: OpResult, duration_us: u64 },
+    Hello {
+        agent_version: String,
+        kernel_release: String,
+        uptime_ms: u64,
+        tests: u32,
+    },
+    TestStarted {
+        test: u32,
+        taint: u64,
+    },
+    ModuleLoaded {
+        test: u32,
+        module: String,
+        result: OpResult,
+        duration_us: u64,
+    },
     /// A kernel log record, sent as soon as the agent read it.
     Kmsg(KmsgRecord),
-    WaitEnded { test: u32, end: WaitEnd, duration_us: u64 },
-    ModuleUnloaded { test: u32, module: String, result: OpResult, duration_us: u64 },
-    TestFinished { test: u32, taint: u64, duration_us: u64 },
+    WaitEnded {
+        test: u32,
+        end: WaitEnd,
+        duration_us: u64,
+    },
+    ModuleUnloaded {
+        test: u32,
+        module: String,
+        result: OpResult,
+        duration_us: u64,
+    },
+    TestFinished {
+        test: u32,
+        taint: u64,
+        duration_us: u64,
+    },
     /// Something in the agent itself went wrong; `context` says what it was doing.
-    AgentError { context: String, message: String },
+    AgentError {
+        context: String,
+        message: String,
+    },
     /// The agent has run the whole plan (or stopped after a timeout) and will do nothing more.
     Done,
 }
@@ -125,21 +168,54 @@ mod tests {
     #[test]
     fn events_round_trip_through_a_line() {
         let events = [
-            Event::Hello { agent_version: "0.1.0".into(), kernel_release: "6.12.117".into(), uptime_ms: 310, tests: 2 },
+            Event::Hello {
+                agent_version: "0.1.0".into(),
+                kernel_release: "6.12.117".into(),
+                uptime_ms: 310,
+                tests: 2,
+            },
             Event::ModuleLoaded {
                 test: 1,
                 module: "hello".into(),
-                result: OpResult::Failed { errno: 2, name: "ENOENT".into(), message: "No such file".into() },
+                result: OpResult::Failed {
+                    errno: 2,
+                    name: "ENOENT".into(),
+                    message: "No such file".into(),
+                },
                 duration_us: 1200,
             },
-            Event::Kmsg(KmsgRecord { seq: 9, level: 6, facility: 0, ts_us: 42, text: "x: \"quoted\"".into() }),
-            Event::WaitEnded { test: 1, end: WaitEnd::KtapComplete, duration_us: 5 },
+            Event::Kmsg(KmsgRecord {
+                seq: 9,
+                level: 6,
+                facility: 0,
+                ts_us: 42,
+                text: "x: \"quoted\"".into(),
+            }),
+            Event::WaitEnded {
+                test: 1,
+                end: WaitEnd::KtapComplete,
+                duration_us: 5,
+            },
             Event::Done,
         ];
+        let multi = KmsgRecord {
+            seq: 1,
+            level: 6,
+            facility: 0,
+            ts_us: 0,
+            text: r"KTAP version 1\x0a1..1".into(),
+        };
+        assert_eq!(
+            multi.lines().collect::<Vec<_>>(),
+            ["KTAP version 1", "1..1"]
+        );
         for event in events {
             let line = event.to_line();
             assert!(!line.contains('\n'));
-            assert_eq!(Event::from_line(&format!("{line}\r\n")).expect("parses"), event);
+            assert_eq!(
+                Event::from_line(&format!("{line}\r\n")).expect("parses"),
+                event
+            );
         }
     }
 }

@@ -1,0 +1,7 @@
+//! End-to-end: every test here builds real modules, boots a real kernel under QEMU and checks the
+//! verdicts kmodlab gives. One binary, so that a run ends with one summary of them all.
+
+mod cli;
+mod examples;
+mod fixtures;
+mod kernel;
