@@ -36,6 +36,8 @@ pub struct ModuleBuild {
     pub duration: Duration,
     /// Compiler warnings, with paths pointing into the user's folder.
     pub warnings: String,
+    /// The build copy of the module folder (its paths appear in kernel messages, e.g. WARNING lines).
+    pub copy_dir: PathBuf,
 }
 
 #[derive(serde::Serialize, serde::Deserialize, Default)]
@@ -78,6 +80,7 @@ pub fn build(spec: &ModuleSpec, kernel: &Kernel) -> Result<ModuleBuild> {
             reused: true,
             duration: started.elapsed(),
             warnings: String::new(),
+            copy_dir: copy.clone(),
         });
     }
 
@@ -156,6 +159,7 @@ pub fn build(spec: &ModuleSpec, kernel: &Kernel) -> Result<ModuleBuild> {
         reused: false,
         duration: started.elapsed(),
         warnings: stderr,
+        copy_dir: copy.clone(),
     })
 }
 
@@ -225,8 +229,8 @@ fn write_if_changed(path: &Path, data: &[u8]) -> Result<()> {
     std::fs::write(path, data).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Points compiler messages at the user's files instead of the build copy.
-fn relocate(text: &str, copy: &Path, original: &Path) -> String {
+/// Points compiler and kernel messages at the user's files instead of the build copy.
+pub fn relocate(text: &str, copy: &Path, original: &Path) -> String {
     let shown = display_path(original);
     text.replace(
         &format!("{}/", copy.display()),

@@ -81,7 +81,11 @@ impl Human {
             text.push_str(&v.reason);
         }
         if v.outcome.is_failure() {
-            for line in v.details.iter().take(if self.verbose { 60 } else { 12 }) {
+            let shown = v
+                .details
+                .iter()
+                .filter(|l| self.verbose || !is_register_dump(l));
+            for line in shown.take(if self.verbose { 60 } else { 12 }) {
                 text.push_str("\n        | ");
                 text.push_str(line);
             }
@@ -133,6 +137,32 @@ pub fn summary_line(verdicts: &[Verdict]) -> String {
         line.push_str(&format!(" ({})", kinds.join(", ")));
     }
     line
+}
+
+/// Crash-report lines a person rarely needs at first sight: registers, code bytes, the module list.
+/// They stay in `-v`, the JSON and the run folder.
+fn is_register_dump(line: &str) -> bool {
+    let text = kmodlab_protocol::ktap::strip_timestamp(line).trim_start();
+    const PREFIXES: [&str; 17] = [
+        "RSP:",
+        "RAX:",
+        "RDX:",
+        "RBP:",
+        "R10:",
+        "R13:",
+        "FS:",
+        "CS:",
+        "CR2:",
+        "DR0:",
+        "DR3:",
+        "DR6:",
+        "Code:",
+        "Modules linked in:",
+        "Hardware name:",
+        "Tainted: [",
+        "PKRU:",
+    ];
+    PREFIXES.iter().any(|p| text.starts_with(p))
 }
 
 fn paint(outcome: Outcome, text: &str) -> String {

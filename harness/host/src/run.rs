@@ -217,6 +217,8 @@ struct Job {
     module: String,
     spec: TestSpec,
     planned: PlannedTest,
+    /// The build copy and the module folder it came from, to show the user's paths in reports.
+    source_paths: Option<(PathBuf, PathBuf)>,
 }
 
 /// Runs the selection and judges every test.
@@ -287,6 +289,7 @@ pub fn run(opts: &RunOptions, listener: &mut dyn FnMut(&RunEvent)) -> Result<Run
                 }
             }
         }
+        let source_paths = Some((build.copy_dir.clone(), spec.dir.clone()));
         listener(&RunEvent::ModuleBuilt(build));
         for test in tests {
             let timeout = opts.timeout.unwrap_or(test.timeout);
@@ -323,6 +326,7 @@ pub fn run(opts: &RunOptions, listener: &mut dyn FnMut(&RunEvent)) -> Result<Run
                     module: spec.name.clone(),
                     spec: spec_for_run,
                     planned,
+                    source_paths: source_paths.clone(),
                 },
             );
             next_id += 1;
@@ -560,7 +564,12 @@ fn finish(
     listener: &mut dyn FnMut(&RunEvent),
 ) -> Option<Outcome> {
     let job = jobs.get(&record.id)?;
-    let verdict = verdict::judge(&job.module, &job.spec, &record);
+    let mut verdict = verdict::judge(&job.module, &job.spec, &record);
+    if let Some((copy, original)) = &job.source_paths {
+        for line in verdict.details.iter_mut().chain(verdict.log.iter_mut()) {
+            *line = kbuild::relocate(line, copy, original);
+        }
+    }
     let outcome = verdict.outcome;
     listener(&RunEvent::Verdict(verdict.clone()));
     session.verdicts.push((record.id, verdict));

@@ -185,7 +185,17 @@ type Decision = (Outcome, String, Vec<String>, Option<i32>);
 fn decide(spec: &TestSpec, record: &TestRecord, kmsg: &[&str], console: &[&str]) -> Decision {
     // 1. A kernel failure marker anywhere in the window: the agent's records first (complete and in
     //    order), the console when the agent could not send them (the kernel was dying).
-    if let Some(crash) = oops::first(kmsg).or_else(|| oops::first(console)) {
+    // The console is only consulted for a test the agent could not finish: the guest sends the
+    // agent's events by interrupt while console output is synchronous, so console lines can overtake
+    // the event that ended the previous test and cannot be attributed by arrival.
+    let console_crash = || {
+        if record.finished {
+            None
+        } else {
+            oops::first(console)
+        }
+    };
+    if let Some(crash) = oops::first(kmsg).or_else(console_crash) {
         return (Outcome::Crash, crash.title, crash.report, None);
     }
     for (module, result) in &record.loads {
@@ -293,16 +303,8 @@ fn decide(spec: &TestSpec, record: &TestRecord, kmsg: &[&str], console: &[&str])
         }
         let failures: Vec<ktap::Failure> = with_results.iter().flat_map(|d| d.failures()).collect();
         if let Some(first) = failures.first() {
-            let details = failures
-                .iter()
-                .map(|f| format!("not ok {} {}: {}", f.number, f.path, f.reason))
-                .collect();
-            let reason = if first.reason.is_empty() {
-                format!("not ok {} {}", first.number, first.path)
-            } else {
-                format!("not ok {} {}: {}", first.number, first.path, first.reason)
-            };
-            return (Outcome::Fail, reason, details, None);
+            let details = failures.iter().skip(1).map(describe_failure).collect();
+            return (Outcome::Fail, describe_failure(first), details, None);
         }
     }
     for pattern in &spec.expect {
@@ -355,6 +357,20 @@ fn decide(spec: &TestSpec, record: &TestRecord, kmsg: &[&str], console: &[&str])
         }
     }
     (Outcome::Pass, String::new(), vec![], None)
+}
+
+/// `not ok 2 arithmetic_is_broken: check failed: 2 + delta == 4 (ktap_fail.c:21)`
+fn describe_failure(failure: &ktap::Failure) -> String {
+    // Module diagnostics often repeat the case name; say it once.
+    let reason = failure.reason.trim();
+    let reason = reason
+        .strip_prefix(&format!("{}:", failure.path))
+        .map_or(reason, str::trim);
+    if reason.is_empty() {
+        format!("not ok {} {}", failure.number, failure.path)
+    } else {
+        format!("not ok {} {}: {reason}", failure.number, failure.path)
+    }
 }
 
 /// The kernel's own explanation of a refused load, e.g. `hello: Unknown symbol foo (err -2)`.

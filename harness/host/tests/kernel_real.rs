@@ -28,6 +28,7 @@ fn an_option_that_cannot_survive_is_named_with_its_fragment_line_and_reason() {
         jobs: None,
     };
     let err = format!("{:#}", kernel::configure(&req).unwrap_err());
+    eprintln!("{err}");
     let line = format!(
         "CONFIG_LIST_KUNIT_TEST=y requested by {}:3 but the built config has it unset",
         kunit.display()
@@ -90,6 +91,7 @@ fn losing_rust_shows_why_and_what_rustavailable_says() {
         jobs: None,
     };
     let err = format!("{:#}", kernel::configure(&req).unwrap_err());
+    eprintln!("{err}");
     let rust = configs().join("rust.config");
     assert!(
         err.contains(&format!("CONFIG_RUST=y requested by {}:2", rust.display())),
