@@ -2,6 +2,8 @@
 //! modules, kernel config fragments and agent sources are; everything else is the harness library.
 //! `ci` is the one command of its own: the project's checks, as a new machine or CI runs them.
 
+mod bench;
+
 use clap::{Parser, Subcommand};
 use kmodlab::cli::{AgentSource, Context};
 use std::path::{Path, PathBuf};
@@ -24,6 +26,15 @@ enum Task {
     /// The project's own checks, as CI runs them: host set-up, kernel, fmt, clippy, then every test
     /// including the end-to-end ones that boot QEMU
     Ci,
+    /// Measure where a warm test run's time goes (medians of several runs, for docs/PERFORMANCE.md)
+    Bench {
+        /// The module to run
+        #[arg(default_value = "hello")]
+        module: String,
+        /// How many runs
+        #[arg(long, default_value_t = 7)]
+        runs: usize,
+    },
 }
 
 fn main() {
@@ -39,6 +50,13 @@ fn main() {
     let code = match Xtask::parse().command {
         Task::Kmodlab(command) => kmodlab::cli::run_command(command, &ctx),
         Task::Ci => ci(&root, &ctx),
+        Task::Bench { module, runs } => match bench::bench(&root, &ctx, &module, runs.max(1)) {
+            Ok(()) => kmodlab::cli::EXIT_PASS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                kmodlab::cli::EXIT_UNABLE
+            }
+        },
     };
     std::process::exit(code);
 }

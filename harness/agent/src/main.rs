@@ -49,7 +49,7 @@ fn run_agent() -> ! {
 
     let plan = plan::acquire();
     // The boot log first, so the host sees how the kernel came up even if the plan is unusable.
-    agent.drain_all();
+    agent.forward_boot_log();
     let tests = plan.as_ref().map_or(0, |plan| {
         u32::try_from(plan.tests.len()).unwrap_or(u32::MAX)
     });

@@ -354,7 +354,7 @@ pub fn run(opts: &RunOptions, listener: &mut dyn FnMut(&RunEvent)) -> Result<Run
             timings.initramfs += initramfs_started.elapsed();
             let config = VmConfig {
                 qemu: opts.qemu.clone(),
-                kernel_image: kernel.image.clone(),
+                kernel_image: kernel.boot_image(),
                 initramfs: initramfs.clone(),
                 cmdline: vm::default_cmdline(accel, ""),
                 accel,
@@ -666,7 +666,7 @@ fn probe_boot(
     )?;
     let config = VmConfig {
         qemu: opts.qemu.clone(),
-        kernel_image: kernel.image.clone(),
+        kernel_image: kernel.boot_image(),
         initramfs: initramfs.clone(),
         cmdline: vm::default_cmdline(accel, ""),
         accel,

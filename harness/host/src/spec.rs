@@ -12,7 +12,7 @@
 //! load = ["hello"]               # load order, dependencies first; default: `build`
 //! params = "who=kmodlab"         # parameters of the last module in `load`
 //! ktap = true                    # wait for the module's KTAP document and judge it
-//! settle_ms = 100
+//! settle_ms = 50                # extra wait for late messages (default 50)
 //! timeout_s = 10
 //! expect = ['Hello, kmodlab']    # each must match a kernel log line of the test's window
 //! forbid = ['refcount']          # none may match
@@ -30,7 +30,7 @@ use toml::Spanned;
 /// The spec's file name inside a module folder.
 pub const SPEC_FILE: &str = "kmodlab.toml";
 
-const DEFAULT_SETTLE_MS: u64 = 100;
+const DEFAULT_SETTLE_MS: u64 = 50;
 const DEFAULT_TIMEOUT_S: u64 = 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

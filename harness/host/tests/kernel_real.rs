@@ -100,3 +100,24 @@ fn losing_rust_shows_why_and_what_rustavailable_says() {
     assert!(err.contains("depends on !MODVERSIONS [=y]"), "{err}");
     assert!(err.contains("`make rustavailable` says:"), "{err}");
 }
+
+#[test]
+#[ignore = "provisions the kernel source and runs merge_config.sh"]
+fn a_user_tree_configures_with_its_own_key() {
+    // The cache's unpacked tree is clean (builds go to O=), so it serves as a user's tree.
+    let tree = kernel::provision_source(&SourceSpec::Debian).unwrap();
+    let fragments = vec![configs().join("base.config"), configs().join("rust.config")];
+    let debian = KernelRequest {
+        source: SourceSpec::Debian,
+        fragments: fragments.clone(),
+        jobs: None,
+    };
+    let user = KernelRequest {
+        source: SourceSpec::Dir(tree),
+        fragments,
+        jobs: None,
+    };
+    assert_ne!(kernel::key(&user).unwrap(), kernel::key(&debian).unwrap());
+    let config = std::fs::read_to_string(kernel::configure(&user).unwrap()).unwrap();
+    assert!(config.lines().any(|l| l == "CONFIG_RUST=y"));
+}

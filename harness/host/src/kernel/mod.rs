@@ -69,6 +69,18 @@ pub struct Kernel {
 }
 
 impl Kernel {
+    /// What QEMU boots: the uncompressed ELF `vmlinux` through its PVH entry point when the build
+    /// has one, else the bzImage. Under TCG, emulating the bzImage's decompressor costs ~150 ms per
+    /// boot (docs/PERFORMANCE.md).
+    pub fn boot_image(&self) -> PathBuf {
+        let vmlinux = self.build_dir.join("vmlinux");
+        if self.option("CONFIG_PVH") == Some("y") && vmlinux.is_file() {
+            vmlinux
+        } else {
+            self.image.clone()
+        }
+    }
+
     /// An option's value in the built `.config` (`"y"`, `"m"`, a number, a quoted string), or `None`
     /// when it is not set. The name may be given with or without `CONFIG_`.
     pub fn option(&self, name: &str) -> Option<&str> {
