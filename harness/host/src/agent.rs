@@ -14,6 +14,12 @@ const BINARY: &str = "kmodlab-agent";
 /// (as `cargo test` does while the end-to-end tests run).
 pub fn build_in_workspace(workspace: &Path) -> Result<PathBuf> {
     let target_dir = workspace.join("target").join("agent");
+    let path = target_dir.join(TARGET).join("release").join(BINARY);
+    if !path.is_file() {
+        eprintln!(
+            "agent   building the guest agent for {TARGET} (the first time takes about a minute)"
+        );
+    }
     let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .current_dir(workspace)
         .args([
@@ -34,7 +40,6 @@ pub fn build_in_workspace(workspace: &Path) -> Result<PathBuf> {
             "building the guest agent failed ({status}); if the target is missing: rustup target add {TARGET}"
         );
     }
-    let path = target_dir.join(TARGET).join("release").join(BINARY);
     if !path.is_file() {
         bail!("cargo built the agent but {} is not there", path.display());
     }

@@ -170,6 +170,12 @@ pub const REQUIREMENTS: &[Requirement] = &[
         fix: Fix::Apt("busybox-static"),
     },
     Requirement {
+        name: "cpio",
+        purpose: "the independent reader kmodlab's own tests check its initramfs archives with",
+        probe: Probe::Tool("cpio"),
+        fix: Fix::Apt("cpio"),
+    },
+    Requirement {
         name: "rustup",
         purpose: "installing the Rust pieces below",
         probe: Probe::Tool("rustup"),
