@@ -14,8 +14,10 @@ pub const EXIT_PASS: i32 = 0;
 pub const EXIT_FAIL: i32 = 1;
 pub const EXIT_UNABLE: i32 = 2;
 
-/// The kernel fragments used when none are named.
-pub const DEFAULT_FRAGMENTS: [&str; 2] = ["base", "rust"];
+/// The fragment every kernel starts from: a small x86_64 guest for QEMU microvm.
+pub const BASE_FRAGMENT: &str = "base";
+/// The fragments merged onto `base` when none are named.
+pub const DEFAULT_FRAGMENTS: [&str; 1] = ["rust"];
 
 /// Fragments built into the binary, for use outside this repository.
 const EMBEDDED_FRAGMENTS: [(&str, &str); 2] = [
@@ -75,9 +77,13 @@ pub struct KernelOpts {
     /// Kernel source tree to use instead of Debian's linux-source-6.12 package
     #[arg(long, value_name = "DIR")]
     pub kernel_src: Option<PathBuf>,
-    /// Kconfig fragment to merge, by name (kernel-configs/NAME.config) or path; repeat for several,
-    /// merged in order [default: base, rust]
-    #[arg(long = "kernel-config", value_name = "NAME|FILE")]
+    /// Kconfig fragments merged onto `base`, in order: names from kernel-configs/ (rust, debug, ...)
+    /// or paths, comma-separated or repeated [default: rust]
+    #[arg(
+        long = "kernel-config",
+        value_name = "NAME|FILE",
+        value_delimiter = ','
+    )]
     pub kernel_config: Vec<String>,
     /// Parallel jobs for the kernel build [default: number of CPUs]
     #[arg(long, value_name = "N")]
@@ -350,11 +356,17 @@ fn setup_command(args: SetupArgs) -> Result<i32> {
 
 /// The kernel the options ask for.
 pub fn kernel_request(opts: &KernelOpts, ctx: &Context) -> Result<KernelRequest> {
-    let names: Vec<String> = if opts.kernel_config.is_empty() {
-        DEFAULT_FRAGMENTS.iter().map(|s| s.to_string()).collect()
+    let mut names: Vec<String> = vec![BASE_FRAGMENT.to_string()];
+    if opts.kernel_config.is_empty() {
+        names.extend(DEFAULT_FRAGMENTS.iter().map(|s| s.to_string()));
     } else {
-        opts.kernel_config.clone()
-    };
+        names.extend(
+            opts.kernel_config
+                .iter()
+                .filter(|n| n.as_str() != BASE_FRAGMENT)
+                .cloned(),
+        );
+    }
     let fragments = names
         .iter()
         .map(|name| resolve_fragment(name, ctx.configs_dir.as_deref()))
