@@ -64,6 +64,8 @@ pub fn run_modules(names: &[&str]) -> RunReport {
         qemu,
         runs_dir: None,
         timeout: None,
+        run_timeout: None,
+        isolation: Default::default(),
         memory_mb: 256,
         cpus: 2,
     };

@@ -21,6 +21,8 @@ pub fn bench(root: &Path, ctx: &Context, module: &str, runs: usize) -> anyhow::R
         qemu: kmodlab::setup::require_tool("qemu-system-x86_64")?,
         runs_dir: None,
         timeout: None,
+        run_timeout: None,
+        isolation: Default::default(),
         memory_mb: 256,
         cpus: 2,
     };

@@ -226,6 +226,8 @@ fn test(args: TestArgs, ctx: &Context) -> Result<i32> {
         qemu: setup::require_tool(&args.qemu.to_string_lossy())?,
         runs_dir: args.runs_dir,
         timeout: args.timeout.map(Duration::from_secs),
+        run_timeout: None,
+        isolation: Default::default(),
         memory_mb: 256,
         cpus: 2,
     };

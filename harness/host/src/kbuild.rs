@@ -147,6 +147,9 @@ pub fn build(spec: &ModuleSpec, kernel: &Kernel) -> Result<ModuleBuild> {
             );
         }
     }
+    for (_, path) in &objects {
+        check_release(path, &kernel.release)?;
+    }
     let stamp = Stamp {
         key,
         files: current,
@@ -161,6 +164,51 @@ pub fn build(spec: &ModuleSpec, kernel: &Kernel) -> Result<ModuleBuild> {
         warnings: stderr,
         copy_dir: copy.clone(),
     })
+}
+
+/// The `key=value` pairs of a module's `.modinfo` section (what `modinfo` shows).
+pub fn modinfo(ko: &Path) -> Result<Vec<(String, String)>> {
+    use object::{Object, ObjectSection};
+    let data = std::fs::read(ko).with_context(|| format!("reading {}", ko.display()))?;
+    let file = object::File::parse(&*data)
+        .with_context(|| format!("{} is not an ELF object", ko.display()))?;
+    let section = file.section_by_name(".modinfo").ok_or_else(|| {
+        anyhow::anyhow!(
+            "{} has no .modinfo section: not a kernel module",
+            ko.display()
+        )
+    })?;
+    let bytes = section
+        .data()
+        .with_context(|| format!("reading .modinfo of {}", ko.display()))?;
+    Ok(bytes
+        .split(|b| *b == 0)
+        .filter_map(|entry| {
+            let entry = String::from_utf8_lossy(entry);
+            entry
+                .split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect())
+}
+
+/// Refuses, before any boot, a module built for another kernel release: the kernel would reject it
+/// with a terse "disagrees about version" otherwise.
+pub fn check_release(ko: &Path, release: &str) -> Result<()> {
+    let info = modinfo(ko)?;
+    let vermagic = info
+        .iter()
+        .find(|(k, _)| k == "vermagic")
+        .map(|(_, v)| v.as_str())
+        .ok_or_else(|| anyhow::anyhow!("{} has no vermagic in its modinfo", ko.display()))?;
+    let built_for = vermagic.split_whitespace().next().unwrap_or_default();
+    if built_for != release {
+        bail!(
+            "{} was built for kernel {built_for}, but the kernel under test is {release}; rebuild it against this kernel",
+            ko.display()
+        );
+    }
+    Ok(())
 }
 
 /// The copy's folder: one per kernel and module folder.
@@ -277,6 +325,55 @@ mod tests {
             .map(|p| p.to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, ["Kbuild", "hello.c", "sub/util.h"]);
+    }
+
+    #[test]
+    fn a_module_for_another_release_is_refused_before_boot() {
+        // An ELF object with a .modinfo section, as Kbuild's modpost gives every .ko.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let source = dir.path().join("fake.c");
+        std::fs::write(
+            &source,
+            "__attribute__((section(\".modinfo\"), used)) static const char info[] =\n\
+             \"license=GPL\\0vermagic=6.12.117 SMP mod_unload \";\n",
+        )
+        .expect("write");
+        let ko = dir.path().join("fake.ko");
+        let status = Command::new("gcc")
+            .arg("-c")
+            .arg(&source)
+            .arg("-o")
+            .arg(&ko)
+            .status()
+            .expect("gcc runs");
+        assert!(status.success());
+        let info = modinfo(&ko).expect("modinfo");
+        assert!(
+            info.contains(&(
+                "vermagic".to_string(),
+                "6.12.117 SMP mod_unload ".to_string()
+            )),
+            "{info:?}"
+        );
+        check_release(&ko, "6.12.117").expect("the same release passes");
+        let e = check_release(&ko, "5.10.0-other")
+            .expect_err("another release")
+            .to_string();
+        assert!(
+            e.contains("built for kernel 6.12.117") && e.contains("5.10.0-other"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn modinfo_rejects_what_is_not_a_module() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("x.ko");
+        std::fs::write(&path, b"not an elf").expect("write");
+        assert!(modinfo(&path)
+            .expect_err("not ELF")
+            .to_string()
+            .contains("not an ELF object"));
     }
 
     #[test]

@@ -34,6 +34,20 @@ pub enum AccelChoice {
     Tcg,
 }
 
+/// How tests share VMs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// A fresh VM for every test: slowest, for tests that may disturb each other without crashing.
+    Test,
+    /// A fresh VM for every module folder.
+    Module,
+    /// One VM for the whole run, and a fresh one after any crash or timeout. The default: each test
+    /// is judged on its own log window and its own taint delta, its modules are unloaded before the
+    /// next test, and a kernel that crashed or hung never judges another test.
+    #[default]
+    All,
+}
+
 /// A module folder chosen for the run, and optionally which of its tests.
 #[derive(Debug, Clone)]
 pub struct Selected {
@@ -53,6 +67,9 @@ pub struct RunOptions {
     pub runs_dir: Option<PathBuf>,
     /// Overrides every test's time limit.
     pub timeout: Option<Duration>,
+    /// Limit for the whole run; tests not finished by then get TIMEOUT verdicts.
+    pub run_timeout: Option<Duration>,
+    pub isolation: Isolation,
     pub memory_mb: u32,
     pub cpus: u32,
 }
@@ -260,15 +277,8 @@ pub fn run(opts: &RunOptions, listener: &mut dyn FnMut(&RunEvent)) -> Result<Run
             .collect();
         if !missing.is_empty() {
             for test in tests {
-                let verdict = Verdict::skipped(
-                    &spec.name,
-                    &test.name,
-                    format!(
-                        "the kernel lacks {} (fragments: {})",
-                        missing.join(", "),
-                        fragment_names(&kernel)
-                    ),
-                );
+                let verdict =
+                    Verdict::skipped(&spec.name, &test.name, skip_reason(&kernel, &missing));
                 listener(&RunEvent::Verdict(verdict.clone()));
                 verdicts.insert(next_id, verdict);
                 next_id += 1;
@@ -338,11 +348,40 @@ pub fn run(opts: &RunOptions, listener: &mut dyn FnMut(&RunEvent)) -> Result<Run
         let accel = choose_accelerator(opts, &kernel, &run_dir, listener)?;
         let mut pending: Vec<u32> = jobs.keys().copied().collect();
         let mut failed_boots = 0;
-        while !pending.is_empty() {
+        let run_deadline = opts.run_timeout.map(|limit| started + limit);
+        while let Some(&first) = pending.first() {
+            if run_deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                for id in pending.drain(..) {
+                    if let Some(job) = jobs.get(&id) {
+                        let verdict = Verdict {
+                            reason: "the run's time limit was reached before this test started"
+                                .into(),
+                            ..Verdict::skipped(&job.module, &job.spec.name, String::new())
+                        };
+                        let verdict = Verdict {
+                            outcome: Outcome::Timeout,
+                            ..verdict
+                        };
+                        listener(&RunEvent::Verdict(verdict.clone()));
+                        verdicts.insert(id, verdict);
+                    }
+                }
+                break;
+            }
             vms += 1;
             let label = format!("vm{vms}");
+            let first_module = jobs.get(&first).map(|j| j.module.clone());
+            let group: Vec<u32> = match opts.isolation {
+                Isolation::All => pending.clone(),
+                Isolation::Module => pending
+                    .iter()
+                    .copied()
+                    .filter(|id| jobs.get(id).map(|j| &j.module) == first_module.as_ref())
+                    .collect(),
+                Isolation::Test => vec![first],
+            };
             let plan = Plan {
-                tests: pending
+                tests: group
                     .iter()
                     .filter_map(|id| jobs.get(id))
                     .map(|j| j.planned.clone())
@@ -367,7 +406,7 @@ pub fn run(opts: &RunOptions, listener: &mut dyn FnMut(&RunEvent)) -> Result<Run
             listener(&RunEvent::VmStarted {
                 label: label.clone(),
             });
-            let session = drive(&mut vm, &jobs, listener);
+            let session = drive(&mut vm, &jobs, run_deadline, listener);
             timings.vms += session
                 .last_verdict
                 .unwrap_or_else(Instant::now)
@@ -451,7 +490,12 @@ struct Session {
 }
 
 /// Reads one VM's events until the agent is done, a test crashes or times out, or QEMU ends.
-fn drive(vm: &mut Vm, jobs: &BTreeMap<u32, Job>, listener: &mut dyn FnMut(&RunEvent)) -> Session {
+fn drive(
+    vm: &mut Vm,
+    jobs: &BTreeMap<u32, Job>,
+    run_deadline: Option<Instant>,
+    listener: &mut dyn FnMut(&RunEvent),
+) -> Session {
     let mut session = Session {
         booted: false,
         verdicts: vec![],
@@ -468,14 +512,25 @@ fn drive(vm: &mut Vm, jobs: &BTreeMap<u32, Job>, listener: &mut dyn FnMut(&RunEv
             // Between tests the agent moves on at once; silence this long means it is stuck.
             None => Instant::now() + AGENT_GRACE * 2,
         };
+        let run_limited = run_deadline.is_some_and(|run| run < deadline);
+        let deadline = run_deadline.map_or(deadline, |run| run.min(deadline));
         let Some(event) = vm.next_event(deadline) else {
             session.end = match (&current, session.booted) {
+                _ if run_limited => "the run's time limit was reached".into(),
                 (_, false) => format!("no word from the agent within {}s", BOOT_TIMEOUT.as_secs()),
                 (Some(_), true) => "test time limit reached".into(),
                 (None, true) => "the agent went silent between tests".into(),
             };
             if let Some((record, _)) = current.as_mut() {
-                record.interrupted = Some(Interruption::HostTimeout);
+                record.interrupted = Some(if run_limited {
+                    Interruption::RunTimeLimit
+                } else {
+                    Interruption::HostTimeout
+                });
+            }
+            if run_limited && !session.booted {
+                // Not the guest's fault: the run simply has no time left.
+                session.booted = true;
             }
             break;
         };
@@ -579,6 +634,52 @@ fn finish(
 
 fn kernel_has(kernel: &Kernel, option: &str) -> bool {
     matches!(kernel.option(option), Some("y") | Some("m"))
+}
+
+/// `the kernel lacks CONFIG_PROVE_LOCKING (fragments: base + rust); --kernel-config rust,debug has it`
+fn skip_reason(kernel: &Kernel, missing: &[&str]) -> String {
+    let mut reason = format!(
+        "the kernel lacks {} (fragments: {})",
+        missing.join(", "),
+        fragment_names(kernel)
+    );
+    // Fragments beside the ones in use (kernel-configs/) that set every missing option.
+    let Some(dir) = kernel.fragments.first().and_then(|f| f.parent()) else {
+        return reason;
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return reason;
+    };
+    let mut providers: Vec<String> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "config") && !kernel.fragments.contains(p))
+        .filter(|p| {
+            std::fs::read_to_string(p).is_ok_and(|text| {
+                missing.iter().all(|option| {
+                    text.lines().any(|l| {
+                        l.trim() == format!("{option}=y") || l.trim() == format!("{option}=m")
+                    })
+                })
+            })
+        })
+        .filter_map(|p| p.file_stem().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    providers.sort();
+    if let Some(provider) = providers.first() {
+        let mut names: Vec<String> = kernel
+            .fragments
+            .iter()
+            .filter_map(|f| f.file_stem().map(|n| n.to_string_lossy().into_owned()))
+            .filter(|n| n != crate::cli::BASE_FRAGMENT)
+            .collect();
+        names.push(provider.clone());
+        reason.push_str(&format!(
+            "; run with --kernel-config {} to get it",
+            names.join(",")
+        ));
+    }
+    reason
 }
 
 fn fragment_names(kernel: &Kernel) -> String {

@@ -92,6 +92,8 @@ pub enum Interruption {
     HostTimeout,
     /// QEMU exited, or its channels closed, while the test ran.
     VmEnded,
+    /// The whole run's time limit passed while the test ran.
+    RunTimeLimit,
 }
 
 /// Everything recorded about one test, assembled from agent events and console lines.
@@ -274,6 +276,15 @@ fn decide(spec: &TestSpec, record: &TestRecord, kmsg: &[&str], console: &[&str])
                 format!(
                     "the guest stopped answering within {}s{}",
                     spec.timeout.as_secs(),
+                    ktap_progress(kmsg)
+                ),
+                vec![],
+                None,
+            ),
+            Interruption::RunTimeLimit => (
+                Outcome::Timeout,
+                format!(
+                    "the run's time limit was reached during this test{}",
                     ktap_progress(kmsg)
                 ),
                 vec![],
