@@ -18,7 +18,7 @@ impl Human {
         Human {
             verbose,
             color,
-            out: Box::new(std::io::stdout()),
+            out: Box::new(PrintStdout),
         }
     }
 
@@ -112,6 +112,21 @@ impl Human {
         );
         let _ = writeln!(self.out, "{}", summary_line(&report.verdicts));
         let _ = self.out.flush();
+    }
+}
+
+/// Standard output through `print!`, which the test harness captures (a plain `io::stdout()` is not),
+/// so end-to-end tests that run the command line stay quiet unless they fail.
+struct PrintStdout;
+
+impl Write for PrintStdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        print!("{}", String::from_utf8_lossy(buf));
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stdout().flush()
     }
 }
 
