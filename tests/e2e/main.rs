@@ -5,3 +5,4 @@ mod cli;
 mod examples;
 mod fixtures;
 mod kernel;
+mod reports;

@@ -38,6 +38,11 @@ enum Task {
 }
 
 fn main() {
+    // Output piped into `head` should end quietly, as other command-line tools do, not panic.
+    // SAFETY: restoring the default disposition of SIGPIPE at start-up, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(PathBuf::from)

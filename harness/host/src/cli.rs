@@ -70,6 +70,9 @@ pub enum Command {
     List(ListArgs),
     /// Install what kmodlab needs on this machine: Debian packages, rustup pieces, bindgen
     Setup(SetupArgs),
+    /// Judge saved logs: a kmodlab run folder, or any kernel log with KTAP or crash reports in it
+    /// (exit 0 pass, 1 fail, 2 could not read)
+    Parse(ParseArgs),
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -125,6 +128,43 @@ pub struct TestArgs {
     /// QEMU binary
     #[arg(long, value_name = "PATH", default_value = "qemu-system-x86_64")]
     pub qemu: PathBuf,
+    // Boxed so that `Command` stays small where binaries embed it (xtask's own enum).
+    #[command(flatten)]
+    pub output: Box<OutputOpts>,
+}
+
+/// Where the verdicts go besides the terminal.
+#[derive(Args, Debug, Clone, Default)]
+pub struct OutputOpts {
+    /// What stdout shows: lines for people, or one KTAP document (then progress goes to stderr)
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+    /// Also write the verdicts as JUnit XML to FILE, for CI test reports
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Also write every verdict and the run's facts as JSON to FILE
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Human,
+    Ktap,
+}
+
+#[derive(Args, Debug)]
+pub struct ParseArgs {
+    /// Saved logs: kmodlab run folders (judged again from their recorded events) or kernel logs
+    /// (dmesg, a console log, `kunit.py run --raw_output`); `-` reads stdin
+    #[arg(value_name = "LOG", required = true)]
+    pub logs: Vec<PathBuf>,
+    /// Show each test's kernel log
+    #[arg(short, long)]
+    pub verbose: bool,
+    #[command(flatten)]
+    pub output: Box<OutputOpts>,
 }
 
 #[derive(Args, Debug)]
@@ -200,6 +240,7 @@ fn dispatch(command: Command, ctx: &Context) -> Result<i32> {
         Command::Kernel(args) => kernel_command(args, ctx),
         Command::List(args) => list(args, ctx),
         Command::Setup(args) => setup_command(args),
+        Command::Parse(args) => parse_command(args),
     }
 }
 
@@ -231,14 +272,100 @@ fn test(args: TestArgs, ctx: &Context) -> Result<i32> {
         memory_mb: 256,
         cpus: 2,
     };
-    let mut human = report::Human::stdout(args.verbose);
-    let report = run::run(&options, &mut |event| human.on_event(event))?;
-    human.finish(&report);
-    Ok(if report.verdicts.iter().any(|v| v.outcome.is_failure()) {
+    let mut human =
+        (args.output.format == Format::Human).then(|| report::Human::stdout(args.verbose));
+    let mut ktap = report::ktap::Ktap::new(args.verbose);
+    let mut kernel_release = None;
+    let report = run::run(&options, &mut |event| {
+        if let run::RunEvent::KernelReady { release, .. } = event {
+            kernel_release = Some(release.clone());
+        }
+        match human.as_mut() {
+            Some(human) => human.on_event(event),
+            None => ktap.on_event(event),
+        }
+    })?;
+    match human.as_mut() {
+        Some(human) => human.finish(&report),
+        None => ktap.finish(&report.verdicts),
+    }
+    let info = report::json::RunInfo {
+        run_folder: Some(report.run_dir.clone()),
+        kernel_release,
+        vms: report.vms,
+        duration: report.duration,
+    };
+    write_reports(&args.output, &report.verdicts, &info)?;
+    Ok(exit_code(&report.verdicts))
+}
+
+fn exit_code(verdicts: &[crate::verdict::Verdict]) -> i32 {
+    if verdicts.iter().any(|v| v.outcome.is_failure()) {
         EXIT_FAIL
     } else {
         EXIT_PASS
-    })
+    }
+}
+
+/// The `--junit` and `--json` files.
+fn write_reports(
+    output: &OutputOpts,
+    verdicts: &[crate::verdict::Verdict],
+    info: &report::json::RunInfo,
+) -> Result<()> {
+    if let Some(path) = &output.junit {
+        report::junit::write(path, verdicts, info.kernel_release.as_deref())?;
+    }
+    if let Some(path) = &output.json {
+        report::json::write(path, verdicts, info)?;
+    }
+    Ok(())
+}
+
+fn parse_command(args: ParseArgs) -> Result<i32> {
+    let mut human =
+        (args.output.format == Format::Human).then(|| report::Human::stdout(args.verbose));
+    let mut ktap = report::ktap::Ktap::new(args.verbose);
+    let mut show = |event: run::RunEvent| match human.as_mut() {
+        Some(human) => human.on_event(&event),
+        None => ktap.on_event(&event),
+    };
+    let mut verdicts = Vec::new();
+    let mut info = report::json::RunInfo::default();
+    let mut found_anything = false;
+    for path in &args.logs {
+        let parsed = crate::parse::parse_path(path)?;
+        for note in parsed.notes {
+            show(run::RunEvent::Notice(note));
+        }
+        if !parsed.found_anything {
+            show(run::RunEvent::Notice(format!(
+                "{}: no KTAP document, crash report or recorded test in it",
+                path.display()
+            )));
+        }
+        found_anything |= parsed.found_anything;
+        for verdict in parsed.verdicts {
+            show(run::RunEvent::Verdict(verdict.clone()));
+            verdicts.push(verdict);
+        }
+        info.vms += parsed.vms;
+        info.kernel_release = info.kernel_release.or(parsed.kernel_release);
+        // One run folder is the report's; several inputs have none in particular.
+        info.run_folder = match (args.logs.len(), parsed.run_folder) {
+            (1, folder) => folder,
+            _ => None,
+        };
+    }
+    if !found_anything {
+        bail!("nothing to judge: no KTAP document, crash report or kmodlab run in the given logs");
+    }
+    match human.as_mut() {
+        Some(_) => println!("{}", report::summary_line(&verdicts)),
+        None => ktap.finish(&verdicts),
+    }
+    write_reports(&args.output, &verdicts, &info)?;
+    Ok(exit_code(&verdicts))
 }
 
 fn build(args: BuildArgs, ctx: &Context) -> Result<i32> {

@@ -15,6 +15,7 @@ pub mod kbuild;
 pub mod kernel;
 pub mod ktap;
 pub mod oops;
+pub mod parse;
 pub mod progress;
 pub mod report;
 pub mod run;

@@ -343,6 +343,15 @@ pub fn run(opts: &RunOptions, listener: &mut dyn FnMut(&RunEvent)) -> Result<Run
         }
     }
 
+    // What `parse` needs to judge this run folder again exactly as it was judged now.
+    let saved: Vec<crate::parse::SavedTest> = jobs
+        .iter()
+        .map(|(id, j)| {
+            crate::parse::SavedTest::new(*id, &j.module, &j.spec, j.source_paths.as_ref())
+        })
+        .collect();
+    crate::parse::save_plan(&run_dir, &saved)?;
+
     let mut vms = 0;
     if !jobs.is_empty() {
         let accel = choose_accelerator(opts, &kernel, &run_dir, listener)?;

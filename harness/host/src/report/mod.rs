@@ -2,6 +2,9 @@
 //! works from the same typed run events and verdicts; none knows anything about VMs.
 
 pub mod human;
+pub mod json;
+pub mod junit;
+pub mod ktap;
 
 pub use human::Human;
 
