@@ -813,9 +813,23 @@ fn create_run_dir(runs_dir: Option<&Path>) -> Result<PathBuf> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let dir = runs.join(format!("{}-{}", utc_stamp(now), std::process::id()));
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("creating the run folder {}", dir.display()))?;
+    // Several runs can start in the same second, even in one process (the end-to-end tests run in
+    // parallel): create_dir, not create_dir_all, so a name already taken is noticed, never shared.
+    let base = format!("{}-{}", utc_stamp(now), std::process::id());
+    let mut dir = runs.join(&base);
+    let mut attempt = 1;
+    loop {
+        match std::fs::create_dir(&dir) {
+            Ok(()) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 1000 => {
+                attempt += 1;
+                dir = runs.join(format!("{base}-{attempt}"));
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("creating the run folder {}", dir.display()))
+            }
+        }
+    }
     let latest = runs.join("latest");
     let _ = std::fs::remove_file(&latest);
     let _ = std::os::unix::fs::symlink(dir.file_name().unwrap_or_default(), &latest);
@@ -851,6 +865,24 @@ fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_started_together_never_share_a_folder() {
+        let runs = tempfile::tempdir().expect("tempdir");
+        let folders: Vec<PathBuf> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| create_run_dir(Some(runs.path()))))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("thread").expect("run folder"))
+                .collect()
+        });
+        let mut unique = folders.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), folders.len(), "{folders:?}");
+    }
 
     #[test]
     fn run_folders_are_named_by_utc_time() {
