@@ -2,7 +2,7 @@
 //! binary (anywhere): both parse the same arguments and differ only in their [`Context`].
 
 use crate::kernel::{KernelRequest, SourceSpec};
-use crate::run::{AccelChoice, RunOptions};
+use crate::run::{AccelChoice, Isolation, RunOptions};
 use crate::{agent, kbuild, kernel, report, run, setup, spec};
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -119,6 +119,14 @@ pub struct TestArgs {
     /// Time limit per test in seconds, overriding the specs' timeout_s
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
+    /// Time limit for the whole run in seconds; tests not finished by then get TIMEOUT
+    #[arg(long, value_name = "SECS")]
+    pub run_timeout: Option<u64>,
+    /// How tests share VMs: `all` runs them in one VM and starts a fresh one after any crash or
+    /// timeout (fastest, and each test is still judged on its own log and taint); `module` gives each
+    /// module folder a VM; `test` gives each test its own
+    #[arg(long, value_enum, default_value_t = Isolate::All)]
+    pub isolate: Isolate,
     /// Show each test's kernel log and the VM's life
     #[arg(short, long)]
     pub verbose: bool,
@@ -205,6 +213,13 @@ pub struct SetupArgs {
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolate {
+    All,
+    Module,
+    Test,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accel {
     Auto,
     Kvm,
@@ -267,8 +282,12 @@ fn test(args: TestArgs, ctx: &Context) -> Result<i32> {
         qemu: setup::require_tool(&args.qemu.to_string_lossy())?,
         runs_dir: args.runs_dir,
         timeout: args.timeout.map(Duration::from_secs),
-        run_timeout: None,
-        isolation: Default::default(),
+        run_timeout: args.run_timeout.map(Duration::from_secs),
+        isolation: match args.isolate {
+            Isolate::All => Isolation::All,
+            Isolate::Module => Isolation::Module,
+            Isolate::Test => Isolation::Test,
+        },
         memory_mb: 256,
         cpus: 2,
     };

@@ -449,7 +449,8 @@ pub fn run(opts: &RunOptions, listener: &mut dyn FnMut(&RunEvent)) -> Result<Run
                 verdicts.insert(id, verdict);
                 progressed = true;
             }
-            if !progressed {
+            let out_of_time = run_deadline.is_some_and(|deadline| Instant::now() >= deadline);
+            if !progressed && !out_of_time {
                 // The agent booted but ran nothing: give the next test a verdict rather than loop forever.
                 if let Some(id) = pending.first().copied() {
                     pending.remove(0);
@@ -608,7 +609,18 @@ fn drive(
             }
         }
     }
-    if let Some((mut record, _)) = current.take() {
+    if let Some((mut record, deadline)) = current.take() {
+        if !record.finished {
+            // The agent never sent the test's duration: measure it on the host, from when the test
+            // started (its deadline minus the limit and grace it was given).
+            let limit = jobs.get(&record.id).map_or(Duration::ZERO, |j| {
+                j.spec.timeout + UNLOAD_ALLOWANCE * j.planned.modules.len() as u32
+            });
+            let started = deadline
+                .checked_sub(limit + AGENT_GRACE)
+                .unwrap_or(vm.started);
+            record.duration = started.elapsed();
+        }
         if record.interrupted.is_none() && !record.finished {
             record.interrupted = Some(if vm_ended {
                 Interruption::VmEnded
