@@ -6,3 +6,4 @@ mod examples;
 mod fixtures;
 mod kernel;
 mod reports;
+mod try_this;

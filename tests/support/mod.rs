@@ -52,10 +52,20 @@ pub fn run_modules(names: &[&str]) -> RunReport {
     let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
     let selection = run::select(&ctx.modules_dir, &names)
         .unwrap_or_else(|e| panic!("selecting {names:?}: {e:#}"));
-    let kernel =
-        kmodlab::cli::kernel_request(&Default::default(), &ctx).unwrap_or_else(|e| panic!("{e:#}"));
+    run_selection(selection, &[])
+}
+
+/// Runs a selection on the kernel made of `base` plus `kernel_config` (none: the default, `rust`).
+pub fn run_selection(selection: Vec<run::Selected>, kernel_config: &[String]) -> RunReport {
+    let ctx = context();
+    let opts = kmodlab::cli::KernelOpts {
+        kernel_config: kernel_config.to_vec(),
+        ..Default::default()
+    };
+    let kernel = kmodlab::cli::kernel_request(&opts, &ctx).unwrap_or_else(|e| panic!("{e:#}"));
     let qemu =
         kmodlab::setup::require_tool("qemu-system-x86_64").unwrap_or_else(|e| panic!("{e:#}"));
+    let names: Vec<String> = selection.iter().map(|s| s.spec.name.clone()).collect();
     let options = RunOptions {
         selection,
         kernel,
@@ -69,9 +79,8 @@ pub fn run_modules(names: &[&str]) -> RunReport {
         memory_mb: 256,
         cpus: 2,
     };
-    let mut seen = Vec::new();
-    let report = run::run(&options, &mut |event| seen.push(format!("{event:?}")))
-        .unwrap_or_else(|e| panic!("running {names:?}: {e:#}"));
+    let report =
+        run::run(&options, &mut |_| {}).unwrap_or_else(|e| panic!("running {names:?}: {e:#}"));
     for verdict in &report.verdicts {
         println!(
             "{} {} {}",
