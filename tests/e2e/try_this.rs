@@ -37,6 +37,13 @@ struct Expect {
     kernel_config: Vec<String>,
 }
 
+/// The changed copies to run on one kernel, and what each should report.
+#[derive(Default)]
+struct Group {
+    selection: Vec<Selected>,
+    expectations: Vec<(String, Expect)>,
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("create copy");
     for entry in std::fs::read_dir(from)
@@ -56,8 +63,8 @@ fn copy_dir(from: &Path, to: &Path) {
 #[test]
 fn every_examples_first_try_this_turns_its_verdict() {
     let work = tempfile::tempdir().expect("tempdir");
-    // Kernel fragments → (selected copies, expectations by module).
-    let mut groups: BTreeMap<Vec<String>, (Vec<Selected>, Vec<(String, Expect)>)> = BTreeMap::new();
+    // Changed copies grouped by the kernel fragments they need.
+    let mut groups: BTreeMap<Vec<String>, Group> = BTreeMap::new();
     let examples = spec::discover(&root().join("modules")).expect("modules");
     assert!(examples.len() >= 3, "the examples are found");
     for dir in examples {
@@ -89,13 +96,20 @@ fn every_examples_first_try_this_turns_its_verdict() {
         }
         let spec = spec::load(&copy).unwrap_or_else(|e| panic!("{e:#}"));
         let group = groups.entry(plan.expect.kernel_config.clone()).or_default();
-        group.0.push(Selected {
+        group.selection.push(Selected {
             spec,
             tests: Some(vec![plan.expect.test.clone()]),
         });
-        group.1.push((name, plan.expect));
+        group.expectations.push((name, plan.expect));
     }
-    for (kernel_config, (selection, expectations)) in groups {
+    for (
+        kernel_config,
+        Group {
+            selection,
+            expectations,
+        },
+    ) in groups
+    {
         let report = run_selection(selection, &kernel_config);
         assert_eq!(
             report.verdicts.len(),
