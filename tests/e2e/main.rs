@@ -7,3 +7,4 @@ mod fixtures;
 mod kernel;
 mod reports;
 mod try_this;
+mod scaffold;

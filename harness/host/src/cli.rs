@@ -68,6 +68,8 @@ pub enum Command {
     Kernel(KernelArgs),
     /// List the modules and their tests
     List(ListArgs),
+    /// Create a module folder (source, Kbuild, spec, README) that passes `test` right away
+    New(NewArgs),
     /// Install what kmodlab needs on this machine: Debian packages, rustup pieces, bindgen
     Setup(SetupArgs),
     /// Judge saved logs: a kmodlab run folder, or any kernel log with KTAP or crash reports in it
@@ -206,6 +208,27 @@ pub struct ListArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct NewArgs {
+    /// The module's name: letters, digits and underscores; also the folder's and the .ko's name
+    pub name: String,
+    /// Language of the new module
+    #[arg(long, value_enum, default_value_t = Lang::C)]
+    pub lang: Lang,
+    /// Start from a copy of this example (a name under the modules folder, or a path), renamed
+    #[arg(long, value_name = "EXAMPLE")]
+    pub from: Option<String>,
+    /// Folder to create the module in [default: this repository's modules/]
+    #[arg(long, value_name = "DIR")]
+    pub modules_dir: Option<PathBuf>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    C,
+    Rust,
+}
+
+#[derive(Args, Debug)]
 pub struct SetupArgs {
     /// Only report what is missing; install nothing (exit 2 if anything is missing)
     #[arg(long)]
@@ -254,6 +277,7 @@ fn dispatch(command: Command, ctx: &Context) -> Result<i32> {
         Command::Build(args) => build(args, ctx),
         Command::Kernel(args) => kernel_command(args, ctx),
         Command::List(args) => list(args, ctx),
+        Command::New(args) => new_module(args, ctx),
         Command::Setup(args) => setup_command(args),
         Command::Parse(args) => parse_command(args),
     }
@@ -482,6 +506,26 @@ fn list(args: ListArgs, ctx: &Context) -> Result<i32> {
             ),
         }
     }
+    Ok(EXIT_PASS)
+}
+
+fn new_module(args: NewArgs, ctx: &Context) -> Result<i32> {
+    let modules_dir = args.modules_dir.unwrap_or_else(|| ctx.modules_dir.clone());
+    let language = match args.lang {
+        Lang::C => spec::Language::C,
+        Lang::Rust => spec::Language::Rust,
+    };
+    let from = args.from.map(|example| {
+        let as_path = PathBuf::from(&example);
+        if as_path.join(spec::SPEC_FILE).is_file() {
+            as_path
+        } else {
+            ctx.modules_dir.join(example)
+        }
+    });
+    let dir = crate::scaffold::create(&modules_dir, &args.name, language, from.as_deref())?;
+    println!("created {}", kbuild::display_path(&dir).display());
+    println!("next: cargo xtask test {}", args.name);
     Ok(EXIT_PASS)
 }
 

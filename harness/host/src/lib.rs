@@ -19,6 +19,7 @@ pub mod parse;
 pub mod progress;
 pub mod report;
 pub mod run;
+pub mod scaffold;
 pub mod setup;
 pub mod spec;
 pub mod taint;
