@@ -72,6 +72,8 @@ pub enum Command {
     New(NewArgs),
     /// Install what kmodlab needs on this machine: Debian packages, rustup pieces, bindgen
     Setup(SetupArgs),
+    /// Check every host requirement, KVM, the kernel cache and disk space, and print the fix for each problem
+    Doctor,
     /// Judge saved logs: a kmodlab run folder, or any kernel log with KTAP or crash reports in it
     /// (exit 0 pass, 1 fail, 2 could not read)
     Parse(ParseArgs),
@@ -278,6 +280,7 @@ fn dispatch(command: Command, ctx: &Context) -> Result<i32> {
         Command::Kernel(args) => kernel_command(args, ctx),
         Command::List(args) => list(args, ctx),
         Command::New(args) => new_module(args, ctx),
+        Command::Doctor => doctor(),
         Command::Setup(args) => setup_command(args),
         Command::Parse(args) => parse_command(args),
     }
@@ -527,6 +530,27 @@ fn new_module(args: NewArgs, ctx: &Context) -> Result<i32> {
     println!("created {}", kbuild::display_path(&dir).display());
     println!("next: cargo xtask test {}", args.name);
     Ok(EXIT_PASS)
+}
+
+fn doctor() -> Result<i32> {
+    let findings = crate::doctor::diagnose(&setup::Host::current());
+    for finding in &findings {
+        println!("{finding}");
+    }
+    let missing = findings
+        .iter()
+        .filter(|f| f.status == crate::doctor::Status::Missing)
+        .count();
+    if missing == 0 {
+        println!("kmodlab has everything it needs");
+        Ok(EXIT_PASS)
+    } else {
+        println!(
+            "{missing} problem{} to fix; `cargo xtask setup` installs the packages and tools",
+            if missing == 1 { "" } else { "s" }
+        );
+        Ok(EXIT_UNABLE)
+    }
 }
 
 fn setup_command(args: SetupArgs) -> Result<i32> {

@@ -10,6 +10,7 @@ pub mod accel;
 pub mod agent;
 pub mod cache;
 pub mod cli;
+pub mod doctor;
 pub mod initramfs;
 pub mod kbuild;
 pub mod kernel;

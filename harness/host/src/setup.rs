@@ -442,7 +442,8 @@ pub fn find_tool(name: &str) -> Option<PathBuf> {
     find_in(&path, name)
 }
 
-fn find_in(dirs: &[PathBuf], name: &str) -> Option<PathBuf> {
+/// The first executable `name` in `dirs`.
+pub fn find_in(dirs: &[PathBuf], name: &str) -> Option<PathBuf> {
     dirs.iter().map(|dir| dir.join(name)).find(|candidate| {
         candidate
             .metadata()
