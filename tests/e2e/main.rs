@@ -6,5 +6,6 @@ mod examples;
 mod fixtures;
 mod kernel;
 mod reports;
-mod try_this;
 mod scaffold;
+mod shell;
+mod try_this;

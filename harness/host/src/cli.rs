@@ -2,7 +2,7 @@
 //! binary (anywhere): both parse the same arguments and differ only in their [`Context`].
 
 use crate::kernel::{KernelRequest, SourceSpec};
-use crate::run::{AccelChoice, Isolation, RunOptions};
+use crate::run::{AccelChoice, Isolation, RunEvent, RunOptions};
 use crate::{agent, kbuild, kernel, report, run, setup, spec};
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -62,6 +62,8 @@ pub struct Cli {
 pub enum Command {
     /// Build modules, boot them under QEMU, and print one verdict per test (exit 0 pass, 1 fail, 2 could not run)
     Test(TestArgs),
+    /// Rebuild and re-run modules' tests on every save, printing only the verdicts that changed
+    Watch(WatchArgs),
     /// Build modules against the configured kernel without booting anything
     Build(BuildArgs),
     /// Provision and build the kernel (cached by content), or show where it stands
@@ -77,6 +79,11 @@ pub enum Command {
     /// Judge saved logs: a kmodlab run folder, or any kernel log with KTAP or crash reports in it
     /// (exit 0 pass, 1 fail, 2 could not read)
     Parse(ParseArgs),
+    /// Boot the configured kernel with a busybox userland and a shell on this terminal, the named
+    /// modules ready for modprobe (leave with Ctrl-] or `poweroff`)
+    Shell(ShellArgs),
+    /// Build a standalone initramfs from a gen_init_cpio description or a folder, or list one
+    Initramfs(InitramfsArgs),
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -180,6 +187,20 @@ pub struct ParseArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct WatchArgs {
+    /// Modules to watch: names, NAME/TEST, or paths to module folders
+    #[arg(value_name = "MODULE", required = true)]
+    pub modules: Vec<String>,
+    #[command(flatten)]
+    pub kernel: KernelOpts,
+    #[command(flatten)]
+    pub module_opts: ModuleOpts,
+    /// Accelerator: auto uses KVM only after a probe boot has shown it works on this machine
+    #[arg(long, value_enum, default_value_t = Accel::Auto)]
+    pub accel: Accel,
+}
+
+#[derive(Args, Debug)]
 pub struct BuildArgs {
     /// Modules to build (names or paths). None: every module
     #[arg(value_name = "MODULE")]
@@ -251,6 +272,71 @@ pub enum Accel {
     Tcg,
 }
 
+#[derive(Args, Debug)]
+pub struct ShellArgs {
+    /// Modules whose .ko files go to /lib/modules/<release>/extra: a name from the modules
+    /// folder or a path to a module folder. None: no modules
+    #[arg(value_name = "MODULE")]
+    pub modules: Vec<String>,
+    #[command(flatten)]
+    pub kernel: KernelOpts,
+    #[command(flatten)]
+    pub module_opts: ModuleOpts,
+    /// Accelerator: auto uses KVM only after a probe boot has shown it works on this machine
+    #[arg(long, value_enum, default_value_t = Accel::Auto)]
+    pub accel: Accel,
+    /// Guest memory in MiB
+    #[arg(long, value_name = "MB", default_value_t = 256)]
+    pub memory: u32,
+    /// Extra words for the kernel command line, e.g. `loglevel=8` to see every message on the console
+    #[arg(long, value_name = "ARGS")]
+    pub append: Option<String>,
+    /// QEMU binary
+    #[arg(long, value_name = "PATH", default_value = "qemu-system-x86_64")]
+    pub qemu: PathBuf,
+    /// Static busybox for the guest
+    #[arg(long, value_name = "PATH", default_value = "/bin/busybox")]
+    pub busybox: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct InitramfsArgs {
+    /// A description in the kernel's gen_init_cpio format (`file <name> <location> <mode> <uid>
+    /// <gid>`, `dir`, `nod`, `slink`, `pipe`, `sock`; relative locations are taken from the
+    /// description's folder), or a folder whose tree to pack (owned by root)
+    #[arg(
+        value_name = "DESC|DIR",
+        required_unless_present = "list",
+        conflicts_with = "list"
+    )]
+    pub input: Option<PathBuf>,
+    /// The archive to write
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        required_unless_present = "list",
+        conflicts_with = "list"
+    )]
+    pub output: Option<PathBuf>,
+    /// Compress the archive; the kernel unpacks it only with CONFIG_RD_GZIP / CONFIG_RD_ZSTD
+    /// (kmodlab's default kernel has neither: boot it uncompressed)
+    #[arg(long, value_enum, value_name = "HOW", conflicts_with = "list")]
+    pub compress: Option<Compress>,
+    /// Print the entries of an existing archive (gzip, zstd or uncompressed) instead: type and
+    /// mode, uid/gid, size or device numbers, name, symlink target
+    #[arg(long, value_name = "FILE")]
+    pub list: Option<PathBuf>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compress {
+    /// gzip -9, in process
+    Gzip,
+    /// zstd -19, with the zstd program
+    Zstd,
+}
+
 /// Parses the process arguments and runs; returns the exit code.
 pub fn main(ctx: &Context) -> i32 {
     let cli = Cli::parse();
@@ -277,12 +363,15 @@ fn dispatch(command: Command, ctx: &Context) -> Result<i32> {
     match command {
         Command::Test(args) => test(args, ctx),
         Command::Build(args) => build(args, ctx),
+        Command::Watch(args) => watch(args, ctx),
         Command::Kernel(args) => kernel_command(args, ctx),
         Command::List(args) => list(args, ctx),
         Command::New(args) => new_module(args, ctx),
         Command::Doctor => doctor(),
         Command::Setup(args) => setup_command(args),
         Command::Parse(args) => parse_command(args),
+        Command::Shell(args) => shell_command(args, ctx),
+        Command::Initramfs(args) => initramfs_command(args),
     }
 }
 
@@ -412,6 +501,58 @@ fn parse_command(args: ParseArgs) -> Result<i32> {
     }
     write_reports(&args.output, &verdicts, &info)?;
     Ok(exit_code(&verdicts))
+}
+
+fn watch(args: WatchArgs, ctx: &Context) -> Result<i32> {
+    let modules_dir = args
+        .module_opts
+        .modules_dir
+        .clone()
+        .unwrap_or_else(|| ctx.modules_dir.clone());
+    // Bad names and specs are reported before anything slow happens.
+    let first = run::select(&modules_dir, &args.modules)?;
+    if !args.module_opts.no_setup {
+        setup::ensure(true)?;
+    }
+    let kernel = kernel_request(&args.kernel, ctx)?;
+    let agent = agent_binary(ctx)?;
+    let qemu = setup::require_tool("qemu-system-x86_64")?;
+    let accel = match args.accel {
+        Accel::Auto => AccelChoice::Auto,
+        Accel::Kvm => AccelChoice::Kvm,
+        Accel::Tcg => AccelChoice::Tcg,
+    };
+    let dirs: Vec<PathBuf> = first.iter().map(|s| s.spec.dir.clone()).collect();
+    let run_once = || -> Result<Vec<crate::verdict::Verdict>> {
+        // Specs are read again each round: saving kmodlab.toml is an edit like any other.
+        let options = RunOptions {
+            selection: run::select(&modules_dir, &args.modules)?,
+            kernel: kernel.clone(),
+            agent: agent.clone(),
+            accel,
+            qemu: qemu.clone(),
+            runs_dir: None,
+            timeout: None,
+            run_timeout: None,
+            isolation: Isolation::All,
+            memory_mb: 256,
+            cpus: 2,
+        };
+        let report = run::run(&options, &mut |event| match event {
+            RunEvent::Notice(text) => println!("note    {text}"),
+            RunEvent::ModuleBuilt(build) if !build.warnings.trim().is_empty() => {
+                println!(
+                    "{}: compiler warnings:\n{}",
+                    build.module,
+                    build.warnings.trim_end()
+                )
+            }
+            _ => {}
+        })?;
+        Ok(report.verdicts)
+    };
+    crate::watch::watch(&dirs, run_once, &mut std::io::stdout())?;
+    Ok(EXIT_PASS)
 }
 
 fn build(args: BuildArgs, ctx: &Context) -> Result<i32> {
@@ -567,6 +708,82 @@ fn setup_command(args: SetupArgs) -> Result<i32> {
     }
     setup::ensure(true)?;
     println!("everything kmodlab needs is installed");
+    Ok(EXIT_PASS)
+}
+
+fn shell_command(args: ShellArgs, ctx: &Context) -> Result<i32> {
+    let modules_dir = args
+        .module_opts
+        .modules_dir
+        .clone()
+        .unwrap_or_else(|| ctx.modules_dir.clone());
+    // With no names, no modules (not every module, as `test` does): a shell should start quickly.
+    let selection = if args.modules.is_empty() {
+        Vec::new()
+    } else {
+        run::select(&modules_dir, &args.modules)?
+    };
+    if !args.module_opts.no_setup {
+        setup::ensure(true)?;
+    }
+    let options = crate::shell::ShellOptions {
+        kernel: kernel_request(&args.kernel, ctx)?,
+        selection,
+        qemu: setup::require_tool(&args.qemu.to_string_lossy())?,
+        accel: match args.accel {
+            Accel::Auto => AccelChoice::Auto,
+            Accel::Kvm => AccelChoice::Kvm,
+            Accel::Tcg => AccelChoice::Tcg,
+        },
+        memory_mb: args.memory,
+        cpus: 2,
+        busybox: args.busybox,
+        append: args.append.unwrap_or_default(),
+    };
+    crate::shell::run(&options)
+}
+
+fn initramfs_command(args: InitramfsArgs) -> Result<i32> {
+    use crate::initramfs_desc::{self, Compression};
+    use std::io::Write as _;
+    if let Some(path) = &args.list {
+        let mut out = std::io::stdout().lock();
+        let listed = initramfs_desc::list(path)?;
+        let parts = listed.last().map_or(0, |l| l.part);
+        let mut part = 0;
+        for entry in &listed {
+            if parts > 1 && entry.part != part {
+                part = entry.part;
+                writeln!(out, "# archive {part} ({})", entry.compression)?;
+            }
+            writeln!(out, "{}", entry.line())?;
+        }
+        return Ok(EXIT_PASS);
+    }
+    let (Some(input), Some(output)) = (&args.input, &args.output) else {
+        bail!("give DESC|DIR and -o FILE, or --list FILE");
+    };
+    let compression = match args.compress {
+        None => Compression::None,
+        Some(Compress::Gzip) => Compression::Gzip,
+        Some(Compress::Zstd) => Compression::Zstd,
+    };
+    let started = std::time::Instant::now();
+    let built = initramfs_desc::build(input, output, compression)?;
+    let size = if compression == Compression::None {
+        format!("{} bytes", built.file_bytes)
+    } else {
+        format!(
+            "{} bytes ({compression}; {} uncompressed)",
+            built.file_bytes, built.archive_bytes
+        )
+    };
+    println!(
+        "wrote {}: {} entries, {size}, in {:.2}s",
+        output.display(),
+        built.entries,
+        started.elapsed().as_secs_f64()
+    );
     Ok(EXIT_PASS)
 }
 

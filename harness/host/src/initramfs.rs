@@ -9,8 +9,12 @@
 //! archive := entry* + trailer ("TRAILER!!!" entry)
 //! ```
 //!
-//! Every header field is eight hex digits. Owners are root, times are zero and inode numbers count
-//! up from one, so the same calls always give the same bytes: archives can be cached and compared.
+//! Every header field is eight hex digits. Owners are root unless [`Writer::set_owner`] says
+//! otherwise, times are zero and inode numbers count up from one, so the same calls always give the
+//! same bytes: archives can be cached and compared.
+//!
+//! [`read_archive`] reads such archives back (ours, the kernel's `gen_init_cpio`'s, GNU cpio's
+//! `-H newc`), for listing them and for tests.
 //!
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {
@@ -28,9 +32,12 @@ use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};
+use std::ops::Range;
 use std::path::Path;
 
 const MAGIC: &[u8] = b"070701";
+/// The same format with a checksum of each file's data in the last field (`cpio -H crc`).
+const MAGIC_CRC: &[u8] = b"070702";
 const HEADER_LEN: usize = 110;
 const TRAILER: &str = "TRAILER!!!";
 
@@ -140,6 +147,8 @@ pub struct Writer<W: Write> {
     entries: HashMap<String, Existing>,
     /// Set once a write failed part-way: the stream no longer ends on an entry boundary.
     broken: bool,
+    /// (uid, gid) of the entries added from now on.
+    owner: (u32, u32),
 }
 
 impl<W: Write> Writer<W> {
@@ -151,7 +160,14 @@ impl<W: Write> Writer<W> {
             next_ino: 1,
             entries: HashMap::new(),
             broken: false,
+            owner: (0, 0),
         }
+    }
+
+    /// Sets the owner (uid, gid) of the entries added from now on; the default is root (0, 0).
+    /// Parent directories the writer adds by itself stay root's.
+    pub fn set_owner(&mut self, uid: u32, gid: u32) {
+        self.owner = (uid, gid);
     }
 
     /// Adds a directory. Claiming a directory that was already added as a parent is fine if `mode`
@@ -166,6 +182,15 @@ impl<W: Write> Writer<W> {
                     "initramfs entry {path:?}: the directory was already added with mode {AUTO_DIR_MODE:04o} \
                      as the parent of an earlier entry, so it cannot get mode {mode:04o}; add it \
                      before anything inside it"
+                );
+            }
+            if self.owner != (0, 0) {
+                bail!(
+                    "initramfs entry {path:?}: the directory was already added, owned by root, as the \
+                     parent of an earlier entry, so it cannot be owned by {}:{}; add it before \
+                     anything inside it",
+                    self.owner.0,
+                    self.owner.1
                 );
             }
             self.entries.insert(name, Existing::Explicit(Kind::Dir));
@@ -193,6 +218,39 @@ impl<W: Write> Writer<W> {
         self.add(
             path,
             name,
+            Meta::new(Kind::File, mode),
+            Body::Stream(file, meta.len(), source),
+        )
+    }
+
+    /// Adds one regular file under several names that are hard links to each other (one inode,
+    /// `nlink` = the number of names), its contents copied from `source`. As `gen_init_cpio` and GNU
+    /// cpio do, every name but the last has size 0 and the last carries the data; the kernel links
+    /// the later names to the first.
+    pub fn hard_linked_file_from_path(
+        &mut self,
+        paths: &[&str],
+        mode: u32,
+        source: &Path,
+    ) -> Result<()> {
+        let Some(first) = paths.first() else {
+            bail!(
+                "a hard-linked file needs at least one name ({})",
+                source.display()
+            );
+        };
+        let names = paths
+            .iter()
+            .map(|p| Ok((*p, normalise(p)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let context = || format!("initramfs entry {first:?}: reading {}", source.display());
+        let file = File::open(source).with_context(context)?;
+        let meta = file.metadata().with_context(context)?;
+        if !meta.is_file() {
+            return Err(anyhow!("not a regular file")).with_context(context);
+        }
+        self.add_links(
+            &names,
             Meta::new(Kind::File, mode),
             Body::Stream(file, meta.len(), source),
         )
@@ -289,10 +347,20 @@ impl<W: Write> Writer<W> {
         normalise(path).is_ok_and(|name| self.entries.contains_key(&name))
     }
 
+    /// How many entries the archive has so far (added parents and hard links included).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nothing was added yet.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// Writes the `TRAILER!!!` entry, pads to 4 bytes, flushes and hands back the output.
     pub fn finish(mut self) -> Result<W> {
         self.check_usable(TRAILER)?;
-        let header = header(0, 0, 1, 0, (0, 0), TRAILER);
+        let header = header(0, 0, (0, 0), 1, 0, (0, 0), TRAILER);
         self.put(&header).context("writing the initramfs trailer")?;
         self.out.flush().context("flushing the initramfs")?;
         Ok(self.out)
@@ -308,17 +376,33 @@ impl<W: Write> Writer<W> {
         Ok(())
     }
 
-    /// Validates everything first, so a rejected entry writes nothing; then writes the missing
-    /// parents and the entry.
+    /// Adds one entry under one name.
     fn add(&mut self, path: &str, name: String, meta: Meta, body: Body) -> Result<()> {
+        self.add_links(&[(path, name)], meta, body)
+    }
+
+    /// Validates everything first, so a rejected entry writes nothing; then writes the missing
+    /// parents and the entry under each of its names (`names`: the caller's path and its stored
+    /// form; several names are hard links to one inode).
+    fn add_links(&mut self, names: &[(&str, String)], meta: Meta, body: Body) -> Result<()> {
+        let Some((path, _)) = names.first() else {
+            bail!("initramfs entry without a name");
+        };
         self.check_usable(path)?;
         check_mode(path, meta.mode)?;
-        if let Some(existing) = self.entries.get(&name) {
-            let what = match existing {
-                Existing::AutoDir => "a directory (added as a parent)",
-                Existing::Explicit(k) => k.describe(),
-            };
-            bail!("initramfs entry {path:?}: duplicate path, the archive already has {what} there");
+        for (i, (path, name)) in names.iter().enumerate() {
+            if let Some(existing) = self.entries.get(name) {
+                let what = match existing {
+                    Existing::AutoDir => "a directory (added as a parent)",
+                    Existing::Explicit(k) => k.describe(),
+                };
+                bail!(
+                    "initramfs entry {path:?}: duplicate path, the archive already has {what} there"
+                );
+            }
+            if names[..i].iter().any(|(_, earlier)| earlier == name) {
+                bail!("initramfs entry {path:?}: the same name is given twice for one file");
+            }
         }
         let size = match &body {
             Body::Empty => 0,
@@ -328,30 +412,55 @@ impl<W: Write> Writer<W> {
         let Ok(size) = u32::try_from(size) else {
             bail!("initramfs entry {path:?}: {size} bytes do not fit a newc entry (at most 4 GiB - 1)");
         };
-        let missing = self.missing_parents(path, &name)?;
-        let needed = u32::try_from(missing.len() + 1).unwrap_or(u32::MAX);
+        let Ok(nlink) = u32::try_from(names.len()) else {
+            bail!("initramfs entry {path:?}: too many hard links");
+        };
+        let mut planned: Vec<String> = Vec::new();
+        let mut missing: Vec<Vec<String>> = Vec::new();
+        for (path, name) in names {
+            let parents = self.missing_parents(path, name, &planned, names)?;
+            planned.extend(parents.iter().cloned());
+            missing.push(parents);
+        }
+        let needed = u32::try_from(planned.len() + 1).unwrap_or(u32::MAX);
         if self.next_ino.checked_add(needed).is_none() {
             bail!("initramfs entry {path:?}: too many entries, inode numbers are exhausted");
         }
 
-        let written = self.write_entry(&missing, &name, meta, size, body);
+        let nlink = if meta.kind == Kind::Dir { 2 } else { nlink };
+        let written = self.write_entry(&missing, names, meta, nlink, size, body);
         if let Err(err) = written {
             self.broken = true;
             return Err(err.context(format!("initramfs entry {path:?}: writing it")));
         }
-        for parent in missing {
+        for parent in planned {
             self.entries.insert(parent, Existing::AutoDir);
         }
-        self.entries.insert(name, Existing::Explicit(meta.kind));
+        for (_, name) in names {
+            self.entries
+                .insert(name.clone(), Existing::Explicit(meta.kind));
+        }
         Ok(())
     }
 
-    /// The ancestors of `name` the archive lacks, outermost first; an error if one is not a directory.
-    fn missing_parents(&self, path: &str, name: &str) -> Result<Vec<String>> {
+    /// The ancestors of `name` that neither the archive nor `planned` (parents this call adds
+    /// already) has, outermost first; an error if one is not a directory, or is one of `names`.
+    fn missing_parents(
+        &self,
+        path: &str,
+        name: &str,
+        planned: &[String],
+        names: &[(&str, String)],
+    ) -> Result<Vec<String>> {
         let mut missing = Vec::new();
         for (end, _) in name.match_indices('/') {
             let parent = &name[..end];
             match self.entries.get(parent) {
+                None if names.iter().any(|(_, n)| n == parent) => bail!(
+                    "initramfs entry {path:?}: its parent {parent:?} is another name of the same \
+                     file, not a directory"
+                ),
+                None if planned.iter().any(|p| p == parent) => {}
                 None => missing.push(parent.to_string()),
                 Some(Existing::AutoDir) | Some(Existing::Explicit(Kind::Dir)) => {}
                 Some(Existing::Explicit(kind)) => bail!(
@@ -363,37 +472,59 @@ impl<W: Write> Writer<W> {
         Ok(missing)
     }
 
+    /// Writes each name's missing parents and then the name; the data follows the last name.
     fn write_entry(
         &mut self,
-        parents: &[String],
-        name: &str,
+        parents: &[Vec<String>],
+        names: &[(&str, String)],
         meta: Meta,
+        nlink: u32,
         size: u32,
         body: Body,
     ) -> Result<()> {
-        for parent in parents {
-            let ino = self.take_ino();
+        let mut ino = None;
+        for (i, ((_, name), parents)) in names.iter().zip(parents).enumerate() {
+            for parent in parents {
+                let parent_ino = self.take_ino();
+                let bytes = header(
+                    parent_ino,
+                    Kind::Dir.type_bits() | AUTO_DIR_MODE,
+                    (0, 0),
+                    2,
+                    0,
+                    (0, 0),
+                    parent,
+                );
+                self.put(&bytes)?;
+            }
+            let entry_ino = match ino {
+                Some(ino) => ino,
+                None => *ino.insert(self.take_ino()),
+            };
+            if i + 1 < names.len() {
+                let bytes = header(
+                    entry_ino,
+                    meta.kind.type_bits() | meta.mode,
+                    self.owner,
+                    nlink,
+                    0,
+                    meta.rdev,
+                    name,
+                );
+                self.put(&bytes)?;
+                continue;
+            }
             let bytes = header(
-                ino,
-                Kind::Dir.type_bits() | AUTO_DIR_MODE,
-                2,
-                0,
-                (0, 0),
-                parent,
+                entry_ino,
+                meta.kind.type_bits() | meta.mode,
+                self.owner,
+                nlink,
+                size,
+                meta.rdev,
+                name,
             );
             self.put(&bytes)?;
         }
-        let ino = self.take_ino();
-        let nlink = if meta.kind == Kind::Dir { 2 } else { 1 };
-        let bytes = header(
-            ino,
-            meta.kind.type_bits() | meta.mode,
-            nlink,
-            size,
-            meta.rdev,
-            name,
-        );
-        self.put(&bytes)?;
         match body {
             Body::Empty => {}
             Body::Bytes(data) => self.put(data)?,
@@ -439,11 +570,20 @@ fn padding(offset: u64) -> usize {
 
 /// One header with its name, NUL and padding. Assumes the header starts 4-aligned, which every
 /// entry does because each one ends padded.
-fn header(ino: u32, mode: u32, nlink: u32, size: u32, rdev: (u32, u32), name: &str) -> Vec<u8> {
+fn header(
+    ino: u32,
+    mode: u32,
+    (uid, gid): (u32, u32),
+    nlink: u32,
+    size: u32,
+    rdev: (u32, u32),
+    name: &str,
+) -> Vec<u8> {
     let namesize = name.len() as u32 + 1;
-    // Order as in buffer-format.rst. Owner root and mtime 0 keep archives reproducible; the
-    // device holding the file means nothing in an archive; the checksum is only for 070702.
-    let (uid, gid, mtime, dev_major, dev_minor, checksum) = (0, 0, 0, 0, 0, 0);
+    // Order as in buffer-format.rst. mtime 0 keeps archives reproducible; the device holding the
+    // file means nothing in an archive (the kernel only matches it between hard links); the
+    // checksum is only for 070702.
+    let (mtime, dev_major, dev_minor, checksum) = (0, 0, 0, 0);
     let fields = [
         ino, mode, uid, gid, nlink, mtime, size, dev_major, dev_minor, rdev.0, rdev.1, namesize,
         checksum,
@@ -511,6 +651,165 @@ fn check_device(path: &str, major: u32, minor: u32) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// One entry of a newc archive, as [`read_archive`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The stored name (normally relative: `dev/console`); bytes that are not UTF-8 are replaced.
+    pub name: String,
+    pub ino: u32,
+    /// File-type and permission bits, as stored (`0o020600` for a console node).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub nlink: u32,
+    pub mtime: u32,
+    /// Bytes of data (a symlink's data is its target).
+    pub size: u32,
+    /// Device holding the file: (major, minor).
+    pub dev: (u32, u32),
+    /// Device number of a device node: (major, minor).
+    pub rdev: (u32, u32),
+    /// Where the entry's data lies in the bytes that were read.
+    pub data: Range<usize>,
+}
+
+impl Entry {
+    /// The file type as `ls -l` shows it: `-`, `d`, `l`, `c`, `b`, `p`, `s`, or `?`.
+    pub fn type_char(&self) -> char {
+        match self.mode & 0o170000 {
+            0o100000 => '-',
+            0o040000 => 'd',
+            0o120000 => 'l',
+            0o020000 => 'c',
+            0o060000 => 'b',
+            0o010000 => 'p',
+            0o140000 => 's',
+            _ => '?',
+        }
+    }
+
+    /// The permission bits (with setuid, setgid and sticky).
+    pub fn permissions(&self) -> u32 {
+        self.mode & PERMISSION_BITS
+    }
+
+    /// The mode as `ls -l` and `cpio -tv` show it, e.g. `drwxr-xr-x` or `-rwsr-xr-x`.
+    pub fn mode_string(&self) -> String {
+        let m = self.mode;
+        let mut out = String::with_capacity(10);
+        out.push(self.type_char());
+        let special = [(0o4000, 's', 'S'), (0o2000, 's', 'S'), (0o1000, 't', 'T')];
+        for (who, (bit, set_exec, set_only)) in special.into_iter().enumerate() {
+            let shift = 6 - 3 * who as u32;
+            let bits = (m >> shift) & 7;
+            out.push(if bits & 4 != 0 { 'r' } else { '-' });
+            out.push(if bits & 2 != 0 { 'w' } else { '-' });
+            out.push(match (bits & 1 != 0, m & bit != 0) {
+                (true, true) => set_exec,
+                (false, true) => set_only,
+                (true, false) => 'x',
+                (false, false) => '-',
+            });
+        }
+        out
+    }
+
+    /// The data of this entry within `bytes` (the bytes it was read from).
+    pub fn data_in<'a>(&self, bytes: &'a [u8]) -> &'a [u8] {
+        bytes.get(self.data.clone()).unwrap_or_default()
+    }
+}
+
+/// Reads the newc archive (magic `070701`, or `070702` with checksums) that starts at `start` in
+/// `bytes`, up to and including its `TRAILER!!!` entry. Returns the entries (not the trailer) and
+/// the offset just past the trailer and its padding, where another archive may follow.
+///
+/// Padding is counted from the start of `bytes`, as the kernel counts it from the start of the
+/// initramfs, so a later archive must start on a multiple of 4 there.
+pub fn read_archive(bytes: &[u8], start: usize) -> Result<(Vec<Entry>, usize)> {
+    let mut entries = Vec::new();
+    let mut at = start;
+    loop {
+        if at >= bytes.len() {
+            bail!(
+                "the archive ends at offset {} without a {TRAILER} entry (cut short?)",
+                bytes.len()
+            );
+        }
+        if !at.is_multiple_of(4) {
+            bail!("offset {at}: a newc header must start on a multiple of 4");
+        }
+        let Some(head) = bytes.get(at..at + HEADER_LEN) else {
+            bail!("offset {at}: the archive ends inside an entry's header (cut short?)");
+        };
+        let magic = &head[..6];
+        if magic != MAGIC && magic != MAGIC_CRC {
+            let what = match magic {
+                b"070707" => "an old portable (odc) cpio header; only newc is read".to_string(),
+                _ if head[..2] == [0xc7, 0x71] || head[..2] == [0x71, 0xc7] => {
+                    "an old binary cpio header; only newc is read".to_string()
+                }
+                _ => format!(
+                    "not a newc cpio header (it starts with {:02x?})",
+                    &head[..6.min(head.len())]
+                ),
+            };
+            bail!("offset {at}: {what}");
+        }
+        let mut fields = [0u32; 13];
+        for (i, field) in fields.iter_mut().enumerate() {
+            let hex = &head[6 + 8 * i..14 + 8 * i];
+            let parsed = std::str::from_utf8(hex)
+                .ok()
+                .and_then(|h| u32::from_str_radix(h, 16).ok());
+            *field = parsed.ok_or_else(|| {
+                anyhow!(
+                    "offset {at}: header field {} is not 8 hex digits: {:?}",
+                    i + 1,
+                    String::from_utf8_lossy(hex)
+                )
+            })?;
+        }
+        let [ino, mode, uid, gid, nlink, mtime, size, dev_major, dev_minor, rdev_major, rdev_minor, namesize, _checksum] =
+            fields;
+        let name_start = at + HEADER_LEN;
+        let namesize = namesize as usize;
+        let Some(raw_name) = bytes.get(name_start..name_start + namesize) else {
+            bail!("offset {at}: the archive ends inside an entry's name (cut short?)");
+        };
+        let Some((&0, raw_name)) = raw_name.split_last() else {
+            bail!("offset {at}: the entry's name is not NUL-terminated (namesize {namesize})");
+        };
+        let name = String::from_utf8_lossy(raw_name).into_owned();
+        let data_start = name_start + namesize;
+        let data_start = data_start + padding(data_start as u64);
+        let data_end = data_start + size as usize;
+        if data_end > bytes.len() {
+            bail!(
+                "entry {name:?} at offset {at}: its {size} bytes of data run past the end of the \
+                 archive (cut short?)"
+            );
+        }
+        at = data_end + padding(data_end as u64);
+        if name == TRAILER {
+            return Ok((entries, at.min(bytes.len())));
+        }
+        entries.push(Entry {
+            name,
+            ino,
+            mode,
+            uid,
+            gid,
+            nlink,
+            mtime,
+            size,
+            dev: (dev_major, dev_minor),
+            rdev: (rdev_major, rdev_minor),
+            data: data_start..data_end,
+        });
+    }
 }
 
 #[cfg(test)]
@@ -724,6 +1023,139 @@ mod tests {
                 && err.contains("changed size"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn owners_apply_to_later_entries_but_not_to_added_parents() {
+        let bytes = archive(|w| {
+            w.file("a", 0o644, b"")?;
+            w.set_owner(1000, 100);
+            w.file("home/u/f", 0o600, b"x")?;
+            w.set_owner(0, 0);
+            w.file("b", 0o644, b"")
+        });
+        let all = entries(&bytes);
+        let owner = |n: &str| {
+            let (f, _, _) = all.iter().find(|(_, name, _)| name == n).unwrap();
+            (f[2], f[3])
+        };
+        assert_eq!(owner("a"), (0, 0));
+        assert_eq!(owner("home"), (0, 0), "added parent");
+        assert_eq!(owner("home/u/f"), (1000, 100));
+        assert_eq!(owner("b"), (0, 0));
+
+        let mut w = Writer::new(Vec::new());
+        w.file("etc/x", 0o644, b"").unwrap();
+        w.set_owner(5, 5);
+        let err = w.dir("etc", 0o755).unwrap_err().to_string();
+        assert!(
+            err.contains("owned by root") && err.contains("5:5"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn hard_links_share_an_inode_and_the_last_carries_the_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("src");
+        std::fs::write(&source, b"payload").unwrap();
+        let bytes = archive(|w| {
+            w.file("first", 0o644, b"")?;
+            w.hard_linked_file_from_path(&["/bin/a", "sbin/b", "c"], 0o755, &source)
+        });
+        let all = entries(&bytes);
+        let names: Vec<&str> = all.iter().map(|(_, n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            ["first", "bin", "bin/a", "sbin", "sbin/b", "c", TRAILER]
+        );
+        let links: Vec<_> = all
+            .iter()
+            .filter(|(_, n, _)| ["bin/a", "sbin/b", "c"].contains(&n.as_str()))
+            .collect();
+        let ino = links[0].0[0];
+        for (fields, _, _) in &links {
+            assert_eq!((fields[0], fields[1], fields[4]), (ino, 0o100755, 3));
+        }
+        assert_eq!(links[0].2, b"");
+        assert_eq!(links[1].2, b"");
+        assert_eq!(links[2].2, b"payload");
+        let inos: Vec<u32> = all[..all.len() - 1].iter().map(|(f, _, _)| f[0]).collect();
+        assert_eq!(inos, [1, 2, 3, 4, 3, 3], "parents get their own inodes");
+
+        let mut w = Writer::new(Vec::new());
+        w.file("x", 0o644, b"").unwrap();
+        let before = w.out.len();
+        for bad in [&["y", "x"][..], &["y", "/y"], &["y", "y/z"], &[]] {
+            assert!(
+                w.hard_linked_file_from_path(bad, 0o644, &source).is_err(),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(w.out.len(), before);
+    }
+
+    #[test]
+    fn the_reader_reads_back_what_the_writer_wrote() {
+        let bytes = archive(|w| {
+            w.base_layout()?;
+            w.file("bin/tool", 0o4755, b"abc")?;
+            w.symlink("bin/sh", "tool")?;
+            w.block_device("dev/vda", 0o660, 254, 16)?;
+            w.set_owner(7, 8);
+            w.fifo("run/p", 0o1600)
+        });
+        let (all, end) = read_archive(&bytes, 0).unwrap();
+        assert_eq!(end, bytes.len());
+        let by = |n: &str| all.iter().find(|e| e.name == n).unwrap();
+        assert_eq!(by("dev/console").mode_string(), "crw-------");
+        assert_eq!(by("dev/console").rdev, (5, 1));
+        assert_eq!(by("tmp").mode_string(), "drwxrwxrwt");
+        let tool = by("bin/tool");
+        assert_eq!((tool.mode_string().as_str(), tool.size), ("-rwsr-xr-x", 3));
+        assert_eq!(tool.data_in(&bytes), b"abc");
+        assert_eq!(by("bin/sh").data_in(&bytes), b"tool");
+        assert_eq!(by("bin/sh").type_char(), 'l');
+        assert_eq!(by("dev/vda").rdev, (254, 16));
+        let fifo = by("run/p");
+        assert_eq!(
+            (fifo.mode_string().as_str(), fifo.uid, fifo.gid),
+            ("prw------T", 7, 8)
+        );
+
+        // Two archives back to back, as the kernel accepts them.
+        let mut twice = bytes.clone();
+        twice.extend_from_slice(&[0; 8]);
+        twice.extend_from_slice(&bytes);
+        let (_, end) = read_archive(&twice, 0).unwrap();
+        assert_eq!(end, bytes.len());
+        assert_eq!(
+            read_archive(&twice, end + 8).unwrap().0,
+            all_shifted(&all, end + 8)
+        );
+
+        // Without the trailer (the last 124 bytes: header, name, padding).
+        let err = read_archive(&bytes[..bytes.len() - 124], 0)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("without a TRAILER!!!"), "{err}");
+        let err = read_archive(&bytes[..200], 0).unwrap_err().to_string();
+        assert!(err.contains("cut short"), "{err}");
+        let err = read_archive(b"070707000000", 0).unwrap_err().to_string();
+        assert!(err.contains("cut short"), "{err}");
+        let mut odc = bytes.clone();
+        odc[5] = b'7';
+        let err = read_archive(&odc, 0).unwrap_err().to_string();
+        assert!(err.contains("odc"), "{err}");
+    }
+
+    fn all_shifted(all: &[Entry], by: usize) -> Vec<Entry> {
+        all.iter()
+            .map(|e| Entry {
+                data: e.data.start + by..e.data.end + by,
+                ..e.clone()
+            })
+            .collect()
     }
 
     /// Accepts a few bytes, then fails, like a full disk.

@@ -229,16 +229,18 @@ fn copy_root(spec: &ModuleSpec, kernel: &Kernel) -> Result<PathBuf> {
     Ok(root)
 }
 
+/// Whether a file name is something Kbuild writes (a user may have run make in the folder itself).
+pub fn is_build_product(name: &str) -> bool {
+    const SUFFIXES: [&str; 12] = [
+        ".o", ".ko", ".mod", ".mod.c", ".symvers", ".order", ".a", ".rmeta", ".d", ".cmd", ".so",
+        ".tmp",
+    ];
+    SUFFIXES.iter().any(|s| name.ends_with(s))
+}
+
 /// The module's own files, relative to its folder, sorted; build products and hidden files are left out
 /// (a user may have run make in place before).
 fn source_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    fn is_product(name: &str) -> bool {
-        const SUFFIXES: [&str; 12] = [
-            ".o", ".ko", ".mod", ".mod.c", ".symvers", ".order", ".a", ".rmeta", ".d", ".cmd",
-            ".so", ".tmp",
-        ];
-        SUFFIXES.iter().any(|s| name.ends_with(s))
-    }
     fn walk(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         let dir = root.join(rel);
         for entry in
@@ -246,7 +248,7 @@ fn source_files(dir: &Path) -> Result<Vec<PathBuf>> {
         {
             let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') || is_product(&name) || name == "target" {
+            if name.starts_with('.') || is_build_product(&name) || name == "target" {
                 continue;
             }
             let file_type = entry

@@ -4,7 +4,8 @@
 //! builds), `spec` (module test specs), `initramfs` (newc writer), `agent` (the guest binary), `vm` (QEMU),
 //! `accel` (KVM or TCG), `ktap` and `oops` (reading what the kernel printed), `taint`, `verdict` (judging),
 //! `report` (output), `run` (the `test` pipeline and its run folder), `progress` (what a person sees while
-//! it works), `cli` (the command line of both binaries).
+//! it works), `parse` (judging saved logs), `scaffold` (`new`), `watch`, `shell` (an interactive guest),
+//! `initramfs_desc` (gen_init_cpio descriptions), `doctor`, `cli` (the command line of both binaries).
 
 pub mod accel;
 pub mod agent;
@@ -12,6 +13,7 @@ pub mod cache;
 pub mod cli;
 pub mod doctor;
 pub mod initramfs;
+pub mod initramfs_desc;
 pub mod kbuild;
 pub mod kernel;
 pub mod ktap;
@@ -22,7 +24,9 @@ pub mod report;
 pub mod run;
 pub mod scaffold;
 pub mod setup;
+pub mod shell;
 pub mod spec;
 pub mod taint;
 pub mod verdict;
 pub mod vm;
+pub mod watch;

@@ -176,6 +176,12 @@ pub const REQUIREMENTS: &[Requirement] = &[
         fix: Fix::Apt("cpio"),
     },
     Requirement {
+        name: "tmux",
+        purpose: "the terminal kmodlab's own tests drive `shell` in",
+        probe: Probe::Tool("tmux"),
+        fix: Fix::Apt("tmux"),
+    },
+    Requirement {
         name: "rustup",
         purpose: "installing the Rust pieces below",
         probe: Probe::Tool("rustup"),
