@@ -2,6 +2,8 @@
 //! verdicts kmodlab gives. One binary, so that a run ends with one summary of them all.
 
 mod cli;
+mod companions;
+mod debug_fixtures;
 mod examples;
 mod fixtures;
 mod kernel;

@@ -113,12 +113,17 @@ pub fn failed(errno: i32) -> OpResult {
     }
 }
 
+/// `SIGSEGV`, or `signal 40` for one nix has no name for.
+pub fn signal_name(signal: i32) -> String {
+    Signal::try_from(signal).map_or_else(|_| format!("signal {signal}"), |s| s.as_str().to_string())
+}
+
 /// Turns how the helper ended into the syscall's result.
 pub fn outcome(status: ExitStatus) -> OpResult {
     if let Some(signal) = status.signal() {
-        let name = Signal::try_from(signal)
-            .map_or_else(|_| format!("signal {signal}"), |s| s.as_str().to_string());
-        return OpResult::Died { signal: name };
+        return OpResult::Died {
+            signal: signal_name(signal),
+        };
     }
     match status.code() {
         Some(0) => OpResult::Ok,

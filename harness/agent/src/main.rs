@@ -7,6 +7,7 @@ mod channel;
 mod helper;
 mod kmsg;
 mod plan;
+mod program;
 mod runner;
 mod system;
 

@@ -40,6 +40,23 @@ mod tests {
                 ktap: true,
                 settle_ms: 50,
                 timeout_ms: 5000,
+                run: vec![],
+            }]
+        );
+    }
+
+    #[test]
+    fn programs_to_run_are_part_of_a_test() {
+        let json = r#"{"tests":[{"id":1,"name":"c/t","ktap":false,"settle_ms":0,"timeout_ms":1000,
+            "modules":[],"run":[{"name":"p","path":"/kmodlab/bin/c/p","args":["-x"],"timeout_ms":500}]}]}"#;
+        let plan = parse(json.as_bytes()).unwrap();
+        assert_eq!(
+            plan.tests[0].run,
+            [kmodlab_protocol::ProgramRun {
+                name: "p".into(),
+                path: "/kmodlab/bin/c/p".into(),
+                args: vec!["-x".into()],
+                timeout_ms: 500,
             }]
         );
     }

@@ -6,12 +6,13 @@ use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use kmodlab_protocol::ktap::Completion;
-use kmodlab_protocol::{Event, OpResult, Plan, PlannedTest, WaitEnd};
+use kmodlab_protocol::{Event, OpResult, Plan, PlannedTest, ProgramRun, WaitEnd};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::channel::Channel;
 use crate::helper::{self, Helper, HelperOp};
 use crate::kmsg::{Kmsg, Read1};
+use crate::program;
 use crate::system;
 
 /// An unload always gets at least this long, even when loading and waiting used up the test's
@@ -24,6 +25,23 @@ const DRAIN_SLICE: Duration = Duration::from_millis(50);
 const FINAL_DRAIN: Duration = Duration::from_secs(2);
 /// Poll interval for a child when no pidfd can tell us it exited.
 const CHILD_TICK: Duration = Duration::from_millis(2);
+/// How long a program killed at its time limit may take to die. One that outlives this is stuck
+/// in the kernel (uninterruptible sleep), where no signal reaches it.
+const KILL_GRACE: Duration = Duration::from_secs(1);
+/// How long, after a program exited, its output pipe may stay open (a background child of it
+/// holding it) before the agent stops reading.
+const OUTPUT_LINGER: Duration = Duration::from_millis(100);
+
+/// How a program of the test's `run` list ended, for what the agent does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProgramEnd {
+    /// It exited, was killed by a signal, or could not be started: go on.
+    Ended,
+    /// It ran out of time and was killed: skip the test's remaining programs, still unload.
+    Killed,
+    /// It ran out of time and did not die: the kernel holds it. Run nothing more, not even unload.
+    Stuck,
+}
 
 /// Whether the agent may go on with the next test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,7 +139,7 @@ impl<W: Write> Agent<W> {
     fn sleep_until_event(
         &mut self,
         until: Instant,
-        child: Option<BorrowedFd<'_>>,
+        wake: &[BorrowedFd<'_>],
         tick: Option<Duration>,
     ) {
         let mut timeout = until.saturating_duration_since(Instant::now());
@@ -131,12 +149,12 @@ impl<W: Write> Agent<W> {
         // Round up so a sub-millisecond remainder does not spin with a zero timeout.
         let ms = timeout.as_micros().div_ceil(1000);
         let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
-        let mut fds = Vec::with_capacity(2);
+        let mut fds = Vec::with_capacity(1 + wake.len());
         if let Some(kmsg) = self.kmsg.as_ref() {
             fds.push(PollFd::new(kmsg.fd(), PollFlags::POLLIN));
         }
-        if let Some(child) = child {
-            fds.push(PollFd::new(child, PollFlags::POLLIN));
+        for fd in wake {
+            fds.push(PollFd::new(*fd, PollFlags::POLLIN));
         }
         // EINTR or any other poll failure just ends this sleep; the caller re-checks everything.
         let _ = poll(&mut fds, timeout);
@@ -154,7 +172,7 @@ impl<W: Write> Agent<W> {
                 return false;
             }
             if !more {
-                self.sleep_until_event(until, None, None);
+                self.sleep_until_event(until, &[], None);
             }
         }
     }
@@ -200,7 +218,8 @@ impl<W: Write> Agent<W> {
                 return OpResult::TimedOut;
             }
             if !more {
-                self.sleep_until_event(deadline, pidfd.as_ref().map(|fd| fd.as_fd()), tick);
+                let wake: Vec<BorrowedFd> = pidfd.iter().map(|fd| fd.as_fd()).collect();
+                self.sleep_until_event(deadline, &wake, tick);
             }
         }
     }
@@ -269,7 +288,109 @@ impl<W: Write> Agent<W> {
         if end == WaitEnd::TimedOut {
             return Flow::Stop;
         }
+        for run in &test.run {
+            match self.run_program(test, run) {
+                ProgramEnd::Ended => {}
+                ProgramEnd::Killed => break,
+                ProgramEnd::Stuck => return Flow::Stop,
+            }
+        }
         self.unload(test, &loaded, deadline)
+    }
+
+    /// Runs one program of the test, forwarding kernel records meanwhile, and reports how it ended.
+    fn run_program(&mut self, test: &PlannedTest, run: &ProgramRun) -> ProgramEnd {
+        let started = Instant::now();
+        let mut running = match program::start(run) {
+            Ok(running) => running,
+            Err(e) => {
+                self.channel.send(&Event::ProgramFinished {
+                    test: test.id,
+                    program: run.name.clone(),
+                    exit_code: None,
+                    signal: None,
+                    timed_out: false,
+                    output: format!("[kmodlab-agent] cannot start {}: {e}\n", run.path),
+                    duration_us: micros(started.elapsed()),
+                });
+                return ProgramEnd::Ended;
+            }
+        };
+        let mut limit = started
+            .checked_add(Duration::from_millis(run.timeout_ms))
+            .unwrap_or(far_future(started));
+        let tick = if running.has_pidfd() {
+            None
+        } else {
+            Some(CHILD_TICK)
+        };
+        let mut timed_out = false;
+        let status = loop {
+            let more = self.drain_kmsg();
+            running.read_available();
+            match running.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) => {}
+                Err(e) => {
+                    running
+                        .output
+                        .note(&format!("waiting for the program failed: {e}"));
+                    running.kill();
+                    break None;
+                }
+            }
+            let now = Instant::now();
+            if now >= limit {
+                if timed_out {
+                    running.output.note(&format!(
+                        "still running {}s after SIGKILL: stuck in the kernel",
+                        KILL_GRACE.as_secs()
+                    ));
+                    break None;
+                }
+                timed_out = true;
+                running.output.note(&format!(
+                    "killed (SIGKILL) after its time limit of {} ms",
+                    run.timeout_ms
+                ));
+                running.kill();
+                limit = now.checked_add(KILL_GRACE).unwrap_or(now);
+                continue;
+            }
+            if !more {
+                let wake = running.wake_fds();
+                self.sleep_until_event(limit, &wake, tick);
+            }
+        };
+        let duration_us = micros(started.elapsed());
+        // What it wrote just before it ended; a child it left behind may hold the pipe open, so
+        // wait only briefly for the end of the output.
+        let linger = Instant::now().checked_add(OUTPUT_LINGER).unwrap_or(limit);
+        while status.is_some() && !running.output_closed() && Instant::now() < linger {
+            let more = self.drain_kmsg();
+            if running.read_available() == 0 && !more {
+                let wake = running.wake_fds();
+                let pipe_only = &wake[..wake.len().min(1)];
+                self.sleep_until_event(linger, pipe_only, None);
+            }
+        }
+        running.read_available();
+        let (exit_code, signal) = status.map_or((None, None), program::status_parts);
+        let end = match (status, timed_out) {
+            (None, _) => ProgramEnd::Stuck,
+            (Some(_), true) => ProgramEnd::Killed,
+            (Some(_), false) => ProgramEnd::Ended,
+        };
+        self.channel.send(&Event::ProgramFinished {
+            test: test.id,
+            program: run.name.clone(),
+            exit_code,
+            signal,
+            timed_out,
+            output: std::mem::take(&mut running.output).into_text(),
+            duration_us,
+        });
+        end
     }
 
     fn wait_ended(&mut self, test: &PlannedTest, end: WaitEnd, duration_us: u64) {
@@ -338,7 +459,7 @@ impl<W: Write> Agent<W> {
 }
 
 /// A pidfd for the child: readable once it exits, so `poll` wakes at once instead of on a timer.
-fn pidfd_open(pid: libc::pid_t) -> Option<OwnedFd> {
+pub fn pidfd_open(pid: libc::pid_t) -> Option<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1; no memory is shared.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     let fd = i32::try_from(fd).ok().filter(|&fd| fd >= 0)?;
@@ -354,4 +475,180 @@ fn micros(d: Duration) -> u64 {
 fn far_future(now: Instant) -> Instant {
     now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600))
         .unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent() -> Agent<Vec<u8>> {
+        Agent::new(Channel::new(Vec::new()), None)
+    }
+
+    fn test_with(run: Vec<ProgramRun>) -> PlannedTest {
+        PlannedTest {
+            id: 4,
+            name: "demo/programs".into(),
+            modules: vec![],
+            ktap: false,
+            settle_ms: 0,
+            timeout_ms: 1000,
+            run,
+        }
+    }
+
+    fn sh(name: &str, script: &str, timeout_ms: u64) -> ProgramRun {
+        ProgramRun {
+            name: name.into(),
+            path: "/bin/sh".into(),
+            args: vec!["-c".into(), script.into()],
+            timeout_ms,
+        }
+    }
+
+    /// Runs the programs as a test would (no modules) and returns the events sent.
+    fn run_all(runs: Vec<ProgramRun>) -> (Flow, Vec<Event>) {
+        let mut agent = agent();
+        let test = test_with(runs);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let flow = agent.load_wait_unload(&test, deadline);
+        let text = String::from_utf8(agent.channel.into_inner()).expect("UTF-8");
+        let events = text
+            .lines()
+            .map(|l| Event::from_line(l).expect("event"))
+            .collect();
+        (flow, events)
+    }
+
+    /// A `program_finished` event's name, exit code, signal, timed_out and output.
+    type Finished = (String, Option<i32>, Option<String>, bool, String);
+
+    fn finished(events: &[Event]) -> Vec<Finished> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::ProgramFinished {
+                    program,
+                    exit_code,
+                    signal,
+                    timed_out,
+                    output,
+                    ..
+                } => Some((
+                    program.clone(),
+                    *exit_code,
+                    signal.clone(),
+                    *timed_out,
+                    output.clone(),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn programs_run_in_order_with_their_output_and_exit_codes() {
+        let (flow, events) = run_all(vec![
+            sh(
+                "first",
+                "echo out; echo err >&2; echo \"args:$0\"; exit 3",
+                2000,
+            ),
+            sh("second", "printf 'no newline'", 2000),
+        ]);
+        assert_eq!(flow, Flow::Next);
+        let done = finished(&events);
+        assert_eq!(done.len(), 2, "{events:?}");
+        assert_eq!(done[0].0, "first");
+        assert_eq!(
+            (done[0].1, done[0].2.as_deref(), done[0].3),
+            (Some(3), None, false)
+        );
+        assert_eq!(done[0].4, "out\nerr\nargs:/bin/sh\n");
+        assert_eq!(done[1].1, Some(0));
+        assert_eq!(done[1].4, "no newline");
+        // The wait ended before the programs ran.
+        assert!(matches!(events[0], Event::WaitEnded { .. }), "{events:?}");
+    }
+
+    #[test]
+    fn a_program_past_its_limit_is_killed_and_the_rest_skipped() {
+        let started = Instant::now();
+        let (flow, events) = run_all(vec![
+            sh("hang", "echo started; sleep 30", 300),
+            sh("never", "echo should not run", 2000),
+        ]);
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            flow,
+            Flow::Next,
+            "a killed program still lets the modules unload"
+        );
+        let done = finished(&events);
+        assert_eq!(done.len(), 1, "{done:?}");
+        let (name, code, signal, timed_out, output) = &done[0];
+        assert_eq!(
+            (name.as_str(), *code, signal.as_deref(), *timed_out),
+            ("hang", None, Some("SIGKILL"), true)
+        );
+        assert!(output.starts_with("started\n"), "{output}");
+        assert!(
+            output.contains("killed (SIGKILL) after its time limit of 300 ms"),
+            "{output}"
+        );
+    }
+
+    #[test]
+    fn signals_missing_programs_and_background_children_are_reported() {
+        let started = Instant::now();
+        let (_, events) = run_all(vec![
+            sh("segv", "kill -SEGV $$", 2000),
+            ProgramRun {
+                name: "missing".into(),
+                path: "/nonexistent/kmodlab/prog".into(),
+                args: vec![],
+                timeout_ms: 1000,
+            },
+            // Exits at once, but leaves a child that holds the output pipe open.
+            sh("leaves_child", "sleep 5 & echo parent done", 2000),
+        ]);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        let done = finished(&events);
+        assert_eq!(done.len(), 3, "{done:?}");
+        assert_eq!((done[0].1, done[0].2.as_deref()), (None, Some("SIGSEGV")));
+        assert_eq!(
+            (done[1].1, done[1].2.as_deref(), done[1].3),
+            (None, None, false)
+        );
+        assert!(
+            done[1].4.contains("cannot start /nonexistent/kmodlab/prog"),
+            "{}",
+            done[1].4
+        );
+        assert_eq!(done[2].1, Some(0));
+        assert_eq!(done[2].4, "parent done\n");
+    }
+
+    #[test]
+    fn a_flood_of_output_is_bounded() {
+        let (_, events) = run_all(vec![sh(
+            "flood",
+            "i=0; while [ $i -lt 3000 ]; do echo line $i of forty bytes or so......; i=$((i+1)); done",
+            5000,
+        )]);
+        let done = finished(&events);
+        let output = &done[0].4;
+        assert!(output.len() < 70 * 1024, "{}", output.len());
+        assert!(output.starts_with("line 0 of"), "{}", &output[..40]);
+        assert!(output.contains("bytes of output left out"));
+        assert!(output.ends_with("line 2999 of forty bytes or so......\n"));
+    }
 }

@@ -38,6 +38,8 @@ pub struct ModuleBuild {
     pub warnings: String,
     /// The build copy of the module folder (its paths appear in kernel messages, e.g. WARNING lines).
     pub copy_dir: PathBuf,
+    /// The folder's user-space companions (see [`crate::companion`]): name and static executable.
+    pub companions: Vec<(String, PathBuf)>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize, Default)]
@@ -46,8 +48,18 @@ struct Stamp {
     files: Vec<String>,
 }
 
-/// Builds `spec`'s folder against `kernel`.
+/// Builds `spec`'s folder against `kernel`: its modules, then its companions.
 pub fn build(spec: &ModuleSpec, kernel: &Kernel) -> Result<ModuleBuild> {
+    let mut build = build_modules(spec, kernel)?;
+    let companions = crate::companion::build(spec)?;
+    build.reused &= companions.reused;
+    build.duration += companions.duration;
+    build.warnings.push_str(&companions.warnings);
+    build.companions = companions.programs;
+    Ok(build)
+}
+
+fn build_modules(spec: &ModuleSpec, kernel: &Kernel) -> Result<ModuleBuild> {
     let started = Instant::now();
     let sources = source_files(&spec.dir)?;
     let mut key = KeyBuilder::new();
@@ -81,6 +93,7 @@ pub fn build(spec: &ModuleSpec, kernel: &Kernel) -> Result<ModuleBuild> {
             duration: started.elapsed(),
             warnings: String::new(),
             copy_dir: copy.clone(),
+            companions: vec![],
         });
     }
 
@@ -163,6 +176,7 @@ pub fn build(spec: &ModuleSpec, kernel: &Kernel) -> Result<ModuleBuild> {
         duration: started.elapsed(),
         warnings: stderr,
         copy_dir: copy.clone(),
+        companions: vec![],
     })
 }
 
@@ -240,7 +254,7 @@ pub fn is_build_product(name: &str) -> bool {
 
 /// The module's own files, relative to its folder, sorted; build products and hidden files are left out
 /// (a user may have run make in place before).
-fn source_files(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn source_files(dir: &Path) -> Result<Vec<PathBuf>> {
     fn walk(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         let dir = root.join(rel);
         for entry in
@@ -268,7 +282,7 @@ fn source_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-fn write_if_changed(path: &Path, data: &[u8]) -> Result<()> {
+pub(crate) fn write_if_changed(path: &Path, data: &[u8]) -> Result<()> {
     if std::fs::read(path).is_ok_and(|old| old == data) {
         return Ok(());
     }

@@ -4,13 +4,13 @@
 //! builds), `spec` (module test specs), `initramfs` (newc writer), `agent` (the guest binary), `vm` (QEMU),
 //! `accel` (KVM or TCG), `ktap` and `oops` (reading what the kernel printed), `taint`, `verdict` (judging),
 //! `report` (output), `run` (the `test` pipeline and its run folder), `progress` (what a person sees while
-//! it works), `parse` (judging saved logs), `scaffold` (`new`), `watch`, `shell` (an interactive guest),
-//! `initramfs_desc` (gen_init_cpio descriptions), `doctor`, `cli` (the command line of both binaries).
+//! it works), `cli` (the command line of both binaries).
 
 pub mod accel;
 pub mod agent;
 pub mod cache;
 pub mod cli;
+pub mod companion;
 pub mod doctor;
 pub mod initramfs;
 pub mod initramfs_desc;

@@ -162,6 +162,22 @@ static MARKERS: &[Marker] = &[
         detail: Some((r"^\s*(?P<msg>[^\s-].*)$", 1)),
         absorbs: &[C::Bug, C::Oops],
     },
+    // Debug objects print their finding, then WARN from inside lib/debugobjects.c: the title
+    // names the module code that misused the object (syzkaller's form), or the object's `hint`
+    // (its callback) when no module frame is on the stack, e.g. for an object freed by vfree.
+    Marker {
+        class: C::Warning,
+        pattern: concat!(
+            r"^ODEBUG: (?P<op>\w+) (?P<state>\w+) \(active state \d+\) object(?:: \S+)? object type: (?P<otype>\w+)",
+            r"(?: hint: (?:",
+            sym!(),
+            ")?)?"
+        ),
+        title: "WARNING: ODEBUG bug in {func}",
+        func: &[Trace, FromMarker],
+        detail: None,
+        absorbs: &[C::Warning],
+    },
     Marker {
         class: C::Warning,
         pattern: concat!(
@@ -377,6 +393,10 @@ const END_OF_REPORT: &str =
 /// plumbing, sleeping and locking primitives, allocators, module loading and syscall entry,
 /// timer interrupts and sanitizer runtimes. A title skips them to name the caller.
 pub const SKIP_FRAMES: &[&str] = &[
+    // debug objects (the frees that trigger their checks are listed with the allocators below)
+    "debug_print_object",
+    r"(?:__)?debug_check_no_obj_freed",
+    r"(?:__)?debug_object_\w+",
     // WARN/BUG/oops plumbing
     "__warn",
     "warn_slowpath_fmt",
@@ -497,6 +517,7 @@ pub const SKIP_FRAMES: &[&str] = &[
     "krealloc",
     r"kvmalloc_node\w*",
     "kvfree",
+    "vfree",
     r"slab_free\w*",
     "__slab_free",
     "do_slab_free",
@@ -656,6 +677,11 @@ pub fn scan(lines: &[&str]) -> Vec<Crash> {
     crashes
 }
 
+/// Whether one line starts a failure report: cheap enough to ask of every line as it arrives.
+pub fn is_marker(line: &str) -> bool {
+    marker_at(compiled(), strip_timestamp(line).trim_end()).is_some()
+}
+
 /// The first crash report in `lines`.
 pub fn first(lines: &[&str]) -> Option<Crash> {
     // Scanning stops at the first report, so a long log after a crash costs nothing.
@@ -751,23 +777,27 @@ fn blamed_function(
     marker_func: Option<&str>,
     span: &[&str],
 ) -> Option<String> {
-    let usable = |name: &str| {
-        let name = clean_symbol(name);
-        let skipped = c.skip.as_ref().is_some_and(|re| re.is_match(name));
-        (!name.is_empty() && !skipped).then(|| name.to_string())
+    // A frame in a module (`func+0x1c/0x40 [mod]`) is never infrastructure, whatever its name:
+    // a module may well call its functions `lockdep_...` or `schedule_...`.
+    let usable = |name: &str, line: &str| {
+        let cleaned = clean_symbol(name);
+        let skipped =
+            !in_module(line, name) && c.skip.as_ref().is_some_and(|re| re.is_match(cleaned));
+        (!cleaned.is_empty() && !skipped).then(|| cleaned.to_string())
     };
     let first_in = |re: &Option<Regex>| {
         let re = re.as_ref()?;
         span.iter().find_map(|line| {
             re.captures(line)
                 .and_then(|caps| caps.name("func"))
-                .map(|m| m.as_str())
+                .map(|m| (m.as_str(), *line))
         })
     };
+    let marker_line = span.first().copied().unwrap_or_default();
     sources.iter().find_map(|source| match source {
-        Func::Marker => marker_func.and_then(usable),
-        Func::Rip => first_in(&c.rip).and_then(usable),
-        Func::LockSite => first_in(&c.lock_site).and_then(usable),
+        Func::Marker => marker_func.and_then(|f| usable(f, marker_line)),
+        Func::Rip => first_in(&c.rip).and_then(|(f, line)| usable(f, line)),
+        Func::LockSite => first_in(&c.lock_site).and_then(|(f, line)| usable(f, line)),
         Func::Trace => {
             let re = c.frame.as_ref()?;
             span.iter().skip(1).find_map(|line| {
@@ -776,10 +806,20 @@ fn blamed_function(
                     // `? func` frames are stale stack contents, not the call chain.
                     return None;
                 }
-                caps.name("func").and_then(|m| usable(m.as_str()))
+                caps.name("func").and_then(|m| usable(m.as_str(), line))
             })
         }
     })
+}
+
+/// Whether `func` appears in `line` as a module's symbol: `func+0x1c/0x40 [module]`.
+fn in_module(line: &str, func: &str) -> bool {
+    let Some(at) = line.find(&format!("{func}+0x")) else {
+        return false;
+    };
+    let rest = &line[at + func.len()..];
+    let symbol_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+    rest[symbol_end..].trim_start().starts_with('[')
 }
 
 /// Removes the compiler's clone suffixes (`.cold`, `.isra.0`, `.constprop.0`, `.part.0`,
@@ -870,6 +910,15 @@ mod tests {
         let found = titles(text);
         assert_eq!(found.len(), 1, "{found:?}");
         found.into_iter().next().expect("one crash")
+    }
+
+    #[test]
+    fn markers_are_recognised_line_by_line() {
+        assert!(is_marker(
+            "[    1.307173] WARNING: CPU: 1 PID: 44 at x.c:12 f+0x0/0x10 [m]"
+        ));
+        assert!(is_marker("Kernel panic - not syncing: Fatal exception"));
+        assert!(!is_marker("[    1.307173] hello: Hello, kmodlab!"));
     }
 
     #[test]

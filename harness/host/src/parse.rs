@@ -9,7 +9,7 @@
 //!   document becomes verdicts, one per case (`suite/case` for KUnit-style suites), and the crash
 //!   reports [`oops::scan`] finds are charged to the case that was running when they appeared.
 
-use crate::spec::TestSpec;
+use crate::spec::{ProgramSpec, TestSpec};
 use crate::verdict::{self, Interruption, Outcome, TestRecord, Verdict};
 use crate::{kbuild, ktap, oops};
 use anyhow::{bail, Context, Result};
@@ -67,6 +67,26 @@ pub struct SavedTest {
     pub build_copy: Option<PathBuf>,
     #[serde(default)]
     pub source_dir: Option<PathBuf>,
+    /// The programs the test ran (`[[test.run]]`); absent in run folders from before companions.
+    #[serde(default)]
+    pub run: Vec<SavedProgram>,
+}
+
+/// One `[[test.run]]` entry as the run judged it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedProgram {
+    pub program: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub exit: i32,
+    #[serde(default)]
+    pub expect: Vec<String>,
+    #[serde(default)]
+    pub forbid: Vec<String>,
+    /// Its own limit, when the spec gave one; else the test's.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
 }
 
 impl SavedTest {
@@ -89,6 +109,18 @@ impl SavedTest {
             forbid: spec.forbid.iter().map(|r| r.as_str().to_string()).collect(),
             build_copy: source_paths.map(|(copy, _)| copy.clone()),
             source_dir: source_paths.map(|(_, original)| original.clone()),
+            run: spec
+                .run
+                .iter()
+                .map(|p| SavedProgram {
+                    program: p.program.clone(),
+                    args: p.args.clone(),
+                    exit: p.exit,
+                    expect: p.expect.iter().map(|r| r.as_str().to_string()).collect(),
+                    forbid: p.forbid.iter().map(|r| r.as_str().to_string()).collect(),
+                    timeout_ms: p.timeout.map(|t| t.as_millis() as u64),
+                })
+                .collect(),
         }
     }
 
@@ -112,6 +144,21 @@ impl SavedTest {
             timeout: Duration::from_millis(self.timeout_ms),
             expect: compile(&self.expect, "expect")?,
             forbid: compile(&self.forbid, "forbid")?,
+            run: self
+                .run
+                .iter()
+                .map(|p| {
+                    let field = |f: &str| format!("run {} {f}", p.program);
+                    Ok(ProgramSpec {
+                        program: p.program.clone(),
+                        args: p.args.clone(),
+                        exit: p.exit,
+                        expect: compile(&p.expect, &field("expect"))?,
+                        forbid: compile(&p.forbid, &field("forbid"))?,
+                        timeout: p.timeout_ms.map(Duration::from_millis),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?,
         })
     }
 }
@@ -449,6 +496,7 @@ fn timestamp_us(line: &str) -> Option<u64> {
 /// The spec a test is judged against when the run folder did not keep it: no expect or forbid
 /// patterns, KTAP awaited when the agent waited for KTAP, and the time limit the agent enforced
 /// (it stops a load or wait at the limit, so their durations show it, rounded to whole seconds).
+/// The programs it ran are expected to exit 0; a timed-out one's limit is its duration.
 pub fn inferred_spec(name: &str, record: &TestRecord) -> TestSpec {
     let ktap = matches!(
         record.wait,
@@ -473,6 +521,20 @@ pub fn inferred_spec(name: &str, record: &TestRecord) -> TestSpec {
         timeout,
         expect: vec![],
         forbid: vec![],
+        run: record
+            .programs
+            .iter()
+            .map(|p| ProgramSpec {
+                program: p.program.clone(),
+                args: vec![],
+                exit: 0,
+                expect: vec![],
+                forbid: vec![],
+                timeout: p
+                    .timed_out
+                    .then(|| Duration::from_secs((p.duration.as_secs_f64().round() as u64).max(1))),
+            })
+            .collect(),
     }
 }
 
@@ -1055,6 +1117,137 @@ mod tests {
             warning.contains("fixtures/warn_init/warn_init.c:12") && !warning.contains(".cache"),
             "{warning}"
         );
+    }
+
+    #[test]
+    fn programs_are_judged_again_with_or_without_the_saved_plan() {
+        use kmodlab_protocol::KmsgRecord;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let program = |test: u32, name: &str, exit: Option<i32>, timed_out: bool, us: u64| {
+            Event::ProgramFinished {
+                test,
+                program: name.into(),
+                exit_code: exit,
+                signal: timed_out.then(|| "SIGKILL".to_string()),
+                timed_out,
+                output: "read back: hello\nFAILED: ioctl INFO (line 3)\n".into(),
+                duration_us: us,
+            }
+        };
+        let mut events = vec![Event::Hello {
+            agent_version: "0.1.0".into(),
+            kernel_release: "6.12.117".into(),
+            uptime_ms: 500,
+            tests: 2,
+        }];
+        for (test, run) in [
+            (0, program(0, "chardev_test", Some(1), false, 40_000)),
+            (1, program(1, "hang", None, true, 2_001_000)),
+        ] {
+            events.extend([
+                Event::TestStarted { test, taint: 0 },
+                Event::ModuleLoaded {
+                    test,
+                    module: "kmodlab_chardev".into(),
+                    result: OpResult::Ok,
+                    duration_us: 900,
+                },
+                Event::Kmsg(KmsgRecord {
+                    seq: u64::from(test),
+                    level: 6,
+                    facility: 0,
+                    ts_us: 1000,
+                    text: "kmodlab_chardev: registered".into(),
+                }),
+                Event::WaitEnded {
+                    test,
+                    end: WaitEnd::Settled,
+                    duration_us: 50_000,
+                },
+                run,
+                Event::ModuleUnloaded {
+                    test,
+                    module: "kmodlab_chardev".into(),
+                    result: OpResult::Ok,
+                    duration_us: 300,
+                },
+                Event::TestFinished {
+                    test,
+                    taint: 4096,
+                    duration_us: 100_000,
+                },
+            ]);
+        }
+        events.push(Event::Done);
+        let jsonl: String = events.iter().map(|e| e.to_line() + "\n").collect();
+        std::fs::write(dir.path().join("vm1.events.jsonl"), jsonl).expect("events");
+
+        // No plan.json: each program is expected to exit 0, and a killed one's limit is its duration.
+        let parsed = run_folder(dir.path()).expect("parses");
+        assert_eq!(
+            lines(&parsed),
+            [
+                "kmodlab_chardev/test0 FAIL chardev_test exited 1, expected 0",
+                "kmodlab_chardev/test1 TIMEOUT program hang did not finish within 2s",
+            ]
+        );
+
+        // With it: the saved exit status, patterns and limits judge.
+        let spec = |name: &str, run: Vec<SavedProgram>| SavedTest {
+            id: 0,
+            module: "chardev".into(),
+            test: name.into(),
+            load: vec!["kmodlab_chardev".into()],
+            params: String::new(),
+            ktap: false,
+            settle_ms: 50,
+            timeout_ms: 10_000,
+            expect: vec![],
+            forbid: vec![],
+            build_copy: None,
+            source_dir: None,
+            run,
+        };
+        let saved =
+            |program: &str, exit: i32, forbid: &[&str], timeout_ms: Option<u64>| SavedProgram {
+                program: program.into(),
+                args: vec!["/dev/kmodlab_chardev".into()],
+                exit,
+                expect: vec!["^read back: hello$".into()],
+                forbid: forbid.iter().map(|f| f.to_string()).collect(),
+                timeout_ms,
+            };
+        let plan = vec![
+            spec(
+                "exits_one",
+                vec![saved("chardev_test", 1, &["FAILED"], None)],
+            ),
+            SavedTest {
+                id: 1,
+                ..spec("hangs", vec![saved("hang", 0, &[], Some(2000))])
+            },
+        ];
+        save_plan(dir.path(), &plan).expect("plan");
+        let reread: Vec<SavedTest> = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join(PLAN_FILE)).expect("plan.json"),
+        )
+        .expect("reads back");
+        assert_eq!(reread, plan);
+        let parsed = run_folder(dir.path()).expect("parses");
+        assert_eq!(
+            lines(&parsed),
+            [
+                "chardev/exits_one FAIL chardev_test: forbidden /FAILED/ appeared: FAILED: ioctl INFO (line 3)",
+                "chardev/hangs TIMEOUT program hang did not finish within 2s",
+            ]
+        );
+        // A plan.json from before companions has no `run`: its tests ran no programs.
+        let old: SavedTest = serde_json::from_str(
+            r#"{"id":0,"module":"m","test":"t","load":["m"],"params":"","ktap":false,
+                "settle_ms":50,"timeout_ms":1000,"expect":[],"forbid":[]}"#,
+        )
+        .expect("old plan entry");
+        assert!(old.run.is_empty());
     }
 
     #[test]

@@ -7,11 +7,12 @@
 use crate::initramfs::Writer;
 use crate::kbuild::{self, ModuleBuild};
 use crate::kernel::{self, Kernel, KernelRequest};
+use crate::oops;
 use crate::spec::{self, ModuleSpec, TestSpec};
 use crate::verdict::{self, Interruption, Outcome, TestRecord, Verdict};
 use crate::vm::{self, Accelerator, Vm, VmConfig, VmEvent};
 use anyhow::{anyhow, bail, Context, Result};
-use kmodlab_protocol::{Event, ModuleLoad, Plan, PlannedTest, PLAN_PATH};
+use kmodlab_protocol::{Event, ModuleLoad, Plan, PlannedTest, ProgramRun, PLAN_PATH};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -22,6 +23,13 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(20);
 /// also allows each unload at least a second past the limit, so the host adds that per module.
 const AGENT_GRACE: Duration = Duration::from_secs(2);
 const UNLOAD_ALLOWANCE: Duration = Duration::from_secs(1);
+/// Once a failure report starts during a test, the test has this long to finish (and the report to
+/// be printed in full) before the host ends the VM: a detector's report (soft lockup, hung task)
+/// means the test will not finish by itself, and its verdict should not wait for the time limit.
+const REPORT_GRACE: Duration = Duration::from_secs(3);
+/// What the host adds per program beyond its own limit: the agent waits up to a second for a
+/// killed program to die, and its output (up to 64 KiB) crosses the serial line.
+const PROGRAM_ALLOWANCE: Duration = Duration::from_secs(2);
 /// Boots that may fail in a row (infrastructure, not the module) before the run gives up.
 const BOOT_ATTEMPTS: u32 = 2;
 
@@ -256,6 +264,8 @@ pub fn run(opts: &RunOptions, listener: &mut dyn FnMut(&RunEvent)) -> Result<Run
     let mut verdicts: BTreeMap<u32, Verdict> = BTreeMap::new();
     let mut jobs: BTreeMap<u32, Job> = BTreeMap::new();
     let mut objects: BTreeMap<String, PathBuf> = BTreeMap::new();
+    // Companions by their path in the guest.
+    let mut programs: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut next_id = 0u32;
     for selected in &opts.selection {
         let spec = &selected.spec;
@@ -299,6 +309,9 @@ pub fn run(opts: &RunOptions, listener: &mut dyn FnMut(&RunEvent)) -> Result<Run
                 }
             }
         }
+        for (name, path) in &build.companions {
+            programs.insert(crate::companion::guest_path(&spec.name, name), path.clone());
+        }
         let source_paths = Some((build.copy_dir.clone(), spec.dir.clone()));
         listener(&RunEvent::ModuleBuilt(build));
         for test in tests {
@@ -318,6 +331,20 @@ pub fn run(opts: &RunOptions, listener: &mut dyn FnMut(&RunEvent)) -> Result<Run
                     },
                 })
                 .collect();
+            let spec_for_run = TestSpec {
+                timeout,
+                ..test.clone()
+            };
+            let run = test
+                .run
+                .iter()
+                .map(|p| ProgramRun {
+                    name: p.program.clone(),
+                    path: crate::companion::guest_path(&spec.name, &p.program),
+                    args: p.args.clone(),
+                    timeout_ms: p.limit(&spec_for_run).as_millis() as u64,
+                })
+                .collect();
             let planned = PlannedTest {
                 id: next_id,
                 name: format!("{}/{}", spec.name, test.name),
@@ -325,10 +352,7 @@ pub fn run(opts: &RunOptions, listener: &mut dyn FnMut(&RunEvent)) -> Result<Run
                 ktap: test.ktap,
                 settle_ms: test.settle.as_millis() as u64,
                 timeout_ms: timeout.as_millis() as u64,
-            };
-            let spec_for_run = TestSpec {
-                timeout,
-                ..test.clone()
+                run,
             };
             jobs.insert(
                 next_id,
@@ -398,13 +422,13 @@ pub fn run(opts: &RunOptions, listener: &mut dyn FnMut(&RunEvent)) -> Result<Run
             };
             let initramfs = run_dir.join(format!("{label}.initramfs"));
             let initramfs_started = Instant::now();
-            write_initramfs(&initramfs, &opts.agent, &plan, &kernel, &objects)?;
+            write_initramfs(&initramfs, &opts.agent, &plan, &kernel, &objects, &programs)?;
             timings.initramfs += initramfs_started.elapsed();
             let config = VmConfig {
                 qemu: opts.qemu.clone(),
                 kernel_image: kernel.boot_image(),
                 initramfs: initramfs.clone(),
-                cmdline: vm::default_cmdline(accel, ""),
+                cmdline: vm::default_cmdline(accel, &kernel.detector_args()),
                 accel,
                 memory_mb: opts.memory_mb,
                 cpus: opts.cpus,
@@ -513,6 +537,8 @@ fn drive(
         last_verdict: None,
     };
     let mut current: Option<(TestRecord, Instant)> = None;
+    // When the current test started, on the host's clock (its deadline can be moved).
+    let mut current_started = Instant::now();
     let boot_deadline = vm.started + BOOT_TIMEOUT;
     let mut vm_ended = false;
     loop {
@@ -546,7 +572,10 @@ fn drive(
         };
         match event {
             VmEvent::Console(line) => {
-                if let Some((record, _)) = current.as_mut() {
+                if let Some((record, deadline)) = current.as_mut() {
+                    if oops::is_marker(&line) {
+                        *deadline = (*deadline).min(Instant::now() + REPORT_GRACE);
+                    }
                     record.console.push(line);
                 }
             }
@@ -562,12 +591,11 @@ fn drive(
             VmEvent::Agent(event) => match event {
                 Event::Hello { .. } => session.booted = true,
                 Event::TestStarted { test, .. } => {
-                    let limit = jobs.get(&test).map_or(Duration::from_secs(10), |j| {
-                        j.spec.timeout + UNLOAD_ALLOWANCE * j.planned.modules.len() as u32
-                    });
+                    let limit = jobs.get(&test).map_or(Duration::from_secs(10), host_limit);
                     let mut record = TestRecord::new(test);
                     record.apply(&event);
-                    current = Some((record, Instant::now() + limit + AGENT_GRACE));
+                    current_started = Instant::now();
+                    current = Some((record, current_started + limit + AGENT_GRACE));
                 }
                 Event::TestFinished { .. } => {
                     if let Some((mut record, _)) = current.take() {
@@ -591,7 +619,12 @@ fn drive(
                     )));
                 }
                 other => {
-                    if let Some((record, _)) = current.as_mut() {
+                    if let Some((record, deadline)) = current.as_mut() {
+                        if let Event::Kmsg(kmsg) = &other {
+                            if kmsg.lines().any(oops::is_marker) {
+                                *deadline = (*deadline).min(Instant::now() + REPORT_GRACE);
+                            }
+                        }
                         record.apply(&other);
                     }
                 }
@@ -609,17 +642,10 @@ fn drive(
             }
         }
     }
-    if let Some((mut record, deadline)) = current.take() {
+    if let Some((mut record, _)) = current.take() {
         if !record.finished {
-            // The agent never sent the test's duration: measure it on the host, from when the test
-            // started (its deadline minus the limit and grace it was given).
-            let limit = jobs.get(&record.id).map_or(Duration::ZERO, |j| {
-                j.spec.timeout + UNLOAD_ALLOWANCE * j.planned.modules.len() as u32
-            });
-            let started = deadline
-                .checked_sub(limit + AGENT_GRACE)
-                .unwrap_or(vm.started);
-            record.duration = started.elapsed();
+            // The agent never sent the test's duration: measure it on the host.
+            record.duration = current_started.elapsed();
         }
         if record.interrupted.is_none() && !record.finished {
             record.interrupted = Some(if vm_ended {
@@ -631,6 +657,18 @@ fn drive(
         finish(record, jobs, &mut session, listener);
     }
     session
+}
+
+/// How long the host waits for a test's `test_finished` (plus [`AGENT_GRACE`]): its limit for
+/// loading and waiting, each program's own limit, and the agent's allowance for each unload.
+fn host_limit(job: &Job) -> Duration {
+    let programs: Duration = job
+        .planned
+        .run
+        .iter()
+        .map(|p| Duration::from_millis(p.timeout_ms) + PROGRAM_ALLOWANCE)
+        .sum();
+    job.spec.timeout + programs + UNLOAD_ALLOWANCE * job.planned.modules.len() as u32
 }
 
 fn finish(
@@ -657,7 +695,7 @@ fn kernel_has(kernel: &Kernel, option: &str) -> bool {
     matches!(kernel.option(option), Some("y") | Some("m"))
 }
 
-/// `the kernel lacks CONFIG_PROVE_LOCKING (fragments: base + rust); --kernel-config rust,debug has it`
+/// `the kernel lacks CONFIG_KASAN (fragments: base + rust); ... run with --kernel-config kasan`
 fn skip_reason(kernel: &Kernel, missing: &[&str]) -> String {
     let mut reason = format!(
         "the kernel lacks {} (fragments: {})",
@@ -687,17 +725,11 @@ fn skip_reason(kernel: &Kernel, missing: &[&str]) -> String {
         .filter_map(|p| p.file_stem().map(|n| n.to_string_lossy().into_owned()))
         .collect();
     providers.sort();
+    // Only the providing fragment is suggested: it always builds on top of base, whereas adding it
+    // to the current ones may not (6.12 cannot build Rust with KASAN under GCC).
     if let Some(provider) = providers.first() {
-        let mut names: Vec<String> = kernel
-            .fragments
-            .iter()
-            .filter_map(|f| f.file_stem().map(|n| n.to_string_lossy().into_owned()))
-            .filter(|n| n != crate::cli::BASE_FRAGMENT)
-            .collect();
-        names.push(provider.clone());
         reason.push_str(&format!(
-            "; run with --kernel-config {} to get it",
-            names.join(",")
+            "; kernel-configs/{provider}.config sets it: run with --kernel-config {provider}"
         ));
     }
     reason
@@ -721,13 +753,14 @@ fn guest_module_path(kernel: &Kernel, name: &str) -> String {
     format!("/lib/modules/{}/extra/{name}.ko", kernel.release)
 }
 
-/// The guest's whole filesystem: agent as /init, the plan, the modules.
+/// The guest's whole filesystem: agent as /init, the plan, the modules, the programs the plan runs.
 fn write_initramfs(
     path: &Path,
     agent: &Path,
     plan: &Plan,
     kernel: &Kernel,
     objects: &BTreeMap<String, PathBuf>,
+    programs: &BTreeMap<String, PathBuf>,
 ) -> Result<()> {
     let file =
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
@@ -748,6 +781,19 @@ fn write_initramfs(
             .get(name)
             .ok_or_else(|| anyhow!("no built object for module {name}"))?;
         archive.file_from_path(&guest_module_path(kernel, name), 0o644, source)?;
+    }
+    let mut wanted: Vec<&str> = plan
+        .tests
+        .iter()
+        .flat_map(|t| t.run.iter().map(|p| p.path.as_str()))
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    for guest in wanted {
+        let source = programs
+            .get(guest)
+            .ok_or_else(|| anyhow!("no built companion for {guest}"))?;
+        archive.file_from_path(guest, 0o755, source)?;
     }
     let mut out = archive.finish()?;
     std::io::Write::flush(&mut out).with_context(|| format!("writing {}", path.display()))?;
@@ -785,12 +831,13 @@ fn probe_boot(
         &Plan { tests: vec![] },
         kernel,
         &BTreeMap::new(),
+        &BTreeMap::new(),
     )?;
     let config = VmConfig {
         qemu: opts.qemu.clone(),
         kernel_image: kernel.boot_image(),
         initramfs: initramfs.clone(),
-        cmdline: vm::default_cmdline(accel, ""),
+        cmdline: vm::default_cmdline(accel, &kernel.detector_args()),
         accel,
         memory_mb: opts.memory_mb,
         cpus: 1,

@@ -16,6 +16,14 @@
 //! timeout_s = 10
 //! expect = ['Hello, kmodlab']    # each must match a kernel log line of the test's window
 //! forbid = ['refcount']          # none may match
+//!
+//! [[test.run]]                   # programs to run once loaded (after the KTAP/settle wait), in order
+//! program = "chardev_test"       # a companion: companions/chardev_test.c or companions/chardev_test/
+//! args = ["/dev/kmodlab_chardev"]
+//! exit = 0                       # expected exit status (default 0)
+//! expect = ['read back: hello']  # each must match a line of the program's output (stdout + stderr)
+//! forbid = ['FAILED']
+//! timeout_s = 5                  # default: the test's timeout_s
 //! ```
 //! Every mistake is reported as `file:line:column: what is wrong`, naming the field.
 
@@ -75,6 +83,31 @@ pub struct TestSpec {
     pub timeout: Duration,
     pub expect: Vec<Regex>,
     pub forbid: Vec<Regex>,
+    /// Programs to run after loading (and after the KTAP/settle wait), before unloading.
+    pub run: Vec<ProgramSpec>,
+}
+
+/// One `[[test.run]]`: a companion program, its arguments and what it must do.
+#[derive(Debug, Clone)]
+pub struct ProgramSpec {
+    /// The companion's name (see [`crate::companion`]).
+    pub program: String,
+    pub args: Vec<String>,
+    /// The exit status it must end with.
+    pub exit: i32,
+    /// Each must match a line of its output.
+    pub expect: Vec<Regex>,
+    /// None may match a line of its output.
+    pub forbid: Vec<Regex>,
+    /// Its own limit; `None`: the test's.
+    pub timeout: Option<Duration>,
+}
+
+impl ProgramSpec {
+    /// The limit it runs with in `test`.
+    pub fn limit(&self, test: &TestSpec) -> Duration {
+        self.timeout.unwrap_or(test.timeout)
+    }
 }
 
 #[derive(Deserialize)]
@@ -111,6 +144,22 @@ struct RawTest {
     expect: Vec<Spanned<String>>,
     #[serde(default)]
     forbid: Vec<Spanned<String>>,
+    #[serde(default)]
+    run: Vec<Spanned<RawRun>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRun {
+    program: Spanned<String>,
+    #[serde(default)]
+    args: Vec<String>,
+    exit: Option<Spanned<i64>>,
+    #[serde(default)]
+    expect: Vec<Spanned<String>>,
+    #[serde(default)]
+    forbid: Vec<Spanned<String>>,
+    timeout_s: Option<Spanned<u64>>,
 }
 
 /// Reads and checks `<dir>/kmodlab.toml`.
@@ -173,9 +222,17 @@ pub fn parse(name: &str, dir: &Path, spec_path: &Path, text: &str) -> Result<Mod
         })
         .collect::<Result<Vec<_>>>()?;
 
+    let companions = if raw.tests.iter().any(|t| !t.run.is_empty()) {
+        crate::companion::discover(dir)?
+            .into_iter()
+            .map(|c| c.name)
+            .collect()
+    } else {
+        vec![]
+    };
     let mut tests = Vec::new();
     for raw_test in raw.tests {
-        let test = at.test(raw_test, &build)?;
+        let test = at.test(raw_test, &build, dir, &companions)?;
         if tests.iter().any(|t: &TestSpec| t.name == test.name) {
             bail!("{}: two tests are named `{}`", at.path.display(), test.name);
         }
@@ -192,6 +249,7 @@ pub fn parse(name: &str, dir: &Path, spec_path: &Path, text: &str) -> Result<Mod
             timeout: Duration::from_secs(DEFAULT_TIMEOUT_S),
             expect: vec![],
             forbid: vec![],
+            run: vec![],
         });
     }
     Ok(ModuleSpec {
@@ -270,7 +328,13 @@ impl Locator<'_> {
             .collect()
     }
 
-    fn test(&self, raw: RawTest, build: &[String]) -> Result<TestSpec> {
+    fn test(
+        &self,
+        raw: RawTest,
+        build: &[String],
+        dir: &Path,
+        companions: &[String],
+    ) -> Result<TestSpec> {
         let name_span = raw.name.span();
         let name = raw.name.into_inner();
         if name.is_empty()
@@ -313,6 +377,12 @@ impl Locator<'_> {
             Some(t) => t.into_inner(),
             None => DEFAULT_TIMEOUT_S,
         };
+        let run = raw
+            .run
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| self.program(r, &field(&format!("run[{}]", i + 1)), dir, companions))
+            .collect::<Result<Vec<_>>>()?;
         Ok(TestSpec {
             load,
             params: raw.params,
@@ -321,7 +391,62 @@ impl Locator<'_> {
             timeout: Duration::from_secs(timeout_s),
             expect: self.regexes(raw.expect, &field("expect"))?,
             forbid: self.regexes(raw.forbid, &field("forbid"))?,
+            run,
             name,
+        })
+    }
+
+    /// One `[[test.run]]`; `field` is e.g. "test `a`: run[2]".
+    fn program(
+        &self,
+        raw: Spanned<RawRun>,
+        field: &str,
+        dir: &Path,
+        companions: &[String],
+    ) -> Result<ProgramSpec> {
+        let raw = raw.into_inner();
+        let sub = |f: &str| format!("{field}.{f}");
+        let program_span = raw.program.span();
+        let program = raw.program.into_inner();
+        if !companions.contains(&program) {
+            let found = if companions.is_empty() {
+                "it has none".to_string()
+            } else {
+                format!("found: {}", companions.join(", "))
+            };
+            return Err(self.error(
+                program_span,
+                &sub("program"),
+                &format!(
+                    "no companion `{program}` in {}/{} ({found}; a companion is \
+                     {dir_name}/<name>.c or {dir_name}/<name>/Cargo.toml)",
+                    dir.display(),
+                    crate::companion::DIR,
+                    dir_name = crate::companion::DIR,
+                ),
+            ));
+        }
+        let exit = match raw.exit {
+            None => 0,
+            Some(e) => match i32::try_from(*e.get_ref()) {
+                Ok(code) if (0..=255).contains(&code) => code,
+                _ => return Err(self.error(e.span(), &sub("exit"), "an exit status is 0 to 255")),
+            },
+        };
+        let timeout = match raw.timeout_s {
+            Some(t) if *t.get_ref() == 0 => {
+                return Err(self.error(t.span(), &sub("timeout_s"), "must be at least 1"))
+            }
+            Some(t) => Some(Duration::from_secs(t.into_inner())),
+            None => None,
+        };
+        Ok(ProgramSpec {
+            program,
+            args: raw.args,
+            exit,
+            expect: self.regexes(raw.expect, &sub("expect"))?,
+            forbid: self.regexes(raw.forbid, &sub("forbid"))?,
+            timeout,
         })
     }
 }
@@ -449,6 +574,127 @@ timeout_s = 3
         assert!(e.contains("two tests are named `a`"), "{e}");
         let e = error_of("[module]\n");
         assert!(e.contains("missing field `language`"), "{e}");
+    }
+
+    /// A module folder with companions `chardev_test` (C) and `chardev_rs` (Rust).
+    fn folder_with_companions() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let companions = dir.path().join("companions");
+        std::fs::create_dir_all(companions.join("chardev_rs")).expect("mkdir");
+        std::fs::write(companions.join("chardev_rs/Cargo.toml"), "[package]\n").expect("write");
+        std::fs::write(companions.join("chardev_test.c"), "int main(void){}\n").expect("write");
+        dir
+    }
+
+    fn parse_in(dir: &Path, text: &str) -> Result<ModuleSpec> {
+        parse("demo", dir, &dir.join("kmodlab.toml"), text)
+    }
+
+    #[test]
+    fn programs_to_run_are_read_with_their_defaults() {
+        let dir = folder_with_companions();
+        let spec = parse_in(
+            dir.path(),
+            r#"
+[module]
+language = "c"
+
+[[test]]
+name = "both"
+timeout_s = 7
+
+[[test.run]]
+program = "chardev_test"
+args = ["/dev/kmodlab_chardev", "-v"]
+exit = 3
+expect = ['read back: hello$']
+forbid = ['FAILED']
+timeout_s = 5
+
+[[test.run]]
+program = "chardev_rs"
+"#,
+        )
+        .expect("valid spec");
+        let test = &spec.tests[0];
+        assert_eq!(test.run.len(), 2);
+        let c = &test.run[0];
+        assert_eq!(c.program, "chardev_test");
+        assert_eq!(c.args, ["/dev/kmodlab_chardev", "-v"]);
+        assert_eq!(c.exit, 3);
+        assert!(c.expect[0].is_match("read back: hello"));
+        assert!(c.forbid[0].is_match("FAILED: x"));
+        assert_eq!(c.limit(test), Duration::from_secs(5));
+        let rs = &test.run[1];
+        assert_eq!((rs.exit, rs.args.len(), rs.timeout), (0, 0, None));
+        assert_eq!(rs.limit(test), Duration::from_secs(7), "the test's limit");
+    }
+
+    #[test]
+    fn a_program_that_is_no_companion_names_the_ones_found() {
+        let dir = folder_with_companions();
+        let text = "[module]\nlanguage = \"c\"\n[[test]]\nname = \"a\"\n[[test.run]]\nprogram = \"chardev_tset\"\n";
+        let e = format!(
+            "{:#}",
+            parse_in(dir.path(), text).expect_err("unknown program")
+        );
+        assert!(
+            e.contains(
+                "kmodlab.toml:6:11: field `test `a`: run[1].program`: no companion `chardev_tset`"
+            ),
+            "{e}"
+        );
+        assert!(e.contains("found: chardev_rs, chardev_test"), "{e}");
+        // A folder without companions says so.
+        let e = error_of(text);
+        assert!(
+            e.contains("(it has none; a companion is companions/<name>.c"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_program_fields_are_rejected_where_they_stand() {
+        let dir = folder_with_companions();
+        let head = "[module]\nlanguage = \"c\"\n[[test]]\nname = \"a\"\n[[test.run]]\nprogram = \"chardev_rs\"\n";
+        let e = format!(
+            "{:#}",
+            parse_in(dir.path(), &format!("{head}exit = 256\n")).expect_err("exit")
+        );
+        assert!(
+            e.contains(":7:8: field `test `a`: run[1].exit`: an exit status is 0 to 255"),
+            "{e}"
+        );
+        let e = format!(
+            "{:#}",
+            parse_in(dir.path(), &format!("{head}timeout_s = 0\n")).expect_err("0")
+        );
+        assert!(
+            e.contains(":7:13: field `test `a`: run[1].timeout_s`: must be at least 1"),
+            "{e}"
+        );
+        let e = format!(
+            "{:#}",
+            parse_in(dir.path(), &format!("{head}expect = ['(']\n")).expect_err("re")
+        );
+        assert!(
+            e.contains(":7:11: field `test `a`: run[1].expect`: invalid regex"),
+            "{e}"
+        );
+        let e = format!(
+            "{:#}",
+            parse_in(dir.path(), &format!("{head}arg = ['x']\n")).expect_err("typo")
+        );
+        assert!(
+            e.contains(":7:1: ") && e.contains("unknown field `arg`"),
+            "{e}"
+        );
+        let e = format!(
+            "{:#}",
+            parse_in(dir.path(), &format!("{head}[[test.run]]\nargs = []\n"))
+                .expect_err("no program")
+        );
+        assert!(e.contains("missing field `program`"), "{e}");
     }
 
     #[test]

@@ -111,7 +111,45 @@ pub struct TestRecord {
     pub console: Vec<String>,
     pub interrupted: Option<Interruption>,
     pub duration: Duration,
+    /// The test's programs (its `[[test.run]]` list), in the order they ran.
+    pub programs: Vec<ProgramRecord>,
 }
+
+/// How one program of a test ended, as the agent reported it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProgramRecord {
+    pub program: String,
+    pub exit_code: Option<i32>,
+    pub signal: Option<String>,
+    pub timed_out: bool,
+    /// stdout and stderr, interleaved.
+    pub output: String,
+    pub duration: Duration,
+    /// How many kernel records of the test came before its report, to place its output in the log.
+    pub kmsg_before: usize,
+}
+
+impl ProgramRecord {
+    fn lines(&self) -> impl Iterator<Item = &str> {
+        self.output.lines()
+    }
+
+    /// Its last `n` lines of output, for a verdict's details.
+    fn tail(&self, n: usize) -> Vec<String> {
+        let lines: Vec<&str> = self.lines().collect();
+        let mut out: Vec<String> = lines[lines.len().saturating_sub(n)..]
+            .iter()
+            .map(|l| format!("{}: {l}", self.program))
+            .collect();
+        if out.is_empty() {
+            out.push(format!("{}: (no output)", self.program));
+        }
+        out
+    }
+}
+
+/// Output lines shown with a failed program.
+const PROGRAM_TAIL: usize = 10;
 
 impl TestRecord {
     pub fn new(id: u32) -> Self {
@@ -143,6 +181,23 @@ impl TestRecord {
                 self.taint_after = Some(*taint);
                 self.duration = Duration::from_micros(*duration_us);
             }
+            Event::ProgramFinished {
+                program,
+                exit_code,
+                signal,
+                timed_out,
+                output,
+                duration_us,
+                ..
+            } => self.programs.push(ProgramRecord {
+                program: program.clone(),
+                exit_code: *exit_code,
+                signal: signal.clone(),
+                timed_out: *timed_out,
+                output: output.clone(),
+                duration: Duration::from_micros(*duration_us),
+                kmsg_before: self.kmsg.len(),
+            }),
             Event::Hello { .. } | Event::AgentError { .. } | Event::Done => {}
         }
     }
@@ -157,19 +212,41 @@ pub fn judge(module: &str, spec: &TestSpec, record: &TestRecord) -> Verdict {
     let kmsg = record.kmsg_lines();
     let console: Vec<&str> = record.console.iter().map(String::as_str).collect();
     let (outcome, reason, details, errno) = decide(spec, record, &kmsg, &console);
-    let log = if record.kmsg.is_empty() {
-        record.console.clone()
+    // The kernel's records, else the console's lines; what each program printed goes where it
+    // finished, each line marked with the program's name.
+    let program_lines = |program: &ProgramRecord| {
+        let head = format!(
+            "[program {}] {} after {:.3}s",
+            program.program,
+            program_end(program),
+            program.duration.as_secs_f64()
+        );
+        std::iter::once(head).chain(
+            program
+                .lines()
+                .map(|line| format!("[{}] {line}", program.program))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let mut log = Vec::new();
+    if record.kmsg.is_empty() {
+        log.extend(record.console.iter().cloned());
     } else {
         let stamp = |us: u64| format!("[{:>5}.{:06}]", us / 1_000_000, us % 1_000_000);
-        record
-            .kmsg
-            .iter()
-            .flat_map(|r| {
-                r.lines()
-                    .map(move |line| format!("{} {line}", stamp(r.ts_us)))
-            })
-            .collect()
-    };
+        for (i, r) in record.kmsg.iter().enumerate() {
+            for program in record.programs.iter().filter(|p| p.kmsg_before == i) {
+                log.extend(program_lines(program));
+            }
+            log.extend(r.lines().map(|line| format!("{} {line}", stamp(r.ts_us))));
+        }
+    }
+    for program in record
+        .programs
+        .iter()
+        .filter(|p| record.kmsg.is_empty() || p.kmsg_before >= record.kmsg.len())
+    {
+        log.extend(program_lines(program));
+    }
     Verdict {
         module: module.into(),
         test: spec.name.clone(),
@@ -298,6 +375,9 @@ fn decide(spec: &TestSpec, record: &TestRecord, kmsg: &[&str], console: &[&str])
             ),
         };
     }
+    if let Some(decision) = program_timeout(spec, record) {
+        return decision;
+    }
     if spec.ktap {
         let documents = ktap::parse(kmsg.iter().copied());
         let with_results: Vec<&ktap::Document> = documents
@@ -341,6 +421,9 @@ fn decide(spec: &TestSpec, record: &TestRecord, kmsg: &[&str], console: &[&str])
             );
         }
     }
+    if let Some(decision) = judge_programs(spec, record) {
+        return decision;
+    }
     if let (Some(before), Some(after)) = (record.taint_before, record.taint_after) {
         let new = taint::unexpected_new(before, after);
         if !new.is_empty() {
@@ -368,6 +451,112 @@ fn decide(spec: &TestSpec, record: &TestRecord, kmsg: &[&str], console: &[&str])
         }
     }
     (Outcome::Pass, String::new(), vec![], None)
+}
+
+/// `exited 0`, `was killed by SIGSEGV`, `timed out`.
+fn program_end(program: &ProgramRecord) -> String {
+    match (&program.exit_code, &program.signal) {
+        _ if program.timed_out => "timed out and was killed".into(),
+        (Some(code), _) => format!("exited {code}"),
+        (None, Some(signal)) => format!("was killed by {signal}"),
+        (None, None) => "could not be started".into(),
+    }
+}
+
+/// A program that ran out of time. Checked before KTAP and the kernel log's patterns, like the
+/// other timeouts: a program stuck in a read loop also leaves the module's counters and messages
+/// wrong, and the hang is the cause to report.
+fn program_timeout(spec: &TestSpec, record: &TestRecord) -> Option<Decision> {
+    for (run, result) in spec.run.iter().zip(&record.programs) {
+        if result.timed_out {
+            return Some((
+                Outcome::Timeout,
+                format!(
+                    "program {} did not finish within {}s",
+                    run.program,
+                    run.limit(spec).as_secs()
+                ),
+                result.tail(PROGRAM_TAIL),
+                None,
+            ));
+        }
+    }
+    None
+}
+
+/// The test's programs against their `[[test.run]]` entries, program by program: did it run, a
+/// signal, the exit status, `expect`, `forbid`.
+fn judge_programs(spec: &TestSpec, record: &TestRecord) -> Option<Decision> {
+    let fail = |reason: String, details: Vec<String>| Some((Outcome::Fail, reason, details, None));
+    for (i, run) in spec.run.iter().enumerate() {
+        let Some(result) = record.programs.get(i) else {
+            return fail(
+                format!(
+                    "program {} did not run (the agent reported no result)",
+                    run.program
+                ),
+                vec![],
+            );
+        };
+        if result.program != run.program {
+            return fail(
+                format!(
+                    "program {} did not run (the agent reported {} in its place)",
+                    run.program, result.program
+                ),
+                vec![],
+            );
+        }
+        match (result.exit_code, &result.signal) {
+            (None, Some(signal)) => {
+                return fail(
+                    format!("program {} was killed by {signal}", run.program),
+                    result.tail(PROGRAM_TAIL),
+                )
+            }
+            (None, None) => {
+                let why = result.lines().next().unwrap_or("no reason given").trim();
+                let why = why.strip_prefix("[kmodlab-agent] ").unwrap_or(why);
+                return fail(
+                    format!("program {} could not be started: {why}", run.program),
+                    vec![],
+                );
+            }
+            (Some(code), _) if code != run.exit => {
+                return fail(
+                    format!("{} exited {code}, expected {}", run.program, run.exit),
+                    result.tail(PROGRAM_TAIL),
+                )
+            }
+            (Some(_), _) => {}
+        }
+        for pattern in &run.expect {
+            if !result.lines().any(|line| pattern.is_match(line)) {
+                return fail(
+                    format!(
+                        "{}: expected /{}/ in its output; it never appeared",
+                        run.program,
+                        pattern.as_str()
+                    ),
+                    result.tail(PROGRAM_TAIL),
+                );
+            }
+        }
+        for pattern in &run.forbid {
+            if let Some(line) = result.lines().find(|line| pattern.is_match(line)) {
+                return fail(
+                    format!(
+                        "{}: forbidden /{}/ appeared: {}",
+                        run.program,
+                        pattern.as_str(),
+                        line.trim()
+                    ),
+                    result.tail(PROGRAM_TAIL),
+                );
+            }
+        }
+    }
+    None
 }
 
 /// `not ok 2 arithmetic_is_broken: check failed: 2 + delta == 4 (ktap_fail.c:21)`
@@ -411,4 +600,322 @@ fn tail(lines: &[&str], n: usize) -> Vec<String> {
         .iter()
         .map(|l| l.to_string())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::ProgramSpec;
+    use regex::Regex;
+
+    fn program(name: &str) -> ProgramSpec {
+        ProgramSpec {
+            program: name.into(),
+            args: vec![],
+            exit: 0,
+            expect: vec![],
+            forbid: vec![],
+            timeout: None,
+        }
+    }
+
+    fn spec(run: Vec<ProgramSpec>) -> TestSpec {
+        TestSpec {
+            name: "companions".into(),
+            load: vec!["demo".into()],
+            params: String::new(),
+            ktap: false,
+            settle: Duration::from_millis(50),
+            timeout: Duration::from_secs(10),
+            expect: vec![],
+            forbid: vec![],
+            run,
+        }
+    }
+
+    fn kmsg(seq: u64, text: &str) -> Event {
+        Event::Kmsg(KmsgRecord {
+            seq,
+            level: 4,
+            facility: 0,
+            ts_us: seq * 1000,
+            text: text.into(),
+        })
+    }
+
+    fn finished(name: &str, exit: Option<i32>, signal: Option<&str>, output: &str) -> Event {
+        Event::ProgramFinished {
+            test: 0,
+            program: name.into(),
+            exit_code: exit,
+            signal: signal.map(String::from),
+            timed_out: false,
+            output: output.into(),
+            duration_us: 1500,
+        }
+    }
+
+    /// A test that loaded, settled, ran `programs` and unloaded cleanly, as the agent reports it.
+    fn record(programs: Vec<Event>, extra_kmsg: &[&str]) -> TestRecord {
+        let mut events = vec![
+            Event::TestStarted { test: 0, taint: 0 },
+            Event::ModuleLoaded {
+                test: 0,
+                module: "demo".into(),
+                result: OpResult::Ok,
+                duration_us: 900,
+            },
+            kmsg(1, "demo: registered /dev/demo"),
+            Event::WaitEnded {
+                test: 0,
+                end: WaitEnd::Settled,
+                duration_us: 50_000,
+            },
+        ];
+        events.extend(programs);
+        for (i, text) in extra_kmsg.iter().enumerate() {
+            events.push(kmsg(10 + i as u64, text));
+        }
+        events.push(Event::ModuleUnloaded {
+            test: 0,
+            module: "demo".into(),
+            result: OpResult::Ok,
+            duration_us: 300,
+        });
+        events.push(Event::TestFinished {
+            test: 0,
+            taint: 4096,
+            duration_us: 80_000,
+        });
+        let mut record = TestRecord::new(0);
+        for event in &events {
+            record.apply(event);
+        }
+        record
+    }
+
+    fn verdict(spec: &TestSpec, record: &TestRecord) -> (Outcome, String, Vec<String>) {
+        let v = judge("demo", spec, record);
+        (v.outcome, v.reason, v.details)
+    }
+
+    #[test]
+    fn programs_that_do_what_the_spec_says_pass_and_their_output_is_logged() {
+        let mut c = program("chardev_test");
+        c.expect = vec![Regex::new("^read back: hello$").expect("re")];
+        c.forbid = vec![Regex::new("FAILED").expect("re")];
+        let mut rs = program("chardev_rs");
+        rs.exit = 3;
+        let spec = spec(vec![c, rs]);
+        let record = record(
+            vec![
+                finished("chardev_test", Some(0), None, "wrote 5\nread back: hello\n"),
+                finished("chardev_rs", Some(3), None, ""),
+            ],
+            &["demo: unregistered"],
+        );
+        let v = judge("demo", &spec, &record);
+        assert_eq!(v.outcome, Outcome::Pass, "{}", v.reason);
+        assert!(
+            v.log
+                .contains(&"[program chardev_test] exited 0 after 0.002s".to_string()),
+            "{:?}",
+            v.log
+        );
+        assert!(v
+            .log
+            .contains(&"[chardev_test] read back: hello".to_string()));
+        // In the order it happened: loaded, the programs ran, unloaded.
+        let at = |text: &str| {
+            v.log
+                .iter()
+                .position(|l| l.ends_with(text))
+                .unwrap_or_else(|| panic!("{text} in {:?}", v.log))
+        };
+        assert!(at("registered /dev/demo") < at("read back: hello"));
+        assert!(at("] exited 3 after 0.002s") < at("demo: unregistered"));
+    }
+
+    #[test]
+    fn a_wrong_exit_status_fails_with_the_last_lines_of_output() {
+        let spec = spec(vec![program("chardev_test")]);
+        let output: String = (1..=12).map(|i| format!("line {i}\n")).collect();
+        let (outcome, reason, details) = verdict(
+            &spec,
+            &record(vec![finished("chardev_test", Some(1), None, &output)], &[]),
+        );
+        assert_eq!(outcome, Outcome::Fail);
+        assert_eq!(reason, "chardev_test exited 1, expected 0");
+        assert_eq!(details.len(), 10);
+        assert_eq!(details[0], "chardev_test: line 3");
+        assert_eq!(details[9], "chardev_test: line 12");
+    }
+
+    #[test]
+    fn a_program_past_its_limit_is_a_timeout() {
+        let mut p = program("chardev_test");
+        p.timeout = Some(Duration::from_secs(5));
+        let spec = spec(vec![program("first"), p]);
+        let hung = Event::ProgramFinished {
+            test: 0,
+            program: "chardev_test".into(),
+            exit_code: None,
+            signal: Some("SIGKILL".into()),
+            timed_out: true,
+            output:
+                "reading...\n[kmodlab-agent] killed (SIGKILL) after its time limit of 5000 ms\n"
+                    .into(),
+            duration_us: 5_001_000,
+        };
+        // Even after an earlier program's failure, the timeout is what is reported.
+        let (outcome, reason, details) = verdict(
+            &spec,
+            &record(vec![finished("first", Some(2), None, ""), hung], &[]),
+        );
+        assert_eq!(outcome, Outcome::Timeout);
+        assert_eq!(reason, "program chardev_test did not finish within 5s");
+        assert_eq!(details[0], "chardev_test: reading...");
+        // Without its own limit, the test's.
+        let spec = super::tests::spec(vec![program("chardev_test")]);
+        let hung = Event::ProgramFinished {
+            test: 0,
+            program: "chardev_test".into(),
+            exit_code: None,
+            signal: Some("SIGKILL".into()),
+            timed_out: true,
+            output: String::new(),
+            duration_us: 10_000_000,
+        };
+        let (_, reason, _) = verdict(&spec, &record(vec![hung], &[]));
+        assert_eq!(reason, "program chardev_test did not finish within 10s");
+    }
+
+    #[test]
+    fn a_signal_is_a_failure_unless_the_kernel_crashed() {
+        let spec = spec(vec![program("chardev_test")]);
+        let segv = || finished("chardev_test", None, Some("SIGSEGV"), "about to crash\n");
+        let (outcome, reason, details) = verdict(&spec, &record(vec![segv()], &[]));
+        assert_eq!(outcome, Outcome::Fail);
+        assert_eq!(reason, "program chardev_test was killed by SIGSEGV");
+        assert_eq!(details, ["chardev_test: about to crash"]);
+        // The kernel oopsed in the program's system call: the oops explains the signal.
+        let oops = [
+            "BUG: kernel NULL pointer dereference, address: 0000000000000000",
+            "RIP: 0010:demo_ioctl+0x12/0x40 [demo]",
+        ];
+        let (outcome, reason, _) = verdict(&spec, &record(vec![segv()], &oops));
+        assert_eq!(outcome, Outcome::Crash, "{reason}");
+        assert!(reason.contains("demo_ioctl"), "{reason}");
+    }
+
+    #[test]
+    fn expect_and_forbid_are_matched_against_the_programs_lines() {
+        let mut p = program("chardev_test");
+        p.expect = vec![
+            Regex::new("^read back: hello$").expect("re"),
+            Regex::new("all checks passed").expect("re"),
+        ];
+        p.forbid = vec![Regex::new("FAILED").expect("re")];
+        let spec = spec(vec![p]);
+        let (outcome, reason, details) = verdict(
+            &spec,
+            &record(
+                vec![finished(
+                    "chardev_test",
+                    Some(0),
+                    None,
+                    "read back: hello\nFAILED: ioctl INFO (line 3)\n",
+                )],
+                &[],
+            ),
+        );
+        assert_eq!(outcome, Outcome::Fail);
+        assert_eq!(
+            reason,
+            "chardev_test: expected /all checks passed/ in its output; it never appeared"
+        );
+        assert_eq!(details.len(), 2);
+        let (_, reason, _) = verdict(
+            &spec,
+            &record(
+                vec![finished(
+                    "chardev_test",
+                    Some(0),
+                    None,
+                    "read back: hello\nFAILED: ioctl INFO (line 3)\nall checks passed\n",
+                )],
+                &[],
+            ),
+        );
+        assert_eq!(
+            reason,
+            "chardev_test: forbidden /FAILED/ appeared: FAILED: ioctl INFO (line 3)"
+        );
+        // The kernel log is not the program's output: a kernel line does not satisfy `expect`.
+        let (_, reason, _) = verdict(
+            &spec,
+            &record(
+                vec![finished("chardev_test", Some(0), None, "")],
+                &["read back: hello", "all checks passed"],
+            ),
+        );
+        assert!(reason.contains("expected /^read back: hello$/"), "{reason}");
+    }
+
+    #[test]
+    fn a_program_that_never_ran_or_could_not_start_fails() {
+        let spec = spec(vec![program("chardev_test"), program("chardev_rs")]);
+        let (outcome, reason, _) = verdict(
+            &spec,
+            &record(vec![finished("chardev_test", Some(0), None, "")], &[]),
+        );
+        assert_eq!(outcome, Outcome::Fail);
+        assert_eq!(
+            reason,
+            "program chardev_rs did not run (the agent reported no result)"
+        );
+        let (_, reason, _) = verdict(
+            &spec,
+            &record(
+                vec![finished(
+                    "chardev_test",
+                    None,
+                    None,
+                    "[kmodlab-agent] cannot start /kmodlab/bin/demo/chardev_test: No such file or directory (os error 2)\n",
+                )],
+                &[],
+            ),
+        );
+        assert_eq!(
+            reason,
+            "program chardev_test could not be started: cannot start /kmodlab/bin/demo/chardev_test: No such file or directory (os error 2)"
+        );
+    }
+
+    #[test]
+    fn a_program_timeout_then_the_kernel_log_then_program_failures() {
+        let mut spec = spec(vec![program("chardev_test")]);
+        spec.expect = vec![Regex::new("demo: unregistered").expect("re")];
+        let (_, reason, _) = verdict(
+            &spec,
+            &record(vec![finished("chardev_test", Some(1), None, "")], &[]),
+        );
+        assert_eq!(
+            reason,
+            "expected /demo: unregistered/ in the kernel log; it never appeared"
+        );
+        // Except for a program's timeout, which like every timeout outranks a failed check.
+        let hung = Event::ProgramFinished {
+            test: 0,
+            program: "chardev_test".into(),
+            exit_code: None,
+            signal: Some("SIGKILL".into()),
+            timed_out: true,
+            output: String::new(),
+            duration_us: 10_000_000,
+        };
+        let (outcome, reason, _) = verdict(&spec, &record(vec![hung], &[]));
+        assert_eq!(outcome, Outcome::Timeout);
+        assert_eq!(reason, "program chardev_test did not finish within 10s");
+    }
 }

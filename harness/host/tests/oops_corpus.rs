@@ -95,3 +95,15 @@ fn titles_do_not_depend_on_timestamps() {
         assert_eq!(got, want, "{file} without timestamps");
     }
 }
+
+/// A module's own functions are never mistaken for kernel plumbing, whatever they are called: the
+/// lockdep capture again, with the module renamed so that its functions look like lockdep's own.
+#[test]
+fn module_frames_are_never_skipped_as_infrastructure() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/oops");
+    let log = std::fs::read_to_string(dir.join("captured_lock_order.log")).expect("capture");
+    let renamed = log.replace("lock_order", "lockdep_abba");
+    let lines: Vec<&str> = renamed.lines().collect();
+    let crash = kmodlab::oops::first(&lines).expect("the deadlock report");
+    assert_eq!(crash.title, "possible deadlock in lockdep_abba_take_ba");
+}

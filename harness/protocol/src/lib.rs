@@ -33,7 +33,28 @@ pub struct PlannedTest {
     pub settle_ms: u64,
     /// Limit for loading plus waiting; past it the agent reports a timeout and runs nothing more.
     pub timeout_ms: u64,
+    /// Programs to run, in order, once the modules are loaded and the wait is over, before the
+    /// unload. Absent in plans written before companions existed.
+    #[serde(default)]
+    pub run: Vec<ProgramRun>,
 }
+
+/// A user-space program the agent runs during a test (a module's companion).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ProgramRun {
+    /// The name events and verdicts use, e.g. `chardev_test`.
+    pub name: String,
+    /// The executable inside the guest.
+    pub path: String,
+    pub args: Vec<String>,
+    /// Past this the agent kills the program (SIGKILL) and reports it as timed out.
+    pub timeout_ms: u64,
+}
+
+/// The most output the agent keeps of one program: its first [`OUTPUT_HEAD`] bytes and its last
+/// [`OUTPUT_TAIL`], with a line between them saying how much was left out.
+pub const OUTPUT_HEAD: usize = 48 * 1024;
+pub const OUTPUT_TAIL: usize = 16 * 1024;
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct ModuleLoad {
@@ -132,6 +153,28 @@ pub enum Event {
         result: OpResult,
         duration_us: u64,
     },
+    /// A program of the test's `run` list ended (or was killed); what it printed, stdout and stderr
+    /// interleaved as written, bounded (see [`OUTPUT_HEAD`]).
+    ProgramFinished {
+        test: u32,
+        /// The [`ProgramRun::name`].
+        program: String,
+        /// Its exit status, when it exited.
+        #[serde(default)]
+        exit_code: Option<i32>,
+        /// The signal that ended it (e.g. `SIGSEGV`, or `SIGKILL` after a timeout), when one did.
+        #[serde(default)]
+        signal: Option<String>,
+        /// It did not end within its limit and was killed.
+        #[serde(default)]
+        timed_out: bool,
+        /// stdout and stderr as one stream. When the program could not be started at all (no
+        /// exit code, no signal) this says why.
+        #[serde(default)]
+        output: String,
+        #[serde(default)]
+        duration_us: u64,
+    },
     TestFinished {
         test: u32,
         taint: u64,
@@ -196,6 +239,15 @@ mod tests {
                 end: WaitEnd::KtapComplete,
                 duration_us: 5,
             },
+            Event::ProgramFinished {
+                test: 1,
+                program: "chardev_test".into(),
+                exit_code: Some(1),
+                signal: None,
+                timed_out: false,
+                output: "read back: \"x\"\nFAILED\n".into(),
+                duration_us: 900,
+            },
             Event::Done,
         ];
         let multi = KmsgRecord {
@@ -217,5 +269,28 @@ mod tests {
                 event
             );
         }
+    }
+
+    #[test]
+    fn plans_and_events_from_before_companions_still_parse() {
+        let test: PlannedTest = serde_json::from_str(
+            r#"{"id":1,"name":"a/b","modules":[],"ktap":false,"settle_ms":50,"timeout_ms":1000}"#,
+        )
+        .expect("an old planned test parses");
+        assert!(test.run.is_empty());
+        let event = Event::from_line(r#"{"event":"program_finished","test":2,"program":"p"}"#)
+            .expect("a sparse event parses");
+        assert_eq!(
+            event,
+            Event::ProgramFinished {
+                test: 2,
+                program: "p".into(),
+                exit_code: None,
+                signal: None,
+                timed_out: false,
+                output: String::new(),
+                duration_us: 0,
+            }
+        );
     }
 }

@@ -81,6 +81,24 @@ impl Kernel {
         }
     }
 
+    /// Kernel command-line words that make this kernel's detectors report within seconds instead
+    /// of minutes, for the ones it has (a word for a missing detector logs a complaint at boot).
+    /// The soft-lockup threshold stays below the RCU stall timeout, or the stall report wins.
+    pub fn detector_args(&self) -> String {
+        let enabled = |option: &str| self.option(option) == Some("y");
+        let mut words = vec!["rcupdate.rcu_cpu_stall_timeout=10"];
+        if enabled("CONFIG_SOFTLOCKUP_DETECTOR") {
+            words.push("watchdog_thresh=2");
+        }
+        if enabled("CONFIG_WQ_WATCHDOG") {
+            words.push("workqueue.watchdog_thresh=10");
+        }
+        if enabled("CONFIG_DETECT_HUNG_TASK") {
+            words.push("sysctl.kernel.hung_task_timeout_secs=5");
+        }
+        words.join(" ")
+    }
+
     /// An option's value in the built `.config` (`"y"`, `"m"`, a number, a quoted string), or `None`
     /// when it is not set. The name may be given with or without `CONFIG_`.
     pub fn option(&self, name: &str) -> Option<&str> {

@@ -1,0 +1,496 @@
+//! User-space companions: programs in a module folder that tests run inside the guest.
+//!
+//! A module folder may hold, under `companions/`:
+//! - `<name>.c`: one C file, built on the host as a **static** program with the C compiler the
+//!   `cc` crate picks (it honours `CC` and `CFLAGS`), plus `-static`;
+//! - `<name>/Cargo.toml`: a Rust package, built with cargo for `x86_64-unknown-linux-musl`
+//!   (static) with its own target folder in the cache.
+//!
+//! Static, because the guest has no shared libraries: its whole filesystem is the initramfs. The
+//! builds happen in a copy of the module folder in the cache (`companions/<folder>-<hash>/`) that
+//! keeps the folder's layout, so a companion includes the module's headers by relative path
+//! (`#include "../uapi/x.h"`, or a build.rs reading `../../uapi/x.h`). The copy is per module
+//! folder, not per kernel like the module build: companions use the host's UAPI headers, not the
+//! kernel under test's, so one build serves every kernel. A content hash of the folder skips the
+//! compilers entirely when nothing changed. Rust companions share one cargo target folder
+//! (`companions/cargo-target/`), so their dependencies are compiled once for all folders.
+//!
+//! In the guest each companion is `/kmodlab/bin/<module>/<name>` (see [`guest_path`]).
+
+use crate::cache::{self, KeyBuilder};
+use crate::kbuild;
+use crate::spec::ModuleSpec;
+use anyhow::{anyhow, bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The folder, inside a module folder, that holds the companions.
+pub const DIR: &str = "companions";
+/// Where companions go in the guest.
+pub const GUEST_BIN: &str = "/kmodlab/bin";
+/// The Rust target of Rust companions: static, like the agent.
+pub const RUST_TARGET: &str = crate::agent::TARGET;
+/// The C target: the guest is x86_64, whatever the host is.
+const C_TARGET: &str = "x86_64-unknown-linux-gnu";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    C,
+    Rust,
+}
+
+/// A companion found in a module folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Companion {
+    pub name: String,
+    pub kind: Kind,
+    /// `companions/<name>.c` or `companions/<name>`, relative to the module folder.
+    pub source: PathBuf,
+}
+
+/// The companions of a module folder, by name. A folder without `companions/` has none.
+pub fn discover(module_dir: &Path) -> Result<Vec<Companion>> {
+    let dir = module_dir.join(DIR);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
+    };
+    let mut found: Vec<Companion> = Vec::new();
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("listing {}", dir.display()))?
+            .path();
+        let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let (name, kind) = if path.join("Cargo.toml").is_file() {
+            (file_name, Kind::Rust)
+        } else if let Some(stem) = file_name.strip_suffix(".c").filter(|_| path.is_file()) {
+            (stem, Kind::C)
+        } else {
+            // Shared headers, READMEs and the like.
+            continue;
+        };
+        if !is_program_name(name) {
+            bail!(
+                "{}: `{name}` is not a usable companion name: use letters, digits, `_` and `-`",
+                path.display()
+            );
+        }
+        if let Some(other) = found.iter().find(|c| c.name == name) {
+            bail!(
+                "{}: two companions are named `{name}` ({} and {}); rename one",
+                dir.display(),
+                other.source.display(),
+                Path::new(DIR).join(file_name).display()
+            );
+        }
+        found.push(Companion {
+            name: name.to_string(),
+            kind,
+            source: Path::new(DIR).join(file_name),
+        });
+    }
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(found)
+}
+
+fn is_program_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// Where a module's companion is in the guest.
+pub fn guest_path(module: &str, program: &str) -> String {
+    format!("{GUEST_BIN}/{module}/{program}")
+}
+
+/// A module folder's built companions.
+#[derive(Debug, Clone, Default)]
+pub struct CompanionsBuild {
+    /// Each companion's name and its static executable on the host.
+    pub programs: Vec<(String, PathBuf)>,
+    /// True when the previous build was current and no compiler ran.
+    pub reused: bool,
+    pub duration: Duration,
+    /// Compiler warnings, with paths pointing into the user's folder.
+    pub warnings: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct Stamp {
+    key: String,
+    files: Vec<String>,
+}
+
+/// Builds every companion of `spec`'s folder (nothing to do when it has none).
+pub fn build(spec: &ModuleSpec) -> Result<CompanionsBuild> {
+    let started = Instant::now();
+    let companions = discover(&spec.dir)?;
+    if companions.is_empty() {
+        return Ok(CompanionsBuild {
+            reused: true,
+            ..Default::default()
+        });
+    }
+    // Companions may include any file of the folder (the module's UAPI header), so all of them
+    // count, as for the module build.
+    let sources = kbuild::source_files(&spec.dir)?;
+    let mut key = KeyBuilder::new();
+    key.part("layout", "companions v1");
+    for var in ["CC", "CFLAGS", "RUSTFLAGS", "RUSTUP_TOOLCHAIN"] {
+        key.part(
+            var,
+            std::env::var_os(var).unwrap_or_default().as_encoded_bytes(),
+        );
+    }
+    for rel in &sources {
+        key.part("path", rel.to_string_lossy().as_bytes());
+        key.file("file", &spec.dir.join(rel))?;
+    }
+    let key = key.finish();
+
+    let root = build_root(spec)?;
+    let copy = root.join("src");
+    let bin = root.join("bin");
+    let stamp_path = root.join("stamp.json");
+    let previous: Stamp = std::fs::read(&stamp_path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
+    let programs: Vec<(String, PathBuf)> = companions
+        .iter()
+        .map(|c| (c.name.clone(), bin.join(&c.name)))
+        .collect();
+    if previous.key == key && programs.iter().all(|(_, path)| path.is_file()) {
+        return Ok(CompanionsBuild {
+            programs,
+            reused: true,
+            duration: started.elapsed(),
+            warnings: String::new(),
+        });
+    }
+
+    // Rewrite only changed files, so cargo's own change detection keeps Rust builds incremental.
+    for rel in &sources {
+        let data = std::fs::read(spec.dir.join(rel))
+            .with_context(|| format!("reading {}", spec.dir.join(rel).display()))?;
+        kbuild::write_if_changed(&copy.join(rel), &data)?;
+    }
+    let current: Vec<String> = sources
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    for gone in previous.files.iter().filter(|f| !current.contains(f)) {
+        let _ = std::fs::remove_file(copy.join(gone));
+    }
+    let _ = std::fs::remove_file(&stamp_path);
+    std::fs::create_dir_all(&bin).with_context(|| format!("creating {}", bin.display()))?;
+
+    let mut warnings = String::new();
+    for companion in &companions {
+        let out = bin.join(&companion.name);
+        let said = match companion.kind {
+            Kind::C => build_c(spec, companion, &copy, &out)?,
+            Kind::Rust => build_rust(spec, companion, &copy, &out)?,
+        };
+        if !said.trim().is_empty() {
+            warnings.push_str(&said);
+            if !warnings.ends_with('\n') {
+                warnings.push('\n');
+            }
+        }
+    }
+    let stamp = Stamp {
+        key,
+        files: current,
+    };
+    std::fs::write(&stamp_path, serde_json::to_vec(&stamp)?)
+        .with_context(|| format!("writing {}", stamp_path.display()))?;
+    Ok(CompanionsBuild {
+        programs,
+        reused: false,
+        duration: started.elapsed(),
+        warnings,
+    })
+}
+
+/// The module folder's companion build folder: one per folder, shared by all kernels.
+fn build_root(spec: &ModuleSpec) -> Result<PathBuf> {
+    let canonical = spec
+        .dir
+        .canonicalize()
+        .with_context(|| format!("finding {}", spec.dir.display()))?;
+    let folder_key = KeyBuilder::new()
+        .part("dir", canonical.to_string_lossy().as_bytes())
+        .finish();
+    let root = cache::dir("companions")?.join(format!("{}-{}", spec.name, &folder_key[..8]));
+    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    Ok(root)
+}
+
+/// The C compiler and flags for the guest, as the `cc` crate chooses them.
+pub fn c_compiler() -> Result<Command> {
+    let host = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+    let tool = cc::Build::new()
+        .target(C_TARGET)
+        .host(&host)
+        .opt_level(2)
+        .debug(false)
+        .warnings(true)
+        .cargo_metadata(false)
+        .try_get_compiler()
+        .map_err(|e| {
+            anyhow!("finding a C compiler for the companions: {e} (Debian package: gcc)")
+        })?;
+    Ok(tool.to_command())
+}
+
+/// `cc ... <copy>/companions/<name>.c -static -o OUT`; messages then name the user's file.
+fn build_c(spec: &ModuleSpec, companion: &Companion, copy: &Path, out: &Path) -> Result<String> {
+    let mut command = c_compiler()?;
+    command
+        .current_dir(copy)
+        .arg(copy.join(&companion.source))
+        .arg("-static")
+        .arg("-o")
+        .arg(out);
+    let output = command.output().with_context(|| {
+        format!(
+            "running the C compiler for companion `{}` ({command:?})",
+            companion.name
+        )
+    })?;
+    let said = shown(&output.stderr, copy, spec);
+    if !output.status.success() {
+        bail!(
+            "building companion `{}` of module `{}` failed:\n{}",
+            companion.name,
+            spec.name,
+            said.trim_end()
+        );
+    }
+    Ok(said)
+}
+
+/// `cargo build --release --target x86_64-unknown-linux-musl` of `companions/<name>/Cargo.toml`.
+///
+/// All Rust companions share one target folder, so a module folder's copy elsewhere (a second
+/// checkout, the end-to-end tests' changed copies) reuses the compiled dependencies (bindgen takes
+/// a minute to build) and compiles only its own package. Two packages of the same name would
+/// overwrite each other's binary there, so a lock is held from the build until the copy.
+fn build_rust(spec: &ModuleSpec, companion: &Companion, copy: &Path, out: &Path) -> Result<String> {
+    let shared = cache::dir("companions")?;
+    let target_dir = shared.join("cargo-target");
+    let lock_path = shared.join("cargo-target.lock");
+    let lock = std::fs::File::create(&lock_path)
+        .with_context(|| format!("creating {}", lock_path.display()))?;
+    lock.lock()
+        .with_context(|| format!("locking {}", lock_path.display()))?;
+    let manifest = copy.join(&companion.source).join("Cargo.toml");
+    let first = !target_dir.join(RUST_TARGET).is_dir();
+    if first {
+        eprintln!(
+            "companion building {} for {RUST_TARGET} (the first build fetches and compiles its dependencies)",
+            companion.name
+        );
+    }
+    let output = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .current_dir(copy.join(&companion.source))
+        .args(["build", "--quiet", "--release", "--target", RUST_TARGET])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .args(["--message-format", "json-render-diagnostics"])
+        .env("PATH", crate::setup::build_env_path())
+        .output()
+        .with_context(|| format!("running cargo for companion `{}`", companion.name))?;
+    // rustc names the package's files relative to the package (`--> src/main.rs:3:5`).
+    let said = package_paths(
+        &shown(&output.stderr, copy, spec),
+        &kbuild::display_path(&spec.dir).join(&companion.source),
+    );
+    if !output.status.success() {
+        bail!(
+            "building companion `{}` of module `{}` failed:\n{}{}",
+            companion.name,
+            spec.name,
+            said.trim_end(),
+            if said.contains("can't find crate for `std`") || said.contains(RUST_TARGET) {
+                format!("\n(if the target is missing: rustup target add {RUST_TARGET})")
+            } else {
+                String::new()
+            }
+        );
+    }
+    let executables = executables(&String::from_utf8_lossy(&output.stdout));
+    let built = match executables.as_slice() {
+        [one] => one.clone(),
+        many => many
+            .iter()
+            .find(|p| p.file_name().is_some_and(|n| n == companion.name.as_str()))
+            .cloned()
+            .ok_or_else(|| {
+                anyhow!(
+                    "companion `{}` of module `{}`: cargo built {} executables ({}); name the \
+                     package (or its one binary) `{}`",
+                    companion.name,
+                    spec.name,
+                    many.len(),
+                    many.iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    companion.name
+                )
+            })?,
+    };
+    std::fs::copy(&built, out)
+        .with_context(|| format!("copying {} to {}", built.display(), out.display()))?;
+    drop(lock);
+    Ok(said)
+}
+
+/// The executables in cargo's JSON messages (`compiler-artifact` with an `executable`).
+fn executables(json_lines: &str) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = json_lines
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|v| v["reason"] == "compiler-artifact")
+        .filter_map(|v| v["executable"].as_str().map(PathBuf::from))
+        .collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// Diagnostics' `--> src/main.rs:3:5` (and `::: build.rs:1:1`) made relative to where the user is.
+fn package_paths(text: &str, package: &Path) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        let marker = ["--> ", "::: "]
+            .into_iter()
+            .find(|m| trimmed.starts_with(m));
+        match marker {
+            Some(marker) if !trimmed[marker.len()..].starts_with('/') => {
+                let indent = &line[..line.len() - trimmed.len()];
+                out.push_str(&format!(
+                    "{indent}{marker}{}/{}",
+                    package.display(),
+                    &trimmed[marker.len()..]
+                ));
+            }
+            _ => out.push_str(line),
+        }
+    }
+    out
+}
+
+/// Compiler output with the copy's paths turned into the user's.
+fn shown(bytes: &[u8], copy: &Path, spec: &ModuleSpec) -> String {
+    kbuild::relocate(&String::from_utf8_lossy(bytes), copy, &spec.dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(dir: &Path, rel: &str, text: &str) {
+        let path = dir.join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+
+    #[test]
+    fn c_files_and_cargo_packages_are_companions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        touch(
+            dir.path(),
+            "companions/b_test.c",
+            "int main(void){return 0;}",
+        );
+        touch(dir.path(), "companions/a_rs/Cargo.toml", "[package]");
+        touch(dir.path(), "companions/shared.h", "");
+        touch(dir.path(), "companions/README.md", "");
+        touch(dir.path(), "companions/notes/x.txt", "");
+        let found = discover(dir.path()).expect("discover");
+        assert_eq!(
+            found,
+            [
+                Companion {
+                    name: "a_rs".into(),
+                    kind: Kind::Rust,
+                    source: PathBuf::from("companions/a_rs"),
+                },
+                Companion {
+                    name: "b_test".into(),
+                    kind: Kind::C,
+                    source: PathBuf::from("companions/b_test.c"),
+                },
+            ]
+        );
+        assert!(discover(&dir.path().join("nothing"))
+            .expect("none")
+            .is_empty());
+    }
+
+    #[test]
+    fn a_name_taken_twice_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        touch(dir.path(), "companions/x.c", "");
+        touch(dir.path(), "companions/x/Cargo.toml", "");
+        let e = discover(dir.path()).expect_err("clash").to_string();
+        assert!(e.contains("two companions are named `x`"), "{e}");
+    }
+
+    #[test]
+    fn cargo_messages_name_the_executable() {
+        let stdout = r#"{"reason":"compiler-artifact","target":{"kind":["custom-build"]},"executable":null}
+{"reason":"compiler-artifact","target":{"kind":["bin"]},"executable":"/t/release/demo"}
+not json
+{"reason":"build-finished","success":true}"#;
+        assert_eq!(executables(stdout), [PathBuf::from("/t/release/demo")]);
+    }
+
+    #[test]
+    fn rust_diagnostics_name_the_users_package() {
+        let text = "error[E0308]: mismatched types\n   --> src/main.rs:173:55\n    |\n  ::: /rustc/abc/library/core/x.rs:1:1\n";
+        assert_eq!(
+            package_paths(text, Path::new("modules/chardev/companions/chardev_rs")),
+            "error[E0308]: mismatched types\n   --> modules/chardev/companions/chardev_rs/src/main.rs:173:55\n    |\n  ::: /rustc/abc/library/core/x.rs:1:1\n"
+        );
+    }
+
+    #[test]
+    fn the_c_compiler_builds_a_static_program() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        touch(
+            dir.path(),
+            "hi.c",
+            "#include <stdio.h>\nint main(void){puts(\"hi from C\");return 0;}\n",
+        );
+        let out = dir.path().join("hi");
+        let status = c_compiler()
+            .expect("compiler")
+            .current_dir(dir.path())
+            .args(["hi.c", "-static", "-o"])
+            .arg(&out)
+            .status()
+            .expect("runs");
+        assert!(status.success());
+        let run = Command::new(&out).output().expect("runs");
+        assert_eq!(String::from_utf8_lossy(&run.stdout), "hi from C\n");
+        // Static: no program interpreter (.interp) to look for in the guest.
+        use object::Object;
+        let data = std::fs::read(&out).expect("read");
+        let elf = object::File::parse(&*data).expect("ELF");
+        assert!(elf.section_by_name(".interp").is_none());
+    }
+}
