@@ -267,14 +267,23 @@ fn decide(spec: &TestSpec, record: &TestRecord, kmsg: &[&str], console: &[&str])
     // The console is only consulted for a test the agent could not finish: the guest sends the
     // agent's events by interrupt while console output is synchronous, so console lines can overtake
     // the event that ended the previous test and cannot be attributed by arrival.
-    let console_crash = || {
-        if record.finished {
-            None
-        } else {
-            oops::first(console)
-        }
+    let agent_crash = oops::first(kmsg);
+    let console_crash = if record.finished {
+        None
+    } else {
+        oops::first(console)
     };
-    if let Some(crash) = oops::first(kmsg).or_else(console_crash) {
+    let crash = match (agent_crash, console_crash) {
+        // When the guest hung just after a report, the agent may have sent only its first lines
+        // while the console has it whole: the fuller report of the same crash names the function.
+        (Some(agent), Some(console))
+            if console.class == agent.class && console.report.len() > agent.report.len() =>
+        {
+            Some(console)
+        }
+        (agent, console) => agent.or(console),
+    };
+    if let Some(crash) = crash {
         return (Outcome::Crash, crash.title, crash.report, None);
     }
     for (module, result) in &record.loads {
@@ -692,6 +701,37 @@ mod tests {
             record.apply(event);
         }
         record
+    }
+
+    #[test]
+    fn a_fuller_console_report_wins_when_the_test_did_not_finish() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/oops");
+        let log = std::fs::read_to_string(dir.join("captured_lock_order.log")).expect("capture");
+        let lines: Vec<&str> = log.lines().collect();
+        let marker = lines
+            .iter()
+            .position(|l| l.contains("possible circular locking"))
+            .expect("marker");
+        let mut record = TestRecord::new(0);
+        record.apply(&Event::TestStarted { test: 0, taint: 0 });
+        // The agent got out the report's first two lines before the guest hung.
+        for (i, line) in lines[marker.saturating_sub(1)..=marker].iter().enumerate() {
+            record.apply(&kmsg(
+                i as u64,
+                kmodlab_protocol::ktap::strip_timestamp(line),
+            ));
+        }
+        record.console = lines.iter().map(|l| l.to_string()).collect();
+        record.interrupted = Some(Interruption::HostTimeout);
+        let (outcome, reason, _) = verdict(&spec(vec![]), &record);
+        assert_eq!(
+            (outcome, reason.as_str()),
+            (Outcome::Crash, "possible deadlock in lock_order_take_ba")
+        );
+        // A finished test is judged on the agent's records alone.
+        record.finished = true;
+        let (_, reason, _) = verdict(&spec(vec![]), &record);
+        assert_eq!(reason, "possible deadlock");
     }
 
     fn verdict(spec: &TestSpec, record: &TestRecord) -> (Outcome, String, Vec<String>) {
