@@ -12,6 +12,7 @@ use std::process::Command;
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
+    bin_name = "cargo xtask",
     about = "kmodlab inside its own repository: build, boot and judge kernel modules"
 )]
 struct Xtask {
