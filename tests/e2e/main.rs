@@ -7,6 +7,7 @@ mod debug_fixtures;
 mod examples;
 mod fixtures;
 mod kernel;
+mod prebuilt;
 mod reports;
 mod scaffold;
 mod shell;

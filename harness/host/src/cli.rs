@@ -102,6 +102,10 @@ pub struct KernelOpts {
     /// Parallel jobs for the kernel build [default: number of CPUs]
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
+    /// Use Debian's prebuilt cloud kernel (image and headers fetched with apt-get download, no
+    /// root, no kernel build) instead of building one: C modules only, Rust modules SKIP
+    #[arg(long, conflicts_with_all = ["kernel_src", "kernel_config", "jobs"])]
+    pub kernel_prebuilt: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -613,7 +617,11 @@ fn kernel_command(args: KernelArgs, ctx: &Context) -> Result<i32> {
         .iter()
         .map(|f| f.display().to_string())
         .collect();
-    println!("fragments: {}", fragments.join(" + "));
+    if kernel.is_prebuilt() {
+        println!("fragments: none (Debian's prebuilt kernel, its own .config)");
+    } else {
+        println!("fragments: {}", fragments.join(" + "));
+    }
     println!(
         "rust:      {}",
         if kernel.option("CONFIG_RUST") == Some("y") {
@@ -789,6 +797,13 @@ fn initramfs_command(args: InitramfsArgs) -> Result<i32> {
 
 /// The kernel the options ask for.
 pub fn kernel_request(opts: &KernelOpts, ctx: &Context) -> Result<KernelRequest> {
+    if opts.kernel_prebuilt {
+        return Ok(KernelRequest {
+            source: SourceSpec::DebianPrebuilt,
+            fragments: Vec::new(),
+            jobs: None,
+        });
+    }
     let mut names: Vec<String> = vec![BASE_FRAGMENT.to_string()];
     if opts.kernel_config.is_empty() {
         names.extend(DEFAULT_FRAGMENTS.iter().map(|s| s.to_string()));

@@ -428,7 +428,7 @@ pub fn run(opts: &RunOptions, listener: &mut dyn FnMut(&RunEvent)) -> Result<Run
                 qemu: opts.qemu.clone(),
                 kernel_image: kernel.boot_image(),
                 initramfs: initramfs.clone(),
-                cmdline: vm::default_cmdline(accel, &kernel.detector_args()),
+                cmdline: vm::cmdline_for(&kernel, accel, &kernel.detector_args()),
                 accel,
                 memory_mb: opts.memory_mb,
                 cpus: opts.cpus,
@@ -697,6 +697,12 @@ fn kernel_has(kernel: &Kernel, option: &str) -> bool {
 
 /// `the kernel lacks CONFIG_KASAN (fragments: base + rust); ... run with --kernel-config kasan`
 fn skip_reason(kernel: &Kernel, missing: &[&str]) -> String {
+    if kernel.is_prebuilt() {
+        return format!(
+            "Debian's prebuilt kernel lacks {}; run without --kernel-prebuilt to build a kernel that has it",
+            missing.join(", ")
+        );
+    }
     let mut reason = format!(
         "the kernel lacks {} (fragments: {})",
         missing.join(", "),
@@ -837,7 +843,7 @@ fn probe_boot(
         qemu: opts.qemu.clone(),
         kernel_image: kernel.boot_image(),
         initramfs: initramfs.clone(),
-        cmdline: vm::default_cmdline(accel, &kernel.detector_args()),
+        cmdline: vm::cmdline_for(kernel, accel, &kernel.detector_args()),
         accel,
         memory_mb: opts.memory_mb,
         cpus: 1,

@@ -14,6 +14,7 @@
 
 mod build;
 mod config;
+mod prebuilt;
 mod source;
 
 pub use source::DEBIAN_PACKAGE;
@@ -41,6 +42,9 @@ pub enum SourceSpec {
     Debian,
     /// A kernel tree the user has; it must be clean (`make mrproper`) since kmodlab builds with `O=`.
     Dir(PathBuf),
+    /// Debian's prebuilt cloud kernel image and headers, unpacked into the cache (no build, no
+    /// fragments: its own `.config` decides the options; no CONFIG_RUST).
+    DebianPrebuilt,
 }
 
 /// Which kernel to provide.
@@ -66,6 +70,8 @@ pub struct Kernel {
     pub release: String,
     pub fragments: Vec<PathBuf>,
     options: BTreeMap<String, String>,
+    /// Debian's prebuilt kernel: `build_dir` holds headers only, never a bootable vmlinux.
+    prebuilt: bool,
 }
 
 impl Kernel {
@@ -74,11 +80,16 @@ impl Kernel {
     /// boot (docs/PERFORMANCE.md).
     pub fn boot_image(&self) -> PathBuf {
         let vmlinux = self.build_dir.join("vmlinux");
-        if self.option("CONFIG_PVH") == Some("y") && vmlinux.is_file() {
+        if !self.prebuilt && self.option("CONFIG_PVH") == Some("y") && vmlinux.is_file() {
             vmlinux
         } else {
             self.image.clone()
         }
+    }
+
+    /// Debian's prebuilt kernel (`--kernel-prebuilt`) rather than one kmodlab built.
+    pub fn is_prebuilt(&self) -> bool {
+        self.prebuilt
     }
 
     /// Kernel command-line words that make this kernel's detectors report within seconds instead
@@ -126,6 +137,9 @@ struct Stamp {
 /// The cache key of the kernel `req` describes. Does not provision or build; for a Debian source
 /// not provisioned yet it asks dpkg or apt (locally) which version would be.
 pub fn key(req: &KernelRequest) -> Result<String> {
+    if req.source == SourceSpec::DebianPrebuilt {
+        return prebuilt::key();
+    }
     let requests = config::merged_requests(&req.fragments)?;
     let identity = source::identity(&req.source)?;
     key_for(
@@ -137,6 +151,9 @@ pub fn key(req: &KernelRequest) -> Result<String> {
 
 /// The kernel if it is built already; never provisions or builds.
 pub fn cached(req: &KernelRequest) -> Result<Option<Kernel>> {
+    if req.source == SourceSpec::DebianPrebuilt {
+        return prebuilt::cached();
+    }
     let requests = config::merged_requests(&req.fragments)?;
     let Some(src) = source::existing(&req.source)? else {
         return Ok(None);
@@ -151,6 +168,9 @@ pub fn cached(req: &KernelRequest) -> Result<Option<Kernel>> {
 
 /// The kernel `req` describes: provisioned, configured, checked and built unless cached.
 pub fn ensure(req: &KernelRequest) -> Result<Kernel> {
+    if req.source == SourceSpec::DebianPrebuilt {
+        return prebuilt::ensure();
+    }
     let requests = config::merged_requests(&req.fragments)?;
     let src = source::provision(&req.source)?;
     let key = key_for(
@@ -189,6 +209,9 @@ pub fn ensure(req: &KernelRequest) -> Result<Kernel> {
 /// Provisions and configures (no build), then checks that every requested option survived;
 /// returns the `.config`. For trying fragments quickly: seconds instead of minutes.
 pub fn configure(req: &KernelRequest) -> Result<PathBuf> {
+    if req.source == SourceSpec::DebianPrebuilt {
+        return Ok(prebuilt::ensure()?.build_dir.join(".config"));
+    }
     let requests = config::merged_requests(&req.fragments)?;
     let src = source::provision(&req.source)?;
     let key = key_for(
@@ -214,6 +237,9 @@ pub fn configure(req: &KernelRequest) -> Result<PathBuf> {
 
 /// Provisions the source only (for `kmodlab kernel fetch` and for timing it); returns its tree.
 pub fn provision_source(spec: &SourceSpec) -> Result<PathBuf> {
+    if *spec == SourceSpec::DebianPrebuilt {
+        return Ok(prebuilt::ensure()?.source_dir);
+    }
     Ok(source::provision(spec)?.dir)
 }
 
@@ -353,6 +379,7 @@ fn load_stamped(dir: &Path, key: &str, fragments: &[PathBuf]) -> Result<Option<K
         release: stamp.release,
         fragments: fragments.to_vec(),
         options: config::parse_dotconfig(&config_text),
+        prebuilt: false,
     }))
 }
 
@@ -615,6 +642,7 @@ mod tests {
             release: "6.12.117".into(),
             fragments: vec![],
             options: config::parse_dotconfig("CONFIG_RUST=y\n# CONFIG_KASAN is not set\n"),
+            prebuilt: false,
         };
         assert_eq!(kernel.option("CONFIG_RUST"), Some("y"));
         assert_eq!(kernel.option("RUST"), Some("y"));
