@@ -4,47 +4,20 @@
 //! them still passes: every crash costs one VM, never a verdict.
 
 use kmodlab::cli::KernelOpts;
-use kmodlab::run::{self, AccelChoice, RunOptions, RunReport};
+use kmodlab::run::{self, RunReport};
 use kmodlab::verdict::Outcome;
-use kmodlab_e2e::{agent, assert_outcome, context, fixture, verdict};
+use kmodlab_e2e::{assert_outcome, context, fixture, run_selection, verdict};
 
 /// Runs modules (names under modules/, or fixture paths) on the kernel built from `base` plus
 /// `fragments`, as `cargo xtask test --kernel-config ...` does.
 fn run_on_kernel(fragments: &[&str], names: &[String]) -> RunReport {
-    let ctx = context();
-    let selection = run::select(&ctx.modules_dir, names)
+    let selection = run::select(&context().modules_dir, names)
         .unwrap_or_else(|e| panic!("selecting {names:?}: {e:#}"));
-    let opts = KernelOpts {
+    let kernel = KernelOpts {
         kernel_config: fragments.iter().map(|s| s.to_string()).collect(),
         ..Default::default()
     };
-    let kernel = kmodlab::cli::kernel_request(&opts, &ctx).unwrap_or_else(|e| panic!("{e:#}"));
-    let qemu =
-        kmodlab::setup::require_tool("qemu-system-x86_64").unwrap_or_else(|e| panic!("{e:#}"));
-    let options = RunOptions {
-        selection,
-        kernel,
-        agent: agent(),
-        accel: AccelChoice::Auto,
-        qemu,
-        runs_dir: None,
-        timeout: None,
-        run_timeout: None,
-        isolation: Default::default(),
-        memory_mb: 256,
-        cpus: 2,
-    };
-    let report = run::run(&options, &mut |_| {})
-        .unwrap_or_else(|e| panic!("running {names:?} on {fragments:?}: {e:#}"));
-    for v in &report.verdicts {
-        println!("{} {} {}", v.outcome.label(), v.id(), v.reason);
-    }
-    println!(
-        "run folder: {} ({} VMs)",
-        report.run_dir.display(),
-        report.vms
-    );
-    report
+    run_selection(selection, &kernel)
 }
 
 /// Asserts a CRASH whose title is exactly `title`.

@@ -30,7 +30,7 @@ fn new_modules_pass_their_first_test() {
             }
         })
         .collect();
-    let report = run_selection(selection, &[]);
+    let report = run_selection(selection, &Default::default());
     assert_eq!(report.verdicts.len(), 3);
     for verdict in &report.verdicts {
         assert_outcome(verdict, Outcome::Pass);

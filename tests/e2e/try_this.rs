@@ -110,7 +110,11 @@ fn every_examples_first_try_this_turns_its_verdict() {
         },
     ) in groups
     {
-        let report = run_selection(selection, &kernel_config);
+        let opts = kmodlab::cli::KernelOpts {
+            kernel_config,
+            ..Default::default()
+        };
+        let report = run_selection(selection, &opts);
         assert_eq!(
             report.verdicts.len(),
             expectations.len(),

@@ -52,17 +52,17 @@ pub fn run_modules(names: &[&str]) -> RunReport {
     let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
     let selection = run::select(&ctx.modules_dir, &names)
         .unwrap_or_else(|e| panic!("selecting {names:?}: {e:#}"));
-    run_selection(selection, &[])
+    run_selection(selection, &Default::default())
 }
 
-/// Runs a selection on the kernel made of `base` plus `kernel_config` (none: the default, `rust`).
-pub fn run_selection(selection: Vec<run::Selected>, kernel_config: &[String]) -> RunReport {
+/// Runs a selection on the kernel `kernel` describes, as `cargo xtask test` with those kernel
+/// options does (`Default::default()`: the default kernel).
+pub fn run_selection(
+    selection: Vec<run::Selected>,
+    kernel: &kmodlab::cli::KernelOpts,
+) -> RunReport {
     let ctx = context();
-    let opts = kmodlab::cli::KernelOpts {
-        kernel_config: kernel_config.to_vec(),
-        ..Default::default()
-    };
-    let kernel = kmodlab::cli::kernel_request(&opts, &ctx).unwrap_or_else(|e| panic!("{e:#}"));
+    let kernel = kmodlab::cli::kernel_request(kernel, &ctx).unwrap_or_else(|e| panic!("{e:#}"));
     let qemu =
         kmodlab::setup::require_tool("qemu-system-x86_64").unwrap_or_else(|e| panic!("{e:#}"));
     let names: Vec<String> = selection.iter().map(|s| s.spec.name.clone()).collect();
@@ -89,7 +89,11 @@ pub fn run_selection(selection: Vec<run::Selected>, kernel_config: &[String]) ->
             verdict.reason
         );
     }
-    println!("run folder: {}", report.run_dir.display());
+    println!(
+        "run folder: {} ({} VMs)",
+        report.run_dir.display(),
+        report.vms
+    );
     report
 }
 

@@ -276,6 +276,16 @@ pub enum Accel {
     Tcg,
 }
 
+impl From<Accel> for AccelChoice {
+    fn from(accel: Accel) -> Self {
+        match accel {
+            Accel::Auto => AccelChoice::Auto,
+            Accel::Kvm => AccelChoice::Kvm,
+            Accel::Tcg => AccelChoice::Tcg,
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct ShellArgs {
     /// Modules whose .ko files go to /lib/modules/<release>/extra: a name from the modules
@@ -394,11 +404,7 @@ fn test(args: TestArgs, ctx: &Context) -> Result<i32> {
         selection,
         kernel: kernel_request(&args.kernel, ctx)?,
         agent: agent_binary(ctx)?,
-        accel: match args.accel {
-            Accel::Auto => AccelChoice::Auto,
-            Accel::Kvm => AccelChoice::Kvm,
-            Accel::Tcg => AccelChoice::Tcg,
-        },
+        accel: args.accel.into(),
         qemu: setup::require_tool(&args.qemu.to_string_lossy())?,
         runs_dir: args.runs_dir,
         timeout: args.timeout.map(Duration::from_secs),
@@ -521,11 +527,7 @@ fn watch(args: WatchArgs, ctx: &Context) -> Result<i32> {
     let kernel = kernel_request(&args.kernel, ctx)?;
     let agent = agent_binary(ctx)?;
     let qemu = setup::require_tool("qemu-system-x86_64")?;
-    let accel = match args.accel {
-        Accel::Auto => AccelChoice::Auto,
-        Accel::Kvm => AccelChoice::Kvm,
-        Accel::Tcg => AccelChoice::Tcg,
-    };
+    let accel: AccelChoice = args.accel.into();
     let dirs: Vec<PathBuf> = first.iter().map(|s| s.spec.dir.clone()).collect();
     let run_once = || -> Result<Vec<crate::verdict::Verdict>> {
         // Specs are read again each round: saving kmodlab.toml is an edit like any other.
@@ -738,11 +740,7 @@ fn shell_command(args: ShellArgs, ctx: &Context) -> Result<i32> {
         kernel: kernel_request(&args.kernel, ctx)?,
         selection,
         qemu: setup::require_tool(&args.qemu.to_string_lossy())?,
-        accel: match args.accel {
-            Accel::Auto => AccelChoice::Auto,
-            Accel::Kvm => AccelChoice::Kvm,
-            Accel::Tcg => AccelChoice::Tcg,
-        },
+        accel: args.accel.into(),
         memory_mb: args.memory,
         cpus: 2,
         busybox: args.busybox,
