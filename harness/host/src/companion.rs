@@ -177,18 +177,7 @@ pub fn build(spec: &ModuleSpec) -> Result<CompanionsBuild> {
     }
 
     // Rewrite only changed files, so cargo's own change detection keeps Rust builds incremental.
-    for rel in &sources {
-        let data = std::fs::read(spec.dir.join(rel))
-            .with_context(|| format!("reading {}", spec.dir.join(rel).display()))?;
-        kbuild::write_if_changed(&copy.join(rel), &data)?;
-    }
-    let current: Vec<String> = sources
-        .iter()
-        .map(|p| p.to_string_lossy().into_owned())
-        .collect();
-    for gone in previous.files.iter().filter(|f| !current.contains(f)) {
-        let _ = std::fs::remove_file(copy.join(gone));
-    }
+    let current = kbuild::sync_copy(&spec.dir, &sources, &copy, &previous.files)?;
     let _ = std::fs::remove_file(&stamp_path);
     std::fs::create_dir_all(&bin).with_context(|| format!("creating {}", bin.display()))?;
 

@@ -101,18 +101,7 @@ fn build_modules(spec: &ModuleSpec, kernel: &Kernel) -> Result<ModuleBuild> {
     for (name, text) in HELPERS {
         write_if_changed(&root.join("include").join(name), text.as_bytes())?;
     }
-    for rel in &sources {
-        let data = std::fs::read(spec.dir.join(rel))
-            .with_context(|| format!("reading {}", spec.dir.join(rel).display()))?;
-        write_if_changed(&copy.join(rel), &data)?;
-    }
-    let current: Vec<String> = sources
-        .iter()
-        .map(|p| p.to_string_lossy().into_owned())
-        .collect();
-    for gone in previous.files.iter().filter(|f| !current.contains(f)) {
-        let _ = std::fs::remove_file(copy.join(gone));
-    }
+    let current = sync_copy(&spec.dir, &sources, &copy, &previous.files)?;
     let _ = std::fs::remove_file(&stamp_path);
 
     let output = Command::new("make")
@@ -229,6 +218,30 @@ pub fn check_release(ko: &Path, release: &str) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Makes `copy` hold `sources` as they are in `dir`: rewrites only the files that changed (so the
+/// build tools' own timestamps keep builds incremental) and removes the ones listed in `previous`
+/// that are gone. Returns the new list, for the next build's stamp.
+pub fn sync_copy(
+    dir: &Path,
+    sources: &[PathBuf],
+    copy: &Path,
+    previous: &[String],
+) -> Result<Vec<String>> {
+    for rel in sources {
+        let data = std::fs::read(dir.join(rel))
+            .with_context(|| format!("reading {}", dir.join(rel).display()))?;
+        write_if_changed(&copy.join(rel), &data)?;
+    }
+    let current: Vec<String> = sources
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    for gone in previous.iter().filter(|f| !current.contains(f)) {
+        let _ = std::fs::remove_file(copy.join(gone));
+    }
+    Ok(current)
 }
 
 /// The copy's folder: one per kernel and module folder.

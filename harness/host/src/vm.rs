@@ -303,23 +303,9 @@ fn spawn_console_reader(
     std::thread::Builder::new()
         .name("vm-console".into())
         .spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut buf = Vec::new();
-            loop {
-                buf.clear();
-                match reader.read_until(b'\n', &mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let _ = file.write_all(&buf);
-                        let line = String::from_utf8_lossy(&buf)
-                            .trim_end_matches(['\r', '\n'])
-                            .to_string();
-                        if tx.send(VmEvent::Console(line)).is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
+            for_each_line(stdout, &mut file, |line| {
+                tx.send(VmEvent::Console(line)).is_ok()
+            });
             let _ = tx.send(VmEvent::ConsoleClosed);
         })
         .context("starting the console reader")?;
@@ -359,33 +345,45 @@ fn spawn_agent_reader(
                 }
             };
             let _ = stream.set_nonblocking(false);
-            let mut reader = BufReader::new(stream);
-            let mut buf = Vec::new();
-            loop {
-                buf.clear();
-                match reader.read_until(b'\n', &mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let _ = file.write_all(&buf);
-                        let line = String::from_utf8_lossy(&buf)
-                            .trim_end_matches(['\r', '\n'])
-                            .to_string();
-                        if line.is_empty() {
-                            continue;
-                        }
-                        let event = match Event::from_line(&line) {
-                            Ok(event) => VmEvent::Agent(event),
-                            Err(_) => VmEvent::AgentNoise(line),
-                        };
-                        if tx.send(event).is_err() {
-                            break;
-                        }
-                    }
+            for_each_line(stream, &mut file, |line| {
+                if line.is_empty() {
+                    return true;
                 }
-            }
+                let event = match Event::from_line(&line) {
+                    Ok(event) => VmEvent::Agent(event),
+                    Err(_) => VmEvent::AgentNoise(line),
+                };
+                tx.send(event).is_ok()
+            });
         })
         .context("starting the agent channel reader")?;
     Ok(())
+}
+
+/// Copies every line of `source` to `log` as it came, and hands it to `take` without its line
+/// ending, until end of file or until `take` returns false.
+fn for_each_line(
+    source: impl std::io::Read,
+    log: &mut std::fs::File,
+    mut take: impl FnMut(String) -> bool,
+) {
+    let mut reader = BufReader::new(source);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let _ = log.write_all(&buf);
+                let line = String::from_utf8_lossy(&buf)
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string();
+                if !take(line) {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// Quotes arguments so the recorded command line can be pasted into a shell.
