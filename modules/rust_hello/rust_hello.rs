@@ -61,7 +61,7 @@ impl kernel::Module for RustHello {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         pr_info!("Hello from Rust\n");
 
-        let mut t = ktap::Ktap::plan(2);
+        let mut t = ktap::Ktap::plan(3);
         let has_tsc = cpu_has_tsc();
         t.check(has_tsc, "cpu_has_tsc");
         if has_tsc {
@@ -77,6 +77,10 @@ impl kernel::Module for RustHello {
         } else {
             t.skip("tsc_advances", "the CPU has no time-stamp counter");
         }
+        // `init` runs in the task that loads the module (the agent's loader, or insmod).
+        let loader = kernel::current!().pid();
+        t.diag(format_args!("loaded by pid {loader}"));
+        t.check(loader > 1, "runs_in_the_loading_task");
         t.finish();
 
         // Failed checks are reported through KTAP; the module still loads.

@@ -88,6 +88,27 @@ impl Helper {
         self.pid
     }
 
+    /// Whether the helper has exited, without reaping it: until it is reaped, its /proc entry
+    /// (name, last CPU) stays readable for the records it printed.
+    pub fn has_exited(&self) -> io::Result<bool> {
+        // SAFETY: siginfo_t is plain data; all zeroes is a valid value, and waitid fills it in.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is valid and writable for the duration of the call.
+        let rc = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                self.pid.as_raw() as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: after a successful waitid, si_pid is set (0 when no child has changed state).
+        Ok(unsafe { info.si_pid() } != 0)
+    }
+
     /// How the helper ended, or `None` while it runs.
     pub fn try_wait(&self) -> io::Result<Option<ExitStatus>> {
         let mut status = 0;

@@ -9,7 +9,7 @@ use std::io::{ErrorKind, Read};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::OpenOptionsExt;
 
-use kmodlab_protocol::KmsgRecord;
+use kmodlab_protocol::{Caller, KmsgRecord};
 
 /// The kernel formats a record into at most 8 KiB (CONSOLE_EXT_LOG_MAX); a smaller buffer makes
 /// `read` fail with EINVAL, so leave generous room.
@@ -35,6 +35,10 @@ pub fn parse_record(raw: &[u8]) -> Result<KmsgRecord, String> {
     if fields.next().is_none() {
         return Err("missing flags field".to_string());
     }
+    // Later fields are `key=value`; the kernel adds `caller=` with CONFIG_PRINTK_CALLER.
+    let caller = fields
+        .filter_map(|field| field.strip_prefix("caller="))
+        .find_map(parse_caller);
     let facility = u8::try_from(prio >> 3).map_err(|_| format!("priority {prio} out of range"))?;
     // Truncation is the point: the level is the low three bits.
     let level = (prio & 7) as u8;
@@ -45,7 +49,49 @@ pub fn parse_record(raw: &[u8]) -> Result<KmsgRecord, String> {
         facility,
         ts_us,
         text: String::from_utf8_lossy(text).into_owned(),
+        caller,
     })
+}
+
+/// `T123` (task 123) or `C1` (interrupt context on CPU 1). The task's CPU and name are filled in
+/// later, by [`observe_task`], and only for the records that are forwarded.
+fn parse_caller(id: &str) -> Option<Caller> {
+    let (kind, number) = id.split_at_checked(1)?;
+    let number: u32 = number.parse().ok()?;
+    match kind {
+        "T" => Some(Caller::Task {
+            pid: number,
+            comm: None,
+            cpu: None,
+        }),
+        "C" => Some(Caller::Interrupt { cpu: number }),
+        _ => None,
+    }
+}
+
+/// Fills in where a record's task is now: its name and the CPU it last ran on, from
+/// `/proc/PID/stat`. Read right after the record, so for per-CPU workers and bound threads it is
+/// the CPU that printed; a thread that has exited keeps `None`.
+pub fn observe_task(record: &mut KmsgRecord) {
+    if let Some(Caller::Task { pid, comm, cpu }) = record.caller.as_mut() {
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            if let Some((name, processor)) = parse_stat(&stat) {
+                *comm = Some(name);
+                *cpu = Some(processor);
+            }
+        }
+    }
+}
+
+/// The name and the `processor` field (the 39th) of a `/proc/PID/stat` line. The name is in
+/// parentheses and may itself hold spaces and parentheses, so fields are counted from the last `)`.
+fn parse_stat(stat: &str) -> Option<(String, u32)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let name = stat.get(open + 1..close)?.to_string();
+    // After the name come fields 3 (state) onwards; `processor` is field 39.
+    let processor = stat.get(close + 1..)?.split_whitespace().nth(39 - 3)?;
+    Some((name, processor.parse().ok()?))
 }
 
 fn number<T: std::str::FromStr>(field: Option<&str>, what: &str) -> Result<T, String> {
@@ -132,7 +178,8 @@ mod tests {
                 level: 6,
                 facility: 0,
                 ts_us: 5140900,
-                text: "NET: Registered protocol family 10".into()
+                text: "NET: Registered protocol family 10".into(),
+                caller: None,
             }
         );
     }
@@ -163,6 +210,34 @@ mod tests {
         let r = parse("4,77,123,c,caller=T1;  continued\n").unwrap();
         assert_eq!((r.level, r.seq, r.ts_us), (4, 77, 123));
         assert_eq!(r.text, "  continued");
+    }
+
+    #[test]
+    fn the_caller_names_a_task_or_a_cpu() {
+        let task = parse("6,8,9,-,caller=T245;hello\n").unwrap();
+        assert_eq!(
+            task.caller,
+            Some(Caller::Task {
+                pid: 245,
+                comm: None,
+                cpu: None
+            })
+        );
+        let irq = parse("6,8,9,-,caller=C1;tasklet ran\n").unwrap();
+        assert_eq!(irq.caller, Some(Caller::Interrupt { cpu: 1 }));
+        assert_eq!(parse("6,8,9,-;no caller\n").unwrap().caller, None);
+        // An id the agent does not understand is dropped, not an error.
+        assert_eq!(parse("6,8,9,-,caller=X3;odd\n").unwrap().caller, None);
+        assert_eq!(parse("6,8,9,-,caller=T;odd\n").unwrap().caller, None);
+    }
+
+    #[test]
+    fn stat_gives_the_name_and_the_last_cpu() {
+        // A real line from a guest's /proc/PID/stat, name with a space and a parenthesis added.
+        let stat = "45 (kworker/1:1 (x)) I 2 0 0 0 -1 69238880 0 0 0 0 0 1 0 0 20 0 1 0 53 0 0 \
+                    18446744073709551615 0 0 0 0 0 0 0 2147483647 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n";
+        assert_eq!(parse_stat(stat), Some(("kworker/1:1 (x)".to_string(), 1)));
+        assert_eq!(parse_stat("45 (short) R 1 2\n"), None);
     }
 
     #[test]

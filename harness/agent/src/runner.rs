@@ -96,13 +96,14 @@ impl<W: Write> Agent<W> {
                 return false;
             };
             match kmsg.read_next() {
-                Ok(Read1::Record(record)) => {
+                Ok(Read1::Record(mut record)) => {
                     if let Some(ktap) = self.ktap.as_mut() {
                         for line in record.lines() {
                             ktap.feed(line);
                         }
                     }
                     if record.level <= self.max_level {
+                        crate::kmsg::observe_task(&mut record);
                         self.channel.send(&Event::Kmsg(record));
                     }
                 }
@@ -200,9 +201,15 @@ impl<W: Write> Agent<W> {
             Some(CHILD_TICK)
         };
         loop {
-            let status = child.try_wait();
-            // Whatever the child made the kernel print is in the log by the time it has exited.
+            let exited = child.has_exited();
+            // Whatever the child made the kernel print is in the log by the time it has exited,
+            // and is forwarded before the child is reaped, while its CPU can still be read.
             let more = self.drain_kmsg();
+            let status = match exited {
+                Ok(true) if !more => child.try_wait(),
+                Ok(_) => Ok(None),
+                Err(e) => Err(e),
+            };
             match status {
                 Ok(Some(status)) => return helper::outcome(status),
                 Ok(None) => {}

@@ -439,6 +439,7 @@ fn test(args: TestArgs, ctx: &Context) -> Result<i32> {
         kernel_release,
         vms: report.vms,
         duration: report.duration,
+        cpus: Some(options.cpus),
     };
     write_reports(&args.output, &report.verdicts, &info)?;
     Ok(exit_code(&report.verdicts))

@@ -228,6 +228,7 @@ impl Recorded {
             errno: self.errno,
             duration: Duration::try_from_secs_f64(self.duration).unwrap_or_default(),
             log: self.log,
+            records: vec![],
         }
     }
 }
@@ -379,6 +380,7 @@ pub fn run_folder(dir: &Path) -> Result<Parsed> {
                         errno: None,
                         duration: Duration::ZERO,
                         log: vec![],
+                        records: vec![],
                     }
                 }
             },
@@ -853,6 +855,7 @@ pub fn kernel_log(text: &str) -> Parsed {
                 .iter()
                 .map(|l| l.to_string())
                 .collect(),
+            records: vec![],
         });
     }
     parsed
@@ -903,6 +906,7 @@ fn leaf_verdict(leaf: &Leaf, failures: &[ktap::Failure], seg: Segment, lines: &[
         errno: None,
         duration,
         log: window,
+        records: vec![],
     }
 }
 
@@ -1158,6 +1162,7 @@ mod tests {
                     facility: 0,
                     ts_us: 1000,
                     text: "kmodlab_chardev: registered".into(),
+                    caller: None,
                 }),
                 Event::WaitEnded {
                     test,

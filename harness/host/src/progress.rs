@@ -222,6 +222,57 @@ impl Plain {
     }
 }
 
+/// What a run is doing right now (a module build, a boot, a test), as one spinner line under the
+/// lines already printed to stdout, with its elapsed time. Only on a terminal: a log gets the
+/// lines alone.
+pub struct Live {
+    current: Option<ProgressBar>,
+}
+
+impl Live {
+    /// `None` when stdout is not a terminal (or is a dumb one).
+    pub fn stdout() -> Option<Live> {
+        let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb");
+        (std::io::stdout().is_terminal() && !dumb).then_some(Live { current: None })
+    }
+
+    /// Shows `what` with a clock that starts now, replacing whatever was shown.
+    pub fn show(&mut self, what: &str) {
+        self.clear();
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stdout())
+            .with_style(live_style())
+            .with_message(what.to_string());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        self.current = Some(bar);
+    }
+
+    /// Removes the spinner line.
+    pub fn clear(&mut self) {
+        if let Some(bar) = self.current.take() {
+            bar.finish_and_clear();
+        }
+    }
+
+    /// Runs `print` with the spinner line out of the way, so printed lines stay above it.
+    pub fn suspend<R>(&self, print: impl FnOnce() -> R) -> R {
+        match &self.current {
+            Some(bar) => bar.suspend(print),
+            None => print(),
+        }
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+fn live_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner:.cyan} {msg} [{elapsed_precise}]")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
 fn spinner_style() -> ProgressStyle {
     ProgressStyle::with_template("{spinner:.cyan} {prefix} [{elapsed}] {msg}")
         .unwrap_or_else(|_| ProgressStyle::default_spinner())

@@ -90,6 +90,10 @@ pub enum RunEvent {
         release: String,
         duration: Duration,
     },
+    /// A module folder's build (or the check that it is current) begins.
+    ModuleBuilding {
+        module: String,
+    },
     ModuleBuilt(ModuleBuild),
     Accelerator {
         accel: Accelerator,
@@ -97,6 +101,15 @@ pub enum RunEvent {
     },
     VmStarted {
         label: String,
+    },
+    /// The agent greeted the host: the guest is up. `after` counts from starting QEMU.
+    VmBooted {
+        label: String,
+        after: Duration,
+    },
+    /// The agent began a test (`module/test`).
+    TestStarted {
+        id: String,
     },
     VmEnded {
         label: String,
@@ -295,6 +308,9 @@ pub fn run(opts: &RunOptions, listener: &mut dyn FnMut(&RunEvent)) -> Result<Run
             }
             continue;
         }
+        listener(&RunEvent::ModuleBuilding {
+            module: spec.name.clone(),
+        });
         let build_started = Instant::now();
         let build = kbuild::build(spec, &kernel)?;
         timings.builds += build_started.elapsed();
@@ -488,6 +504,7 @@ pub fn run(opts: &RunOptions, listener: &mut dyn FnMut(&RunEvent)) -> Result<Run
                             errno: None,
                             duration: Duration::ZERO,
                             log: vec![],
+                            records: vec![],
                         };
                         listener(&RunEvent::Verdict(verdict.clone()));
                         verdicts.insert(id, verdict);
@@ -589,8 +606,19 @@ fn drive(
                 break;
             }
             VmEvent::Agent(event) => match event {
-                Event::Hello { .. } => session.booted = true,
+                Event::Hello { .. } => {
+                    session.booted = true;
+                    listener(&RunEvent::VmBooted {
+                        label: vm.label.clone(),
+                        after: vm.started.elapsed(),
+                    });
+                }
                 Event::TestStarted { test, .. } => {
+                    if let Some(job) = jobs.get(&test) {
+                        listener(&RunEvent::TestStarted {
+                            id: format!("{}/{}", job.module, job.spec.name),
+                        });
+                    }
                     let limit = jobs.get(&test).map_or(Duration::from_secs(10), host_limit);
                     let mut record = TestRecord::new(test);
                     record.apply(&event);

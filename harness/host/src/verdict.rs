@@ -55,6 +55,10 @@ pub struct Verdict {
     pub duration: Duration,
     /// The test's kernel log window (kmsg records, else console lines).
     pub log: Vec<String>,
+    /// The kernel records of that window as the agent sent them, with who printed each and on
+    /// which CPU (empty when only the console was left, or for logs judged by `parse`).
+    #[serde(skip)]
+    pub records: Vec<KmsgRecord>,
 }
 
 impl Verdict {
@@ -72,6 +76,7 @@ impl Verdict {
             errno: None,
             duration: Duration::ZERO,
             log: vec![],
+            records: vec![],
         }
     }
 }
@@ -256,6 +261,7 @@ pub fn judge(module: &str, spec: &TestSpec, record: &TestRecord) -> Verdict {
         errno,
         duration: record.duration,
         log,
+        records: record.kmsg.clone(),
     }
 }
 
@@ -649,6 +655,7 @@ mod tests {
             facility: 0,
             ts_us: seq * 1000,
             text: text.into(),
+            caller: None,
         })
     }
 

@@ -168,6 +168,7 @@ mod tests {
             errno: None,
             duration: Duration::ZERO,
             log: vec![],
+            records: vec![],
         }
     }
 

@@ -109,6 +109,37 @@ pub struct KmsgRecord {
     /// Microseconds since boot.
     pub ts_us: u64,
     pub text: String,
+    /// Who printed it, on kernels with `CONFIG_PRINTK_CALLER`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<Caller>,
+}
+
+/// Who printed a kernel record, and on which CPU.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(tag = "context", rename_all = "snake_case")]
+pub enum Caller {
+    /// Interrupt context (hard or soft: timers, tasklets, BH work): the kernel names the CPU itself.
+    Interrupt { cpu: u32 },
+    /// Task context: the kernel names the thread. `cpu` is the CPU the thread was on when the
+    /// agent read the record (exact for per-CPU workers and bound kthreads, a good guess for the
+    /// rest), `comm` its name then; both are `None` when the thread had already exited.
+    Task {
+        pid: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comm: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cpu: Option<u32>,
+    },
+}
+
+impl Caller {
+    /// The CPU the record was printed on, as far as it is known.
+    pub fn cpu(&self) -> Option<u32> {
+        match self {
+            Caller::Interrupt { cpu } => Some(*cpu),
+            Caller::Task { cpu, .. } => *cpu,
+        }
+    }
 }
 
 impl KmsgRecord {
@@ -233,6 +264,11 @@ mod tests {
                 facility: 0,
                 ts_us: 42,
                 text: "x: \"quoted\"".into(),
+                caller: Some(Caller::Task {
+                    pid: 71,
+                    comm: Some("kworker/1:1".into()),
+                    cpu: Some(1),
+                }),
             }),
             Event::WaitEnded {
                 test: 1,
@@ -256,6 +292,7 @@ mod tests {
             facility: 0,
             ts_us: 0,
             text: r"KTAP version 1\x0a1..1".into(),
+            caller: None,
         };
         assert_eq!(
             multi.lines().collect::<Vec<_>>(),

@@ -1,6 +1,7 @@
 //! Output for people: one line per test as verdicts arrive, then the closing summary.
 
 use super::summary_line;
+use crate::progress::Live;
 use crate::run::{RunEvent, RunReport};
 use crate::verdict::{Outcome, Verdict};
 use std::io::{IsTerminal, Write};
@@ -10,6 +11,10 @@ pub struct Human {
     verbose: bool,
     color: bool,
     out: Box<dyn Write>,
+    /// On a terminal, what is running now; the printed lines say what it took once it is done.
+    live: Option<Live>,
+    /// The accelerator of the run's VMs, for the boot lines.
+    accel: Option<String>,
 }
 
 impl Human {
@@ -19,12 +24,37 @@ impl Human {
             verbose,
             color,
             out: Box::new(PrintStdout),
+            live: Live::stdout(),
+            accel: None,
         }
     }
 
     pub fn on_event(&mut self, event: &RunEvent) {
+        // What starts a step only moves the spinner; what ends one clears it, then prints its line.
+        let started = match event {
+            RunEvent::ModuleBuilding { module } => Some(format!("module  {module}: building")),
+            RunEvent::VmStarted { label } => Some(format!("qemu    {label}: booting")),
+            RunEvent::TestStarted { id } => Some(format!("test    {id}: running")),
+            _ => None,
+        };
+        if let (Some(what), Some(live)) = (&started, self.live.as_mut()) {
+            live.show(what);
+        }
+        if started.is_some() && !matches!(event, RunEvent::VmStarted { .. }) {
+            return;
+        }
+        if !matches!(
+            event,
+            RunEvent::VmStarted { .. } | RunEvent::Notice(_) | RunEvent::Accelerator { .. }
+        ) {
+            if let Some(live) = self.live.as_mut() {
+                live.clear();
+            }
+        }
         let line = match event {
-            RunEvent::RunFolder(_) => return,
+            RunEvent::RunFolder(_)
+            | RunEvent::ModuleBuilding { .. }
+            | RunEvent::TestStarted { .. } => return,
             RunEvent::KernelReady { release, duration } => {
                 format!("kernel  {release} ready ({:.1}s)", duration.as_secs_f64())
             }
@@ -44,10 +74,19 @@ impl Human {
                 line
             }
             RunEvent::Accelerator { accel, reason } => {
+                self.accel = Some(accel.to_string());
                 if !self.verbose {
                     return;
                 }
                 format!("qemu    accelerator {accel}: {reason}")
+            }
+            RunEvent::VmBooted { label, after } => {
+                let accel = self
+                    .accel
+                    .as_deref()
+                    .map(|a| format!(" ({a})"))
+                    .unwrap_or_default();
+                format!("qemu    {label} booted in {:.2}s{accel}", after.as_secs_f64())
             }
             RunEvent::VmStarted { label } => {
                 if !self.verbose {
@@ -64,8 +103,20 @@ impl Human {
             RunEvent::Notice(text) => format!("note    {text}"),
             RunEvent::Verdict(verdict) => self.verdict_lines(verdict),
         };
-        let _ = writeln!(self.out, "{line}");
-        let _ = self.out.flush();
+        self.print(&line);
+    }
+
+    /// One line (or a few) to stdout, above the spinner if there is one.
+    fn print(&mut self, line: &str) {
+        let out = &mut self.out;
+        let mut write = || {
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        };
+        match &self.live {
+            Some(live) => live.suspend(write),
+            None => write(),
+        }
     }
 
     fn verdict_lines(&self, v: &Verdict) -> String {
@@ -102,6 +153,9 @@ impl Human {
 
     /// The run folder, then the closing line.
     pub fn finish(&mut self, report: &RunReport) {
+        if let Some(live) = self.live.as_mut() {
+            live.clear();
+        }
         let _ = writeln!(
             self.out,
             "run folder: {} ({} VM{}, {:.1}s)",
@@ -171,4 +225,73 @@ fn indent(text: &str) -> String {
         .map(|l| format!("        | {l}"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kbuild::ModuleBuild;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn without_a_terminal_each_step_is_one_plain_line_with_its_time() {
+        let out = Shared::default();
+        let mut human = Human {
+            verbose: false,
+            color: false,
+            out: Box::new(out.clone()),
+            live: None,
+            accel: None,
+        };
+        let events = [
+            RunEvent::ModuleBuilding {
+                module: "hello".into(),
+            },
+            RunEvent::ModuleBuilt(ModuleBuild {
+                module: "hello".into(),
+                objects: vec![],
+                reused: false,
+                duration: Duration::from_millis(1630),
+                warnings: String::new(),
+                copy_dir: "/tmp/x".into(),
+                companions: vec![],
+            }),
+            RunEvent::Accelerator {
+                accel: crate::vm::Accelerator::Tcg,
+                reason: "KVM probe failed".into(),
+            },
+            RunEvent::VmStarted {
+                label: "vm1".into(),
+            },
+            RunEvent::VmBooted {
+                label: "vm1".into(),
+                after: Duration::from_millis(517),
+            },
+            RunEvent::TestStarted {
+                id: "hello/loads".into(),
+            },
+        ];
+        for event in &events {
+            human.on_event(event);
+        }
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text,
+            "module  hello built in 1.6s\nqemu    vm1 booted in 0.52s (tcg)\n"
+        );
+    }
 }

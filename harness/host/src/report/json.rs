@@ -19,6 +19,8 @@ pub struct RunInfo {
     pub kernel_release: Option<String>,
     pub vms: u32,
     pub duration: Duration,
+    /// The VMs' CPU count, when known (`parse` of a plain log does not know it).
+    pub cpus: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -28,6 +30,8 @@ struct Document<'a> {
     run_folder: Option<String>,
     kernel_release: Option<&'a str>,
     vms: u32,
+    /// The VMs' CPU count, when known.
+    cpus: Option<u32>,
     /// Seconds.
     duration: f64,
     counts: Counts,
@@ -80,6 +84,7 @@ pub fn document(verdicts: &[Verdict], info: &RunInfo) -> Result<String> {
         run_folder: info.run_folder.as_ref().map(|p| p.display().to_string()),
         kernel_release: info.kernel_release.as_deref(),
         vms: info.vms,
+        cpus: info.cpus,
         duration: info.duration.as_secs_f64(),
         counts: Counts::of(verdicts),
         verdicts: verdicts
@@ -115,6 +120,7 @@ mod tests {
             errno: (outcome == Outcome::Error).then_some(19),
             duration: Duration::from_millis(250),
             log: vec!["[    1.0] \u{1b}line".into()],
+            records: vec![],
         }
     }
 
@@ -131,6 +137,7 @@ mod tests {
             kernel_release: Some("6.12.117".into()),
             vms: 2,
             duration: Duration::from_millis(1500),
+            cpus: Some(2),
         };
         let text = document(&verdicts, &info).expect("encodes");
         let value: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
@@ -138,6 +145,7 @@ mod tests {
         assert_eq!(value["run_folder"], "/tmp/run");
         assert_eq!(value["kernel_release"], "6.12.117");
         assert_eq!(value["vms"], 2);
+        assert_eq!(value["cpus"], 2);
         assert_eq!(value["duration"], 1.5);
         assert_eq!(
             value["counts"],

@@ -178,6 +178,7 @@ mod tests {
             errno: None,
             duration: Duration::from_millis(140),
             log: vec![],
+            records: vec![],
         }
     }
 

@@ -160,6 +160,7 @@ mod tests {
             errno: None,
             duration: Duration::from_millis(120),
             log: vec![],
+            records: vec![],
         }
     }
 

@@ -49,6 +49,7 @@ mod tests {
             errno: None,
             duration: Duration::ZERO,
             log: vec![],
+            records: vec![],
         }
     }
 
