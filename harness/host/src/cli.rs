@@ -545,17 +545,43 @@ fn watch(args: WatchArgs, ctx: &Context) -> Result<i32> {
             memory_mb: 256,
             cpus: 2,
         };
-        let report = run::run(&options, &mut |event| match event {
-            RunEvent::Notice(text) => println!("note    {text}"),
-            RunEvent::ModuleBuilt(build) if !build.warnings.trim().is_empty() => {
-                println!(
+        // On a terminal, what the round is doing now; the round's changes are printed after it.
+        let mut live = crate::progress::Live::stdout();
+        let report = run::run(&options, &mut |event| {
+            let line = match event {
+                RunEvent::ModuleBuilding { module } => {
+                    if let Some(live) = live.as_mut() {
+                        live.show(&format!("module  {module}: building"));
+                    }
+                    return;
+                }
+                RunEvent::VmStarted { label } => {
+                    if let Some(live) = live.as_mut() {
+                        live.show(&format!("qemu    {label}: booting"));
+                    }
+                    return;
+                }
+                RunEvent::TestStarted { id } => {
+                    if let Some(live) = live.as_mut() {
+                        live.show(&format!("test    {id}: running"));
+                    }
+                    return;
+                }
+                RunEvent::Notice(text) => format!("note    {text}"),
+                RunEvent::ModuleBuilt(build) if !build.warnings.trim().is_empty() => format!(
                     "{}: compiler warnings:\n{}",
                     build.module,
                     build.warnings.trim_end()
-                )
+                ),
+                _ => return,
+            };
+            match live.as_ref() {
+                Some(live) => live.suspend(|| println!("{line}")),
+                None => println!("{line}"),
             }
-            _ => {}
-        })?;
+        });
+        drop(live);
+        let report = report?;
         Ok(report.verdicts)
     };
     crate::watch::watch(&dirs, run_once, &mut std::io::stdout())?;

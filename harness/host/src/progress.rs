@@ -269,8 +269,15 @@ impl Drop for Live {
 }
 
 fn live_style() -> ProgressStyle {
-    ProgressStyle::with_template("{spinner:.cyan} {msg} [{elapsed_precise}]")
+    // Tenths of a second: most of these steps take well under one.
+    ProgressStyle::with_template("{spinner:.cyan} {msg} {tenths}")
         .unwrap_or_else(|_| ProgressStyle::default_spinner())
+        .with_key(
+            "tenths",
+            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.1}s", state.elapsed().as_secs_f64());
+            },
+        )
 }
 
 fn spinner_style() -> ProgressStyle {
