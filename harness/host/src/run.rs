@@ -280,6 +280,7 @@ pub fn run(opts: &RunOptions, listener: &mut dyn FnMut(&RunEvent)) -> Result<Run
     // Companions by their path in the guest.
     let mut programs: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut next_id = 0u32;
+    let mut in_order = InOrder::default();
     for selected in &opts.selection {
         let spec = &selected.spec;
         let tests: Vec<&TestSpec> = spec
@@ -302,7 +303,7 @@ pub fn run(opts: &RunOptions, listener: &mut dyn FnMut(&RunEvent)) -> Result<Run
             for test in tests {
                 let verdict =
                     Verdict::skipped(&spec.name, &test.name, skip_reason(&kernel, &missing));
-                listener(&RunEvent::Verdict(verdict.clone()));
+                in_order.emit(next_id, &verdict, listener);
                 verdicts.insert(next_id, verdict);
                 next_id += 1;
             }
@@ -411,7 +412,7 @@ pub fn run(opts: &RunOptions, listener: &mut dyn FnMut(&RunEvent)) -> Result<Run
                             outcome: Outcome::Timeout,
                             ..verdict
                         };
-                        listener(&RunEvent::Verdict(verdict.clone()));
+                        in_order.emit(id, &verdict, listener);
                         verdicts.insert(id, verdict);
                     }
                 }
@@ -455,7 +456,7 @@ pub fn run(opts: &RunOptions, listener: &mut dyn FnMut(&RunEvent)) -> Result<Run
             listener(&RunEvent::VmStarted {
                 label: label.clone(),
             });
-            let session = drive(&mut vm, &jobs, run_deadline, listener);
+            let session = drive(&mut vm, &jobs, run_deadline, &mut in_order, listener);
             timings.vms += session
                 .last_verdict
                 .unwrap_or_else(Instant::now)
@@ -506,7 +507,7 @@ pub fn run(opts: &RunOptions, listener: &mut dyn FnMut(&RunEvent)) -> Result<Run
                             log: vec![],
                             records: vec![],
                         };
-                        listener(&RunEvent::Verdict(verdict.clone()));
+                        in_order.emit(id, &verdict, listener);
                         verdicts.insert(id, verdict);
                     }
                 }
@@ -545,6 +546,7 @@ fn drive(
     vm: &mut Vm,
     jobs: &BTreeMap<u32, Job>,
     run_deadline: Option<Instant>,
+    in_order: &mut InOrder,
     listener: &mut dyn FnMut(&RunEvent),
 ) -> Session {
     let mut session = Session {
@@ -628,7 +630,7 @@ fn drive(
                 Event::TestFinished { .. } => {
                     if let Some((mut record, _)) = current.take() {
                         record.apply(&event);
-                        let outcome = finish(record, jobs, &mut session, listener);
+                        let outcome = finish(record, jobs, &mut session, in_order, listener);
                         // A crashed or stuck kernel must not judge the next test: fresh VM.
                         if matches!(outcome, Some(Outcome::Crash | Outcome::Timeout)) {
                             session.end = "a test crashed or timed out".into();
@@ -682,9 +684,28 @@ fn drive(
                 Interruption::HostTimeout
             });
         }
-        finish(record, jobs, &mut session, listener);
+        finish(record, jobs, &mut session, in_order, listener);
     }
     session
+}
+
+/// Passes verdicts on in the order the tests were requested. A SKIP is known before any VM
+/// starts, and would otherwise be printed ahead of the tests requested before it.
+#[derive(Default)]
+struct InOrder {
+    /// The id of the next verdict to pass on.
+    next: u32,
+    held: BTreeMap<u32, Verdict>,
+}
+
+impl InOrder {
+    fn emit(&mut self, id: u32, verdict: &Verdict, listener: &mut dyn FnMut(&RunEvent)) {
+        self.held.insert(id, verdict.clone());
+        while let Some(verdict) = self.held.remove(&self.next) {
+            listener(&RunEvent::Verdict(verdict));
+            self.next += 1;
+        }
+    }
 }
 
 /// How long the host waits for a test's `test_finished` (plus [`AGENT_GRACE`]): its limit for
@@ -703,6 +724,7 @@ fn finish(
     record: TestRecord,
     jobs: &BTreeMap<u32, Job>,
     session: &mut Session,
+    in_order: &mut InOrder,
     listener: &mut dyn FnMut(&RunEvent),
 ) -> Option<Outcome> {
     let job = jobs.get(&record.id)?;
@@ -711,9 +733,12 @@ fn finish(
         for line in verdict.details.iter_mut().chain(verdict.log.iter_mut()) {
             *line = kbuild::relocate(line, copy, original);
         }
+        for record in &mut verdict.records {
+            record.text = kbuild::relocate(&record.text, copy, original);
+        }
     }
     let outcome = verdict.outcome;
-    listener(&RunEvent::Verdict(verdict.clone()));
+    in_order.emit(record.id, &verdict, listener);
     session.verdicts.push((record.id, verdict));
     session.last_verdict = Some(Instant::now());
     Some(outcome)
@@ -958,6 +983,24 @@ fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verdicts_are_passed_on_in_the_requested_order() {
+        let mut seen = Vec::new();
+        let mut listener = |event: &RunEvent| {
+            if let RunEvent::Verdict(v) = event {
+                seen.push(v.test.clone());
+            }
+        };
+        let mut in_order = InOrder::default();
+        let verdict = |name: &str| Verdict::skipped("m", name, String::new());
+        // A SKIP decided before the VM ran the tests requested ahead of it waits for them.
+        in_order.emit(2, &verdict("c"), &mut listener);
+        in_order.emit(0, &verdict("a"), &mut listener);
+        in_order.emit(1, &verdict("b"), &mut listener);
+        in_order.emit(3, &verdict("d"), &mut listener);
+        assert_eq!(seen, ["a", "b", "c", "d"]);
+    }
 
     #[test]
     fn runs_started_together_never_share_a_folder() {
