@@ -10,6 +10,8 @@
  * document, the same guarantees the tasklet example checks:
  *
  *	- it runs, in softirq context, on the queueing CPU;
+ *	- queue_work_on(cpu, system_bh_wq, ...) runs it on that CPU, for
+ *	  each online CPU: something a tasklet cannot be asked to do;
  *	- queueing it twice before it runs gives one run (and queue_work()
  *	  says so), and items queued on one CPU run in queueing order;
  *	- it can queue itself again from its own handler;
@@ -18,12 +20,17 @@
  *
  * exit queues the item once more, stops it with disable_work_sync() and
  * prints a "teardown:" line that the spec checks.
+ *
+ * Every handler run prints one line naming its CPU, so a timeline of the
+ * kernel log (kmodlab's --html report) shows where and when each ran.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/atomic.h>
 #include <linux/bottom_half.h>
 #include <linux/completion.h>
+#include <linux/cpu.h>
+#include <linux/cpumask.h>
 #include <linux/delay.h>
 #include <linux/module.h>
 #include <linux/preempt.h>
@@ -38,6 +45,7 @@
 #define ORDER_ITEMS	3	/* items queued together to check the order */
 #define WAIT_LIMIT_MS	1000	/* no wait in init lasts longer */
 #define QUIET_MS	20	/* how long init watches for unwanted extra runs */
+#define MAX_CPUS	8	/* CPUs the queue_work_on() phase tries; the guest has 2 */
 
 struct bh_demo {
 	unsigned int magic;		/* from_work() must find this */
@@ -63,15 +71,21 @@ static bool in_bh_context(void)
 static void demo_work_fn(struct work_struct *work)
 {
 	struct bh_demo *d = from_work(d, work, work);
+	int run, cpu;
 
 	if (d->magic != DEMO_MAGIC) {
 		WRITE_ONCE(demo.bad_owner, true);
 		return;
 	}
-	atomic_inc(&d->runs);
-	WRITE_ONCE(d->last_cpu, smp_processor_id());
+	run = atomic_inc_return(&d->runs);
+	/* A softirq cannot move to another CPU: smp_processor_id() is exact. */
+	cpu = smp_processor_id();
+	WRITE_ONCE(d->last_cpu, cpu);
 	if (!in_bh_context())
 		WRITE_ONCE(d->bad_context, true);
+	/* About a dozen runs in all: one line each keeps the log readable. */
+	pr_info("bh work run %d on CPU %d (in_softirq=%d)\n", run, cpu,
+		!!in_softirq());
 
 	if (d->requeue_left > 0) {
 		if (--d->requeue_left > 0)
@@ -100,6 +114,8 @@ static void order_fn(struct work_struct *work)
 
 	if (pos != item->index)
 		WRITE_ONCE(out_of_order, true);
+	pr_info("order item %d ran in position %d on CPU %d\n", item->index,
+		pos, smp_processor_id());
 	if (pos == ORDER_ITEMS - 1)
 		complete(&order_done);
 }
@@ -115,6 +131,8 @@ static void later_fn(struct work_struct *work)
 	atomic_inc(&later_runs);
 	if (!in_bh_context())
 		WRITE_ONCE(later_bad_context, true);
+	pr_info("delayed bh work ran on CPU %d (in_softirq=%d)\n",
+		smp_processor_id(), !!in_softirq());
 	complete(&later_ran);
 }
 
@@ -124,11 +142,42 @@ static bool wait_done(struct completion *done)
 			msecs_to_jiffies(WAIT_LIMIT_MS)) > 0;
 }
 
+/*
+ * Queue the item on each online CPU in turn (at most MAX_CPUS) with
+ * queue_work_on() and note where each run happened.  Returns how many CPUs
+ * were tried; ran_on[i] is -1 if the run for cpus[i] did not come in time.
+ */
+static int queue_on_each_cpu(int *cpus, int *ran_on)
+{
+	int cpu, n = 0;
+
+	cpus_read_lock();	/* no CPU comes or goes while we walk them */
+	for_each_online_cpu(cpu) {
+		if (n == MAX_CPUS)
+			break;
+		cpus[n] = cpu;
+		ran_on[n] = -1;
+		reinit_completion(&demo.ran);
+		/*
+		 * Another CPU's BH pool is kicked with an irq_work on that
+		 * CPU, which raises the softirq there.
+		 */
+		if (queue_work_on(cpu, system_bh_wq, &demo.work) &&
+		    wait_done(&demo.ran))
+			ran_on[n] = READ_ONCE(demo.last_cpu);
+		n++;
+	}
+	cpus_read_unlock();
+	return n;
+}
+
 static int __init bhwq_demo_init(void)
 {
 	bool first_ran, double_ran, requeue_ran, order_ran, later_ok;
 	bool second_queued, queued_while_disabled, dropped_ret;
+	bool each_cpu_ok = true;
 	int cpu, first_cpu, first_runs, double_runs, requeue_runs;
+	int cpus[MAX_CPUS], ran_on[MAX_CPUS], nr_cpus;
 	int disabled_runs, i;
 	struct ktap t;
 
@@ -192,7 +241,10 @@ static int __init bhwq_demo_init(void)
 	queue_delayed_work(system_bh_wq, &later, 10 * HZ);
 	dropped_ret = cancel_delayed_work_sync(&later);
 
-	ktap_plan(&t, 9);
+	/* 6. Choose the CPU: queue_work_on() puts it on that CPU's BH pool. */
+	nr_cpus = queue_on_each_cpu(cpus, ran_on);
+
+	ktap_plan(&t, 10);
 	ktap_diag("queued on CPU %d, ran on CPU %d", cpu, first_cpu);
 	ktap_check(&t, first_ran && first_runs == 1, "bh_work_ran_once");
 	ktap_check(&t, !READ_ONCE(demo.bad_owner), "from_work_finds_the_owner");
@@ -212,6 +264,15 @@ static int __init bhwq_demo_init(void)
 	ktap_check(&t, later_ok && !READ_ONCE(later_bad_context) && dropped_ret &&
 		       atomic_read(&later_runs) == 1,
 		   "delayed_bh_work_runs_or_is_cancelled");
+	for (i = 0; i < nr_cpus; i++) {
+		ktap_diag("queue_work_on(%d), ran on CPU %d", cpus[i], ran_on[i]);
+		each_cpu_ok &= ran_on[i] == cpus[i];
+	}
+	if (nr_cpus < 2)
+		ktap_skip(&t, "queue_work_on_runs_on_that_cpu",
+			  "only one CPU is online");
+	else
+		ktap_check(&t, each_cpu_ok, "queue_work_on_runs_on_that_cpu");
 	ktap_finish(&t);
 	return 0;
 }

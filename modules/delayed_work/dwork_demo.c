@@ -20,6 +20,10 @@
  * A "tick" keeps re-arming itself until the module is unloaded; exit stops
  * it, destroys the queue and prints one "teardown:" line that the spec
  * checks.
+ *
+ * Each handler prints one line when it runs (the tick only the first
+ * time), naming the CPU, so a timeline of the kernel log (kmodlab's --html
+ * report) shows the probe items overlap, or not, and the delays.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -84,6 +88,13 @@ static void probe_fn(struct work_struct *work)
 	int now = atomic_inc_return(&p->running);
 	int peak = atomic_read(&p->peak);
 
+	/*
+	 * Unbound workers may change CPUs when they sleep: the CPU printed
+	 * is where this item starts.
+	 */
+	pr_info("%s: item %d starts on CPU %d, %d of the queue's items running\n",
+		p->name, item->index, raw_smp_processor_id(), now);
+
 	if (order != item->index)
 		WRITE_ONCE(p->out_of_order, true);
 	/* Raise the peak to "now" unless another item already raised it. */
@@ -123,6 +134,7 @@ static struct workqueue_struct *dwq;	/* "kmodlab_dwork", unbound */
 
 /* A delayed item that counts its runs. */
 struct counted {
+	const char *name;
 	struct delayed_work dwork;
 	atomic_t runs;
 	struct completion ran;
@@ -142,6 +154,7 @@ static void counted_fn(struct work_struct *work)
 	struct counted *c = container_of(to_delayed_work(work),
 					 struct counted, dwork);
 
+	pr_info("%s item runs on CPU %d\n", c->name, raw_smp_processor_id());
 	atomic_inc(&c->runs);
 	complete(&c->ran);
 }
@@ -152,6 +165,12 @@ static void rearm_fn(struct work_struct *work)
 	int run = atomic_inc_return(&rearm.runs);
 
 	rearm_jiffies[run - 1] = jiffies;
+	if (run == 1)
+		pr_info("rearm item run 1 on CPU %d\n", raw_smp_processor_id());
+	else
+		pr_info("rearm item run %d on CPU %d, %lu jiffies after run %d\n",
+			run, raw_smp_processor_id(),
+			rearm_jiffies[run - 1] - rearm_jiffies[run - 2], run - 1);
 	if (run < REARM_RUNS)
 		queue_delayed_work(dwq, dwork, msecs_to_jiffies(REARM_MS));
 	else
@@ -160,7 +179,10 @@ static void rearm_fn(struct work_struct *work)
 
 static void tick_fn(struct work_struct *work)
 {
-	atomic_inc(&tick.runs);
+	/* It runs until unload: the teardown line counts the later runs. */
+	if (atomic_inc_return(&tick.runs) == 1)
+		pr_info("tick run 1 on CPU %d; it re-arms every %d ms until unload\n",
+			raw_smp_processor_id(), TICK_MS);
 	if (!READ_ONCE(stopping))
 		queue_delayed_work(dwq, to_delayed_work(work),
 				   msecs_to_jiffies(TICK_MS));
@@ -178,6 +200,8 @@ static bool blocker_finished;
 
 static void blocker_fn(struct work_struct *work)
 {
+	pr_info("blocker starts on CPU %d and waits for init\n",
+		raw_smp_processor_id());
 	complete(&blocker_started);
 	wait_for_completion_timeout(&blocker_release,
 				    msecs_to_jiffies(WAIT_LIMIT_MS));
@@ -185,8 +209,9 @@ static void blocker_fn(struct work_struct *work)
 	WRITE_ONCE(blocker_finished, true);
 }
 
-static void counted_init(struct counted *c, work_func_t fn)
+static void counted_init(struct counted *c, const char *name, work_func_t fn)
 {
+	c->name = name;
 	INIT_DELAYED_WORK(&c->dwork, fn);
 	atomic_set(&c->runs, 0);
 	init_completion(&c->ran);
@@ -224,11 +249,11 @@ static int __init dwork_demo_init(void)
 			goto undo;
 	}
 
-	counted_init(&rearm, rearm_fn);
-	counted_init(&moved, counted_fn);
-	counted_init(&flushed, counted_fn);
-	counted_init(&dropped, counted_fn);
-	counted_init(&tick, tick_fn);
+	counted_init(&rearm, "rearm", rearm_fn);
+	counted_init(&moved, "moved", counted_fn);
+	counted_init(&flushed, "flushed", counted_fn);
+	counted_init(&dropped, "dropped", counted_fn);
+	counted_init(&tick, "tick", tick_fn);
 	INIT_DELAYED_WORK(&blocker, blocker_fn);
 
 	queue_delayed_work(dwq, &tick.dwork, msecs_to_jiffies(TICK_MS));

@@ -14,11 +14,19 @@
  *	  HRTIMER_NORESTART, runs exactly PULSES times, never before its
  *	  k-th expiry (start + k * period), and is then inactive; the
  *	  intervals, measured with ktime_get(), are printed;
- *	- hrtimer_cancel() takes a waiting timer off before it fires.
+ *	- hrtimer_cancel() takes a waiting timer off before it fires;
+ *	- a timer started in HRTIMER_MODE_REL_PINNED fires on the CPU that
+ *	  started it, for each online CPU (smp_call_function_single() runs
+ *	  the start on that CPU).
  *
  * A "heartbeat" hrtimer restarts itself until the module is unloaded: exit
  * stops it with hrtimer_cancel() and prints a "teardown:" line the spec
  * checks.
+ *
+ * Each callback prints one line per run (the heartbeat for its first
+ * HEARTBEAT_PRINTS runs only) naming the CPU and the context, so a
+ * timeline of the kernel log (kmodlab's --html report) shows where and
+ * when the timers fired.
  *
  * Times under QEMU's emulation are coarse and jittery, so the checks only
  * use lower bounds (a timer never fires early) and generous upper bounds.
@@ -27,11 +35,14 @@
 
 #include <linux/atomic.h>
 #include <linux/completion.h>
+#include <linux/cpu.h>
+#include <linux/cpumask.h>
 #include <linux/delay.h>
 #include <linux/hrtimer.h>
 #include <linux/ktime.h>
 #include <linux/module.h>
 #include <linux/preempt.h>
+#include <linux/smp.h>
 
 #include <kmodlab/ktap.h>
 
@@ -42,6 +53,8 @@
 #define FAR_AWAY_S	10	/* a delay no test waits for */
 #define WAIT_LIMIT_MS	1000	/* no wait in init lasts longer */
 #define QUIET_MS	20	/* how long init watches for unwanted extra runs */
+#define HEARTBEAT_PRINTS 3	/* heartbeat runs that get a line */
+#define MAX_CPUS	8	/* CPUs the pinned check tries; the guest has 2 */
 
 /* The pulse: restarts itself until it has run PULSES times. */
 static struct hrtimer pulse;
@@ -61,6 +74,9 @@ static enum hrtimer_restart pulse_fn(struct hrtimer *t)
 	/* HRTIMER_MODE_REL (not _SOFT): the callback runs in a hard interrupt. */
 	if (!(in_hardirq() && !in_task()))
 		WRITE_ONCE(pulse_bad_context, true);
+	/* An interrupt handler cannot move: smp_processor_id() is exact. */
+	pr_info("pulse run %d on CPU %d (in_hardirq=%d)\n", run,
+		smp_processor_id(), !!in_hardirq());
 
 	if (run >= PULSES) {
 		complete(&pulse_done);
@@ -86,6 +102,8 @@ static enum hrtimer_restart soft_fn(struct hrtimer *t)
 	atomic_inc(&soft_runs);
 	if (!(in_serving_softirq() && !in_hardirq() && !in_task()))
 		WRITE_ONCE(soft_bad_context, true);
+	pr_info("soft timer run on CPU %d (in_hardirq=%d in_softirq=%d)\n",
+		smp_processor_id(), !!in_hardirq(), !!in_softirq());
 	complete(&soft_done);
 	return HRTIMER_NORESTART;
 }
@@ -106,9 +124,51 @@ static atomic_t heartbeat_runs;
 
 static enum hrtimer_restart heartbeat_fn(struct hrtimer *t)
 {
-	atomic_inc(&heartbeat_runs);
+	int run = atomic_inc_return(&heartbeat_runs);
+
+	/* It runs until unload: the teardown line counts the later runs. */
+	if (run <= HEARTBEAT_PRINTS)
+		pr_info("heartbeat run %d on CPU %d (in_hardirq=%d)\n", run,
+			smp_processor_id(), !!in_hardirq());
 	hrtimer_forward_now(t, ms_to_ktime(HEARTBEAT_MS));
 	return HRTIMER_RESTART;
+}
+
+/* One pinned timer per online CPU, each started on its own CPU. */
+struct pinned_timer {
+	struct hrtimer timer;
+	int cpu;			/* the CPU that starts it */
+	int ran_on;			/* where it fired; -1 until it has */
+	atomic_t runs;
+	struct completion fired;
+};
+
+static struct pinned_timer pinned[MAX_CPUS];
+static int nr_pinned;
+
+static enum hrtimer_restart pinned_fn(struct hrtimer *t)
+{
+	struct pinned_timer *p = container_of(t, struct pinned_timer, timer);
+
+	atomic_inc(&p->runs);
+	WRITE_ONCE(p->ran_on, smp_processor_id());
+	pr_info("pinned timer started on CPU %d fired on CPU %d (in_hardirq=%d)\n",
+		p->cpu, p->ran_on, !!in_hardirq());
+	complete(&p->fired);
+	return HRTIMER_NORESTART;
+}
+
+/*
+ * Runs on p->cpu, called by smp_call_function_single(): in the interrupt
+ * that delivered the request, or with interrupts off when p->cpu is the
+ * caller's own CPU.  Starting an hrtimer there is allowed.  _PINNED keeps
+ * the timer on this CPU's clock base.
+ */
+static void start_pinned(void *info)
+{
+	struct pinned_timer *p = info;
+
+	hrtimer_start(&p->timer, PULSE_PERIOD, HRTIMER_MODE_REL_PINNED);
 }
 
 static bool wait_done(struct completion *done)
@@ -121,8 +181,8 @@ static int __init hrtimer_demo_init(void)
 {
 	s64 min_us = S64_MAX, max_us = 0, total_us;
 	bool pulse_ok, soft_ok, never_early = true, pulse_active;
-	bool doomed_was_active, doomed_active;
-	int doomed_cancel, i;
+	bool doomed_was_active, doomed_active, pinned_ok = true;
+	int doomed_cancel, cpu, i;
 	struct ktap t;
 
 	/*
@@ -151,8 +211,27 @@ static int __init hrtimer_demo_init(void)
 	doomed_cancel = hrtimer_cancel(&doomed);
 	doomed_active = hrtimer_active(&doomed);
 
+	cpus_read_lock();	/* no CPU comes or goes while we start them */
+	for_each_online_cpu(cpu) {
+		struct pinned_timer *p;
+
+		if (nr_pinned == MAX_CPUS)
+			break;
+		p = &pinned[nr_pinned];
+		hrtimer_init(&p->timer, CLOCK_MONOTONIC, HRTIMER_MODE_REL_PINNED);
+		p->timer.function = pinned_fn;
+		p->cpu = cpu;
+		p->ran_on = -1;
+		init_completion(&p->fired);
+		nr_pinned++;
+		smp_call_function_single(cpu, start_pinned, p, 1);
+	}
+	cpus_read_unlock();
+
 	pulse_ok = wait_done(&pulse_done);
 	soft_ok = wait_done(&soft_done);
+	for (i = 0; i < nr_pinned; i++)
+		pinned_ok &= wait_done(&pinned[i].fired);
 	msleep(QUIET_MS);
 	pulse_active = hrtimer_active(&pulse);
 
@@ -175,7 +254,7 @@ static int __init hrtimer_demo_init(void)
 	}
 	total_us = ktime_us_delta(pulse_at[PULSES - 1], pulse_start);
 
-	ktap_plan(&t, 7);
+	ktap_plan(&t, 8);
 	ktap_diag("hrtimer resolution %u ns", hrtimer_resolution);
 	ktap_check(&t, pulse_ok && !READ_ONCE(pulse_bad_context),
 		   "hard_timer_runs_in_hardirq");
@@ -196,13 +275,25 @@ static int __init hrtimer_demo_init(void)
 		   "cancel_takes_a_waiting_timer_off");
 	ktap_check(&t, atomic_read(&heartbeat_runs) > 0 && hrtimer_active(&heartbeat),
 		   "heartbeat_keeps_restarting");
+	for (i = 0; i < nr_pinned; i++) {
+		ktap_diag("pinned timer started on CPU %d: fired %d time(s), on CPU %d",
+			  pinned[i].cpu, atomic_read(&pinned[i].runs),
+			  READ_ONCE(pinned[i].ran_on));
+		pinned_ok &= atomic_read(&pinned[i].runs) == 1 &&
+			     READ_ONCE(pinned[i].ran_on) == pinned[i].cpu;
+	}
+	if (nr_pinned < 2)
+		ktap_skip(&t, "pinned_timer_fires_on_its_cpu",
+			  "only one CPU is online");
+	else
+		ktap_check(&t, pinned_ok, "pinned_timer_fires_on_its_cpu");
 	ktap_finish(&t);
 	return 0;
 }
 
 static void __exit hrtimer_demo_exit(void)
 {
-	int was_active;
+	int was_active, i;
 	bool active;
 
 	/*
@@ -214,6 +305,8 @@ static void __exit hrtimer_demo_exit(void)
 	hrtimer_cancel(&pulse);
 	hrtimer_cancel(&soft);
 	hrtimer_cancel(&doomed);
+	for (i = 0; i < nr_pinned; i++)
+		hrtimer_cancel(&pinned[i].timer);
 
 	active = hrtimer_active(&heartbeat) || hrtimer_active(&pulse) ||
 		 hrtimer_active(&soft) || hrtimer_active(&doomed);

@@ -145,6 +145,13 @@ impl WorkItem for Worker {
             drop(tally);
             mutex_adds += 1;
         }
+        // One line per worker: the kernel log records which worker thread
+        // printed it, and so roughly where it ran.
+        pr_info!(
+            "worker done: {} spinlock and {} mutex increments\n",
+            spin_adds,
+            mutex_adds
+        );
 
         let mut tally = shared.tally.lock();
         tally.spin_adds += spin_adds;

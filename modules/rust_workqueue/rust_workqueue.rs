@@ -208,8 +208,13 @@ impl WorkItem for Job {
                 if executing(&this.work) && current_task() != tracker.loader {
                     tracker.runs_in_worker.fetch_add(1, Ordering::Relaxed);
                 }
+                // One line per run: the kernel log records which worker
+                // thread printed it, and so the CPU (6.12's Rust has no
+                // wrapper for smp_processor_id()).
+                pr_info!("quick job {} ran\n", this.id);
             }
             Kind::Lingering => {
+                pr_info!("lingering job {} waits for the unload\n", this.id);
                 // Block until `Drop` sets `stopping`, or the limit passes.
                 let deadline = Ktime::ktime_get().to_ms() + i64::from(LINGER_LIMIT_MS);
                 let mut state = tracker.state.lock();

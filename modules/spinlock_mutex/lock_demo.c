@@ -21,6 +21,10 @@
  * bounded waits and prints a KTAP document; exit stops and cancels
  * everything and prints a "teardown:" line.
  *
+ * Every worker prints one line when it is done and every timer run prints
+ * one line, each naming its CPU, so a timeline of the kernel log (kmodlab's
+ * --html report) shows the timers firing while the workers run.
+ *
  * The module is clean under lockdep (CONFIG_PROVE_LOCKING) and
  * CONFIG_DEBUG_ATOMIC_SLEEP: every lock is taken the same way everywhere it
  * could be interrupted by one of its other users.
@@ -198,6 +202,9 @@ static void worker_fn(struct work_struct *work)
 			cond_resched();	/* the kernel is not preemptible here */
 	}
 	w->iters = n;
+	/* A per-CPU kworker stays on its CPU: ran_on is exact. */
+	pr_info("%s round: worker for CPU %d done on CPU %d, %lu increments\n",
+		round_names[round_kind], w->cpu, w->ran_on, n);
 	if (atomic_dec_and_test(&workers_left))
 		complete(&workers_done);
 }
@@ -211,12 +218,20 @@ static bool timer_wrong_context;
 static DECLARE_COMPLETION(timer_first_fire);
 
 /* Counts a timer run; true if the timer should run again. */
-static bool timer_fired(bool right_context)
+static bool timer_fired(const char *timer, bool right_context)
 {
 	int fires = atomic_inc_return(&timer_fires);
 
 	if (!right_context)
 		WRITE_ONCE(timer_wrong_context, true);
+	/*
+	 * TIMER_FIRES runs per round: a line each.  No lock is held here.
+	 * A hard interrupt may have interrupted a softirq, so ask for the
+	 * innermost context first.
+	 */
+	pr_info("%s run %d on CPU %d in %s context\n", timer, fires,
+		smp_processor_id(), in_hardirq() ? "hardirq" :
+		in_serving_softirq() ? "softirq" : "task");
 	if (fires == 1)
 		complete(&timer_first_fire);
 	if (fires < TIMER_FIRES && !READ_ONCE(stopping))
@@ -232,7 +247,7 @@ static void bh_timer_fn(struct timer_list *t)
 
 	for (i = 0; i < TIMER_ITERS; i++)
 		bh_add_from_timer();
-	if (timer_fired(in_serving_softirq() && !in_hardirq()))
+	if (timer_fired("timer_list", in_serving_softirq() && !in_hardirq()))
 		mod_timer(t, jiffies + 1);
 }
 
@@ -243,7 +258,7 @@ static enum hrtimer_restart irq_timer_fn(struct hrtimer *t)
 
 	for (i = 0; i < TIMER_ITERS; i++)
 		irq_add_from_hardirq();
-	if (!timer_fired(in_hardirq()))
+	if (!timer_fired("hrtimer", in_hardirq()))
 		return HRTIMER_NORESTART;
 	hrtimer_forward_now(t, ms_to_ktime(1));
 	return HRTIMER_RESTART;

@@ -8,7 +8,13 @@
  *   sleeper - runs on our own queue, sleeps in every run (msleep) and queues
  *             itself again until init tells it to stop;
  *   tick    - a delayed work on our own queue that re-arms itself every
- *             TICK_PERIOD_MS until the module is unloaded.
+ *             TICK_PERIOD_MS until the module is unloaded;
+ * and one "pinned" item per online CPU, queued there with schedule_work_on():
+ * each must run on that CPU, in that CPU's own kworker/N:M.
+ *
+ * Every handler prints one line per run (the endless ones only for their
+ * first few runs) naming the CPU and the worker thread, so a timeline of
+ * the kernel log (kmodlab's --html report) shows where and when they ran.
  *
  * init starts all three, waits (always with a time limit) until each has done
  * enough, and reports what it saw as a KTAP document.  exit stops the
@@ -19,6 +25,8 @@
 
 #include <linux/atomic.h>
 #include <linux/completion.h>
+#include <linux/cpu.h>
+#include <linux/cpumask.h>
 #include <linux/delay.h>
 #include <linux/jiffies.h>
 #include <linux/ktime.h>
@@ -35,6 +43,8 @@
 #define TICK_PERIOD_MS		20	/* the tick re-arms itself this far ahead */
 #define TICK_MIN_REARMS		3	/* init waits for this many re-arms */
 #define WAIT_LIMIT_MS		1000	/* no wait in init lasts longer than this */
+#define PRINT_RUNS		5	/* runs of an endless item that get a line */
+#define MAX_CPUS		8	/* pinned items at most; the guest has 2 CPUs */
 
 /* What a work item records about its runs. */
 struct run_record {
@@ -60,6 +70,19 @@ static DECLARE_COMPLETION(sleeper_reached_min);
 static DECLARE_COMPLETION(sleeper_stopped);
 static DECLARE_COMPLETION(tick_reached_min);
 
+/* One item per online CPU, queued on that CPU's per-CPU worker pool. */
+struct pinned_item {
+	struct work_struct work;
+	int cpu;			/* where it was queued */
+	int ran_on;			/* where it ran; -1 until it has */
+	char comm[TASK_COMM_LEN];	/* the worker that ran it */
+};
+
+static struct pinned_item pinned[MAX_CPUS];
+static int nr_pinned;
+static atomic_t pinned_left;
+static DECLARE_COMPLETION(pinned_done);
+
 /*
  * Every handler calls this first: count the run and check where it runs.
  * A work item must run in process context (so it may sleep), outside any
@@ -79,9 +102,22 @@ static unsigned int record_run(struct run_record *rec)
 	return run;
 }
 
+/*
+ * One line per run, for the first PRINT_RUNS runs.  Worker threads may
+ * move between CPUs when they sleep, so raw_smp_processor_id() says where
+ * this run is at this moment (no warning about preemption: we only print
+ * it).  A per-CPU kworker/N:M never leaves CPU N.
+ */
+static void print_run(const char *item, unsigned int run)
+{
+	if (run <= PRINT_RUNS)
+		pr_info("%s run %u on CPU %d in %s\n", item, run,
+			raw_smp_processor_id(), current->comm);
+}
+
 static void hello_fn(struct work_struct *work)
 {
-	record_run(&hello_rec);
+	print_run("hello", record_run(&hello_rec));
 	complete(&hello_done);
 }
 
@@ -89,6 +125,7 @@ static void sleeper_fn(struct work_struct *work)
 {
 	unsigned int run = record_run(&sleeper_rec);
 
+	print_run("sleeper", run);
 	if (run == SLEEPER_MIN_RUNS)
 		complete(&sleeper_reached_min);
 
@@ -107,12 +144,26 @@ static void tick_fn(struct work_struct *work)
 {
 	struct delayed_work *dwork = to_delayed_work(work);
 
-	record_run(&tick_rec);
+	/* It runs until unload: the teardown line counts the runs not printed. */
+	print_run("tick", record_run(&tick_rec));
 	if (READ_ONCE(stopping))
 		return;
 	queue_delayed_work(demo_wq, dwork, msecs_to_jiffies(TICK_PERIOD_MS));
 	if (atomic_inc_return(&tick_rearms) == TICK_MIN_REARMS)
 		complete(&tick_reached_min);
+}
+
+static void pinned_fn(struct work_struct *work)
+{
+	struct pinned_item *p = container_of(work, struct pinned_item, work);
+
+	/* A bound kworker stays on its CPU, so this is exact. */
+	WRITE_ONCE(p->ran_on, raw_smp_processor_id());
+	strscpy(p->comm, current->comm);
+	pr_info("pinned item for CPU %d ran on CPU %d in %s\n", p->cpu,
+		p->ran_on, p->comm);
+	if (atomic_dec_and_test(&pinned_left))
+		complete(&pinned_done);
 }
 
 /* Bounded wait: true if @done completed within WAIT_LIMIT_MS. */
@@ -131,9 +182,11 @@ static int __init wq_demo_init(void)
 {
 	ktime_t start = ktime_get();
 	bool hello_ran, sleeper_min, sleeper_halted, tick_min;
+	bool pinned_ran, pinned_ok = true;
 	unsigned int sleeper_runs;
 	s64 sleeper_ms;
 	struct ktap t;
+	int cpu, i;
 
 	/*
 	 * WQ_UNBOUND: our items mostly sleep and care nothing for CPU
@@ -163,7 +216,26 @@ static int __init wq_demo_init(void)
 	sleeper_runs = atomic_read(&sleeper_rec.runs);
 	tick_min = wait_done(&tick_reached_min);
 
-	ktap_plan(&t, 7);
+	/*
+	 * schedule_work_on() queues on the system's per-CPU queue, on the
+	 * given CPU: that CPU's own workers (kworker/N:M) run the item.
+	 */
+	cpus_read_lock();	/* no CPU comes or goes while we queue */
+	for_each_online_cpu(cpu) {
+		if (nr_pinned == MAX_CPUS)
+			break;
+		pinned[nr_pinned].cpu = cpu;
+		pinned[nr_pinned].ran_on = -1;
+		INIT_WORK(&pinned[nr_pinned].work, pinned_fn);
+		nr_pinned++;
+	}
+	atomic_set(&pinned_left, nr_pinned);
+	for (i = 0; i < nr_pinned; i++)
+		schedule_work_on(pinned[i].cpu, &pinned[i].work);
+	cpus_read_unlock();
+	pinned_ran = wait_done(&pinned_done);
+
+	ktap_plan(&t, 8);
 
 	ktap_diag("hello ran %d time(s), first on %s",
 		  atomic_read(&hello_rec.runs), hello_rec.first_comm);
@@ -189,6 +261,14 @@ static int __init wq_demo_init(void)
 	ktap_check(&t, tick_min, "tick_rearmed");
 	ktap_check(&t, ran_in_kworker(&tick_rec), "tick_in_kworker");
 
+	for (i = 0; i < nr_pinned; i++) {
+		ktap_diag("pinned item: queued on CPU %d, ran on CPU %d in %s",
+			  pinned[i].cpu, READ_ONCE(pinned[i].ran_on),
+			  pinned_ran ? pinned[i].comm : "?");
+		pinned_ok &= READ_ONCE(pinned[i].ran_on) == pinned[i].cpu;
+	}
+	ktap_check(&t, pinned_ran && pinned_ok, "schedule_work_on_runs_on_that_cpu");
+
 	ktap_diag("init took %lld ms", ktime_ms_delta(ktime_get(), start));
 	ktap_finish(&t);
 
@@ -199,6 +279,7 @@ static int __init wq_demo_init(void)
 static void __exit wq_demo_exit(void)
 {
 	bool tick_was_armed, pending;
+	int i;
 
 	/* 1. No handler may queue or arm anything from now on. */
 	WRITE_ONCE(stopping, true);
@@ -212,6 +293,8 @@ static void __exit wq_demo_exit(void)
 	tick_was_armed = cancel_delayed_work_sync(&tick_work);
 	cancel_work_sync(&sleeper_work);
 	cancel_work_sync(&hello_work);
+	for (i = 0; i < nr_pinned; i++)
+		cancel_work_sync(&pinned[i].work);
 
 	/* 3. Wait for anything still on our queue (nothing, by now). */
 	flush_workqueue(demo_wq);
