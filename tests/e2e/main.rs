@@ -6,6 +6,7 @@ mod companions;
 mod debug_fixtures;
 mod examples;
 mod fixtures;
+mod html;
 mod kernel;
 mod prebuilt;
 mod reports;

@@ -70,7 +70,14 @@ fn main() {
 fn ci(root: &Path, ctx: &Context) -> i32 {
     // Set-up and the kernel first, with their progress visible, so the tests find them ready.
     let prepare = || -> anyhow::Result<()> {
-        kmodlab::setup::ensure(true)?;
+        // What kmodlab needs and what only this project's tests need (a headless browser, ...),
+        // in one install: `test` itself never installs the test-only tools.
+        let requirements = [
+            kmodlab::setup::REQUIREMENTS,
+            kmodlab::setup::TEST_REQUIREMENTS,
+        ]
+        .concat();
+        kmodlab::setup::ensure_requirements(&requirements, true)?;
         let request = kmodlab::cli::kernel_request(&Default::default(), ctx)?;
         kmodlab::kernel::ensure(&request)?;
         kmodlab::agent::build_in_workspace(root)?;

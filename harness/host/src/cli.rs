@@ -168,6 +168,10 @@ pub struct OutputOpts {
     /// Also write every verdict and the run's facts as JSON to FILE
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Also write a self-contained HTML report to FILE: verdicts, each test's kernel log with the
+    /// failure lines marked, and a timeline of its kernel messages by CPU
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -453,7 +457,7 @@ fn exit_code(verdicts: &[crate::verdict::Verdict]) -> i32 {
     }
 }
 
-/// The `--junit` and `--json` files.
+/// The `--junit`, `--json` and `--html` files.
 fn write_reports(
     output: &OutputOpts,
     verdicts: &[crate::verdict::Verdict],
@@ -464,6 +468,9 @@ fn write_reports(
     }
     if let Some(path) = &output.json {
         report::json::write(path, verdicts, info)?;
+    }
+    if let Some(path) = &output.html {
+        report::html::write(path, verdicts, info)?;
     }
     Ok(())
 }

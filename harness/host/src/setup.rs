@@ -1,10 +1,11 @@
 //! What the host needs to build kernels and modules and to boot them, how to tell quickly whether it
 //! is there, and how to install it.
 //!
-//! The requirements are one table of data ([`REQUIREMENTS`]): each names a probe (a tool on the build
-//! PATH, a header, a folder in the Rust sysroot, ...) and a fix (a Debian package, a rustup piece, a
-//! pinned `cargo install`). [`check`] only looks (no network, no installs, a few execs); [`ensure`]
-//! installs what is missing. Other modules call [`require_tool`] so that a missing tool names its fix.
+//! The requirements are tables of data: [`REQUIREMENTS`] for kmodlab itself, [`TEST_REQUIREMENTS`]
+//! for this project's own tests only. Each names a probe (a tool on the build PATH, a header, a folder
+//! in the Rust sysroot, ...) and a fix (a Debian package, a rustup piece, a pinned `cargo install`).
+//! [`check`] only looks (no network, no installs, a few execs); [`ensure`] installs what is missing.
+//! Other modules call [`require_tool`] so that a missing tool names its fix.
 
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
@@ -77,7 +78,7 @@ const RUSTUP_INSTALL: &str = "install Rust with rustup: https://rustup.rs (curl 
 /// Everything kmodlab needs on the host. What the kernel build needs follows
 /// Documentation/process/changes.rst for an x86_64 GCC build with CONFIG_RUST; python3 and cpio are
 /// not here on purpose: neither merge_config.sh nor a build of our configs runs them, and kmodlab
-/// writes its initramfs itself.
+/// writes its initramfs itself (the project's tests use both: [`TEST_REQUIREMENTS`]).
 pub const REQUIREMENTS: &[Requirement] = &[
     Requirement {
         name: "make",
@@ -170,18 +171,6 @@ pub const REQUIREMENTS: &[Requirement] = &[
         fix: Fix::Apt("busybox-static"),
     },
     Requirement {
-        name: "cpio",
-        purpose: "the independent reader kmodlab's own tests check its initramfs archives with",
-        probe: Probe::Tool("cpio"),
-        fix: Fix::Apt("cpio"),
-    },
-    Requirement {
-        name: "tmux",
-        purpose: "the terminal kmodlab's own tests drive `shell` in",
-        probe: Probe::Tool("tmux"),
-        fix: Fix::Apt("tmux"),
-    },
-    Requirement {
         name: "rustup",
         purpose: "installing the Rust pieces below",
         probe: Probe::Tool("rustup"),
@@ -221,6 +210,40 @@ pub const REQUIREMENTS: &[Requirement] = &[
         ]),
     },
 ];
+
+/// What only this project's own tests need: independent readers and drivers they check kmodlab's
+/// output with. `cargo xtask ci` installs these too; `kmodlab test` and `setup` never do, so users
+/// do not get a browser for running their modules.
+pub const TEST_REQUIREMENTS: &[Requirement] = &[
+    Requirement {
+        name: "cpio",
+        purpose: "the independent reader kmodlab's own tests check its initramfs archives with",
+        probe: Probe::Tool("cpio"),
+        fix: Fix::Apt("cpio"),
+    },
+    Requirement {
+        name: "tmux",
+        purpose: "the terminal kmodlab's own tests drive `shell` in",
+        probe: Probe::Tool("tmux"),
+        fix: Fix::Apt("tmux"),
+    },
+    Requirement {
+        name: "python3",
+        purpose: "the independent JSON and JUnit readers and kunit.py in kmodlab's own tests",
+        probe: Probe::Tool("python3"),
+        fix: Fix::Apt("python3"),
+    },
+    Requirement {
+        // The headless shell: the same engine without the desktop browser's GTK, and smaller.
+        name: "headless Chromium",
+        purpose: "rendering the HTML report in kmodlab's own tests",
+        probe: Probe::Tool(CHROMIUM),
+        fix: Fix::Apt(CHROMIUM),
+    },
+];
+
+/// The headless Chromium the tests render the HTML report with: Debian's package and binary name.
+pub const CHROMIUM: &str = "chromium-headless-shell";
 
 /// A requirement that is not met, with why and how to fix it.
 #[derive(Debug, Clone)]
@@ -459,31 +482,47 @@ pub fn find_in(dirs: &[PathBuf], name: &str) -> Option<PathBuf> {
 
 /// The path of a tool, or an error that says which package or command provides it.
 pub fn require_tool(name: &str) -> Result<PathBuf> {
-    if let Some(path) = find_tool(name) {
-        return Ok(path);
+    match find_tool(name) {
+        Some(path) => Ok(path),
+        None => Err(tool_not_found(name)),
     }
-    let provider = REQUIREMENTS.iter().find(|req| match req.probe {
+}
+
+/// Why `name` cannot be used, and what installs it.
+fn tool_not_found(name: &str) -> anyhow::Error {
+    let provides = |req: &&Requirement| match req.probe {
         Probe::Tool(tool) | Probe::ToolVersion { tool, .. } => tool == name,
         _ => false,
-    });
-    match provider {
-        Some(req) => {
-            let how = match req.fix {
-                Fix::Manual(text) => text.to_string(),
-                fix => format!(
-                    "install it with `{}`, or run `kmodlab setup`",
-                    sudo_if_needed(&fix)
-                ),
-            };
-            let cargo_bin = cargo_bin().map(|p| p.display().to_string());
-            bail!(
-                "`{name}` is not on PATH (nor in {}); it is needed for {}: {how}",
-                cargo_bin.as_deref().unwrap_or("~/.cargo/bin"),
-                req.purpose
-            )
-        }
-        None => bail!("`{name}` is not on PATH; install the package that provides it"),
-    }
+    };
+    let (req, for_tests) = match REQUIREMENTS.iter().find(provides) {
+        Some(req) => (req, false),
+        None => match TEST_REQUIREMENTS.iter().find(provides) {
+            Some(req) => (req, true),
+            None => {
+                return anyhow::anyhow!(
+                    "`{name}` is not on PATH; install the package that provides it"
+                )
+            }
+        },
+    };
+    let how = match req.fix {
+        Fix::Manual(text) => text.to_string(),
+        // `kmodlab setup` does not install what only the project's tests need.
+        fix if for_tests => format!(
+            "install it with `{}`, or run `cargo xtask ci`, which sets up what the tests need",
+            sudo_if_needed(&fix)
+        ),
+        fix => format!(
+            "install it with `{}`, or run `kmodlab setup`",
+            sudo_if_needed(&fix)
+        ),
+    };
+    let cargo_bin = cargo_bin().map(|p| p.display().to_string());
+    anyhow::anyhow!(
+        "`{name}` is not on PATH (nor in {}); it is needed for {}: {how}",
+        cargo_bin.as_deref().unwrap_or("~/.cargo/bin"),
+        req.purpose
+    )
 }
 
 /// Setup could not finish on its own: these commands (some as root) would.
@@ -566,10 +605,18 @@ fn apt_lists_present() -> bool {
     })
 }
 
-/// Makes the host ready. With `install == false` it only checks, and fails with [`ActionNeeded`]
-/// naming the commands. With `install == true` it runs them: apt when root (else the error lists the
-/// `sudo` commands), rustup and `cargo install` in any case. Idempotent, and quick when nothing is missing.
+/// Makes the host ready for kmodlab ([`REQUIREMENTS`]); see [`ensure_requirements`].
 pub fn ensure(install: bool) -> Result<()> {
+    ensure_requirements(REQUIREMENTS, install)
+}
+
+/// Makes the host meet `requirements`. With `install == false` it only checks, and fails with
+/// [`ActionNeeded`] naming the commands. With `install == true` it runs them: apt when root (else the
+/// error lists the `sudo` commands), rustup and `cargo install` in any case. Idempotent, and quick
+/// when nothing is missing.
+pub fn ensure_requirements(requirements: &[Requirement], install: bool) -> Result<()> {
+    // Looked at afresh after installing: what is on PATH, and the sysroot, may have changed.
+    let check = || check_host(&Host::current(), requirements);
     let missing = check();
     if missing.is_empty() {
         return Ok(());
@@ -834,6 +881,45 @@ mod tests {
             assert_eq!(path[0], bin);
             assert_eq!(path.iter().filter(|p| **p == bin).count(), 1);
         }
+    }
+
+    #[test]
+    fn test_only_tools_are_not_kmodlabs_requirements() {
+        let tools = |list: &[Requirement]| -> Vec<&'static str> {
+            list.iter()
+                .filter_map(|r| match r.probe {
+                    Probe::Tool(tool) | Probe::ToolVersion { tool, .. } => Some(tool),
+                    _ => None,
+                })
+                .collect()
+        };
+        let (kmodlab, tests) = (tools(REQUIREMENTS), tools(TEST_REQUIREMENTS));
+        for tool in ["cpio", "tmux", CHROMIUM, "python3"] {
+            assert!(tests.contains(&tool), "{tool} is a test requirement");
+            assert!(!kmodlab.contains(&tool), "{tool} is not kmodlab's");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let host = complete_host(dir.path());
+        assert_eq!(
+            names(&check_host(&host, TEST_REQUIREMENTS)),
+            ["cpio", "tmux", "python3", "headless Chromium"]
+        );
+    }
+
+    #[test]
+    fn a_missing_test_tool_names_its_package_and_the_ci_command() {
+        let err = tool_not_found(CHROMIUM).to_string();
+        assert!(
+            err.contains("apt-get install -y --no-install-recommends chromium-headless-shell")
+                && err.contains("cargo xtask ci")
+                && err.contains("HTML report"),
+            "{err}"
+        );
+        let err = tool_not_found("qemu-system-x86_64").to_string();
+        assert!(
+            err.contains("qemu-system-x86") && err.contains("kmodlab setup"),
+            "{err}"
+        );
     }
 
     #[test]

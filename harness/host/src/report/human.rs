@@ -86,7 +86,10 @@ impl Human {
                     .as_deref()
                     .map(|a| format!(" ({a})"))
                     .unwrap_or_default();
-                format!("qemu    {label} booted in {:.2}s{accel}", after.as_secs_f64())
+                format!(
+                    "qemu    {label} booted in {:.2}s{accel}",
+                    after.as_secs_f64()
+                )
             }
             RunEvent::VmStarted { label } => {
                 if !self.verbose {

@@ -1,6 +1,7 @@
 //! Reports: the run's verdicts for people (`human`) and, beside it, for machines. Every writer
 //! works from the same typed run events and verdicts; none knows anything about VMs.
 
+pub mod html;
 pub mod human;
 pub mod json;
 pub mod junit;

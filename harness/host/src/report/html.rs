@@ -1,0 +1,1041 @@
+//! HTML (`--html FILE`): one self-contained page (no external files, no network) for people: the
+//! run's facts and summary, a table of verdicts, and per test its failure report, its kernel log
+//! with the failure lines marked, and a timeline of its kernel messages by CPU.
+//!
+//! Everything the kernel or a module printed is untrusted text and goes through [`escape`]. The page
+//! is complete without JavaScript; a small script only adds filtering and expand/collapse buttons.
+//!
+//! Stable hooks for tools that read the page back (the end-to-end test does, through Chromium):
+//! `tr.verdict[data-id][data-outcome]` per verdict in order, `#summary`, `section.test[data-id]`,
+//! `.fail-line` on highlighted lines, and `.mark[data-lane][data-context]` per timeline mark.
+
+use super::json::RunInfo;
+use crate::oops;
+use crate::verdict::Verdict;
+use anyhow::{Context, Result};
+use kmodlab_protocol::ktap::{classify, strip_prefixes, strip_timestamp, Line};
+use kmodlab_protocol::{Caller, KmsgRecord};
+use std::collections::{BTreeSet, HashSet};
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+/// Writes the page to `path`.
+pub fn write(path: &Path, verdicts: &[Verdict], info: &RunInfo) -> Result<()> {
+    std::fs::write(path, render(verdicts, info))
+        .with_context(|| format!("writing the HTML report {}", path.display()))
+}
+
+/// The whole page.
+pub fn render(verdicts: &[Verdict], info: &RunInfo) -> String {
+    let summary = super::summary_line(verdicts);
+    let mut out = String::with_capacity(64 * 1024);
+    out.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
+    out.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
+    let _ = writeln!(out, "<title>kmodlab: {}</title>", escape(&summary));
+    let _ = writeln!(out, "<style>{STYLE}</style>\n</head>\n<body>");
+    header(&mut out, verdicts, info, &summary);
+    out.push_str("<main>\n");
+    controls(&mut out, verdicts);
+    verdict_table(&mut out, verdicts);
+    for (index, verdict) in verdicts.iter().enumerate() {
+        test_section(&mut out, index, verdict, info.cpus);
+    }
+    out.push_str("</main>\n");
+    let _ = writeln!(out, "<script>{SCRIPT}</script>\n</body>\n</html>");
+    out
+}
+
+/// Text for HTML element content and double-quoted attribute values. Control characters other
+/// than newline and tab are shown the way the kernel's /dev/kmsg escapes bytes (`\x1b`), so an
+/// escape sequence in a module's output can neither reach the page raw nor vanish from it.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            '\n' | '\t' => out.push(c),
+            c if c.is_control() => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn header(out: &mut String, verdicts: &[Verdict], info: &RunInfo, summary: &str) {
+    out.push_str("<header>\n<h1>kmodlab test report</h1>\n<dl class=\"facts\">\n");
+    let mut fact = |name: &str, value: &str| {
+        let _ = writeln!(out, "<dt>{name}</dt><dd>{value}</dd>");
+    };
+    fact("kmodlab", &escape(env!("CARGO_PKG_VERSION")));
+    fact(
+        "kernel",
+        &info
+            .kernel_release
+            .as_deref()
+            .map_or_else(|| "unknown".to_string(), escape),
+    );
+    let vms = match (info.vms, info.cpus) {
+        (0, _) => "none (judged from a log)".to_string(),
+        (1, Some(cpus)) => format!("1 VM with {} CPU{}", cpus, plural(cpus as usize)),
+        (n, Some(cpus)) => format!("{n} VMs with {} CPU{} each", cpus, plural(cpus as usize)),
+        (n, None) => format!("{n} VM{}", plural(n as usize)),
+    };
+    fact("VMs", &vms);
+    // `parse` has no run time to give.
+    let duration = match info.duration {
+        Duration::ZERO => "unknown".to_string(),
+        d => format!("{:.1} s", d.as_secs_f64()),
+    };
+    fact("duration", &duration);
+    fact(
+        "run folder",
+        &info.run_folder.as_ref().map_or_else(
+            || "none (judged from a plain log)".to_string(),
+            |folder| format!("<code>{}</code>", escape(&folder.display().to_string())),
+        ),
+    );
+    out.push_str("</dl>\n");
+    let class = if verdicts.iter().any(|v| v.outcome.is_failure()) {
+        "summary bad"
+    } else {
+        "summary ok"
+    };
+    let _ = writeln!(
+        out,
+        "<p id=\"summary\" class=\"{class}\">{}</p>\n</header>",
+        escape(summary)
+    );
+}
+
+/// Filter and expand buttons, hidden until the script shows them: without JavaScript they would
+/// do nothing.
+fn controls(out: &mut String, verdicts: &[Verdict]) {
+    out.push_str("<div id=\"controls\" class=\"controls\" hidden>Show: ");
+    out.push_str("<button type=\"button\" data-show=\"all\" class=\"on\">all</button>");
+    let failures = verdicts.iter().filter(|v| v.outcome.is_failure()).count();
+    let _ = write!(
+        out,
+        "<button type=\"button\" data-show=\"failures\">failures ({failures})</button>"
+    );
+    let outcomes: BTreeSet<_> = verdicts.iter().map(|v| v.outcome).collect();
+    for outcome in outcomes {
+        let count = verdicts.iter().filter(|v| v.outcome == outcome).count();
+        let _ = write!(
+            out,
+            "<button type=\"button\" data-show=\"{0}\">{0} ({count})</button>",
+            outcome.label()
+        );
+    }
+    out.push_str(
+        " <span class=\"gap\"></span><button type=\"button\" data-expand=\"1\">expand all</button>\
+         <button type=\"button\" data-expand=\"0\">collapse all</button></div>\n",
+    );
+}
+
+fn verdict_table(out: &mut String, verdicts: &[Verdict]) {
+    out.push_str(
+        "<table class=\"verdicts\">\n<thead><tr><th>outcome</th><th>test</th>\
+         <th class=\"num\">duration</th><th>reason</th></tr></thead>\n<tbody>\n",
+    );
+    for (index, v) in verdicts.iter().enumerate() {
+        let id = escape(&v.id());
+        let label = v.outcome.label();
+        let _ = writeln!(
+            out,
+            "<tr class=\"verdict\" data-id=\"{id}\" data-outcome=\"{label}\">\
+             <td>{badge}</td><td><a href=\"#{anchor}\">{id}</a></td>\
+             <td class=\"num\">{duration}</td><td class=\"reason\">{reason}</td></tr>",
+            badge = badge(label),
+            anchor = anchor(index, v),
+            duration = seconds(v.duration),
+            reason = escape(&v.reason),
+        );
+    }
+    out.push_str("</tbody>\n</table>\n");
+}
+
+fn badge(label: &str) -> String {
+    format!("<span class=\"badge o-{label}\">{label}</span>")
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// `test-3-workqueue-runs_and_tears_down`: the index keeps it unique, the rest makes links readable.
+fn anchor(index: usize, v: &Verdict) -> String {
+    let slug: String = v
+        .id()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("test-{}-{slug}", index + 1)
+}
+
+fn test_section(out: &mut String, index: usize, v: &Verdict, cpus: Option<u32>) {
+    let label = v.outcome.label();
+    let open = if v.outcome.is_failure() { " open" } else { "" };
+    let _ = writeln!(
+        out,
+        "<section class=\"test\" id=\"{anchor}\" data-id=\"{id}\" data-outcome=\"{label}\">\n\
+         <details{open}>\n<summary>{badge} <span class=\"test-id\">{id}</span> \
+         <span class=\"duration\">{duration}</span> <span class=\"reason\">{reason}</span></summary>\n\
+         <div class=\"body\">",
+        anchor = anchor(index, v),
+        id = escape(&v.id()),
+        badge = badge(label),
+        duration = seconds(v.duration),
+        reason = escape(&v.reason),
+    );
+    let failures = FailureLines::of(v);
+    if !v.details.is_empty() {
+        out.push_str("<h3>Failure report</h3>\n<pre class=\"report\">");
+        for line in &v.details {
+            let class = if failures.is_marker(line) {
+                "line fail-line"
+            } else {
+                "line"
+            };
+            push_line(out, class, line);
+        }
+        out.push_str("</pre>\n");
+    }
+    if v.log.is_empty() {
+        out.push_str("<p class=\"empty\">No kernel messages were recorded for this test.</p>\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "<h3>Kernel log <span class=\"muted\">({} line{})</span></h3>",
+            v.log.len(),
+            plural(v.log.len())
+        );
+        out.push_str("<pre class=\"log\">");
+        for line in &v.log {
+            let class = match failures.classify(line) {
+                LineKind::Plain if is_program_line(line) => "line program-line",
+                kind => kind.class(),
+            };
+            push_line(out, class, line);
+        }
+        out.push_str("</pre>\n");
+    }
+    timeline(out, v, cpus, &failures);
+    out.push_str("</div>\n</details>\n</section>\n");
+}
+
+/// A line of a `<pre>`: its own block so that highlighting spans the whole width. The newline
+/// stays inside the element, so copying the text keeps the lines apart.
+fn push_line(out: &mut String, class: &str, line: &str) {
+    let _ = write!(out, "<span class=\"{class}\">{}\n</span>", escape(line));
+}
+
+/// `[program NAME] ...` and `[NAME] output` lines the verdict adds for the test's programs.
+fn is_program_line(line: &str) -> bool {
+    line.starts_with("[program ") || (line.starts_with('[') && strip_timestamp(line) == line)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LineKind {
+    /// Starts a kernel failure report, is a KTAP `not ok`, or is the line the reason quotes.
+    Failure,
+    /// Belongs to the crash report of the verdict's details.
+    Report,
+    Plain,
+}
+
+impl LineKind {
+    fn class(self) -> &'static str {
+        match self {
+            LineKind::Failure => "line fail-line",
+            LineKind::Report => "line report-line",
+            LineKind::Plain => "line",
+        }
+    }
+}
+
+/// What makes a line of one test's log part of its failure.
+struct FailureLines<'a> {
+    /// The verdict's details (crash report lines are printed without timestamps).
+    report: HashSet<&'a str>,
+    /// The reason of a failing verdict; a forbidden line or the kernel's word on a refused load
+    /// ends it.
+    reason: Option<&'a str>,
+}
+
+impl<'a> FailureLines<'a> {
+    fn of(v: &'a Verdict) -> FailureLines<'a> {
+        FailureLines {
+            report: v
+                .details
+                .iter()
+                .map(|l| l.trim())
+                .filter(|l| !l.is_empty())
+                .collect(),
+            reason: (v.outcome.is_failure() && !v.reason.is_empty()).then_some(v.reason.as_str()),
+        }
+    }
+
+    /// A kernel failure marker or a KTAP case that failed.
+    fn is_marker(&self, line: &str) -> bool {
+        oops::is_marker(line)
+            || matches!(
+                classify(line),
+                Line::TestResult {
+                    ok: false,
+                    directive: None,
+                    ..
+                }
+            )
+    }
+
+    fn classify(&self, line: &str) -> LineKind {
+        let text = strip_timestamp(line).trim();
+        // What a reason quotes: a forbidden line, the kernel's word on a refused load, or a KTAP
+        // diagnostic (`# case: check failed ...`) without its `#`.
+        let said = strip_prefixes(line).trim().trim_start_matches('#').trim();
+        // Short texts would match too much of a reason by chance.
+        let quoted = self.reason.is_some_and(|reason| {
+            [text, said]
+                .iter()
+                .any(|t| t.len() >= 8 && reason.ends_with(t))
+        });
+        if self.is_marker(line) || quoted {
+            LineKind::Failure
+        } else if self.report.contains(text) {
+            LineKind::Report
+        } else {
+            LineKind::Plain
+        }
+    }
+
+    fn is_failure_record(&self, record: &KmsgRecord) -> bool {
+        record
+            .lines()
+            .any(|line| self.classify(line) == LineKind::Failure)
+    }
+}
+
+/// Where a record sits in the timeline: a CPU lane, or the lane of records whose CPU is unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Lane {
+    Cpu(u32),
+    Unknown,
+}
+
+impl Lane {
+    fn of(record: &KmsgRecord) -> Lane {
+        record
+            .caller
+            .as_ref()
+            .and_then(Caller::cpu)
+            .map_or(Lane::Unknown, Lane::Cpu)
+    }
+
+    fn label(self) -> String {
+        match self {
+            Lane::Cpu(cpu) => format!("CPU {cpu}"),
+            Lane::Unknown => "unknown CPU".into(),
+        }
+    }
+
+    /// The `data-lane` value: the CPU number, or `unknown`.
+    fn key(self) -> String {
+        match self {
+            Lane::Cpu(cpu) => cpu.to_string(),
+            Lane::Unknown => "unknown".into(),
+        }
+    }
+}
+
+/// The lanes of a timeline: every CPU of the VM, any other CPU a record names, and the unknown
+/// lane when some record has no CPU.
+fn lanes(records: &[KmsgRecord], cpus: Option<u32>) -> Vec<Lane> {
+    let mut lanes: BTreeSet<Lane> = (0..cpus.unwrap_or(0)).map(Lane::Cpu).collect();
+    lanes.extend(records.iter().map(Lane::of));
+    lanes.into_iter().collect()
+}
+
+/// `irq` for interrupt context, `task`, or `unknown` when the kernel did not say.
+fn context_key(caller: Option<&Caller>) -> &'static str {
+    match caller {
+        Some(Caller::Interrupt { .. }) => "irq",
+        Some(Caller::Task { .. }) => "task",
+        None => "unknown",
+    }
+}
+
+/// Who printed a record, in words.
+fn context_text(caller: Option<&Caller>) -> String {
+    match caller {
+        Some(Caller::Interrupt { cpu }) => format!("softirq/irq on CPU {cpu}"),
+        Some(Caller::Task {
+            pid,
+            comm: Some(comm),
+            ..
+        }) => format!("task {comm} [{pid}]"),
+        Some(Caller::Task {
+            pid, comm: None, ..
+        }) => {
+            format!("task [{pid}] (had exited when read)")
+        }
+        None => "not recorded".into(),
+    }
+}
+
+fn level_name(level: u8) -> &'static str {
+    match level {
+        0 => "emerg",
+        1 => "alert",
+        2 => "crit",
+        3 => "err",
+        4 => "warning",
+        5 => "notice",
+        6 => "info",
+        _ => "debug",
+    }
+}
+
+fn stamp(us: u64) -> String {
+    format!("[{:>5}.{:06}]", us / 1_000_000, us % 1_000_000)
+}
+
+/// Milliseconds with as many decimals as `step_ms` needs, trailing zeros dropped.
+fn ms(value: f64, step_ms: f64) -> String {
+    let decimals = if step_ms >= 1.0 {
+        0
+    } else {
+        (-step_ms.log10()).ceil() as usize
+    };
+    let text = format!("{value:.decimals$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
+}
+
+/// A tick step of 1, 2 or 5 times a power of ten giving at most about eight ticks over `span_ms`.
+fn tick_step(span_ms: f64) -> f64 {
+    let rough = span_ms / 8.0;
+    let power = 10f64.powf(rough.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * power)
+        .find(|step| *step >= rough)
+        .unwrap_or(10.0 * power)
+}
+
+// The chart's geometry, in SVG user units (pixels at the default scale).
+const CHART_WIDTH: f64 = 1140.0;
+const LABEL_WIDTH: f64 = 124.0;
+const RIGHT_PAD: f64 = 24.0;
+const TOP_PAD: f64 = 8.0;
+const LANE_HEIGHT: f64 = 30.0;
+const AXIS_HEIGHT: f64 = 40.0;
+/// The longest record text a tooltip shows; the table below the chart has it all.
+const TOOLTIP_CHARS: usize = 400;
+
+fn timeline(out: &mut String, v: &Verdict, cpus: Option<u32>, failures: &FailureLines) {
+    let records = &v.records;
+    if records.is_empty() {
+        if !v.log.is_empty() {
+            out.push_str(
+                "<p class=\"note\">No timeline: only console text was left for this test (a \
+                 plain log, or a kernel that died before kmodlab's agent could send its records), \
+                 and it does not say which CPU printed each line.</p>\n",
+            );
+        }
+        return;
+    }
+    out.push_str("<h3>Kernel messages by CPU</h3>\n");
+    if records.iter().all(|r| r.caller.is_none()) {
+        out.push_str(
+            "<p class=\"note no-caller\">No timeline: this kernel does not record which CPU printed \
+             each message (CONFIG_PRINTK_CALLER is off).</p>\n",
+        );
+        return;
+    }
+    let lanes = lanes(records, cpus);
+    let start = records.iter().map(|r| r.ts_us).min().unwrap_or(0);
+    let end = records.iter().map(|r| r.ts_us).max().unwrap_or(start);
+    // A single instant still needs a scale: give it a millisecond.
+    let span_us = (end - start).max(1000) as f64;
+    let span_ms = span_us / 1000.0;
+    let plot_width = CHART_WIDTH - LABEL_WIDTH - RIGHT_PAD;
+    let x_of = |ts: u64| LABEL_WIDTH + (ts - start) as f64 / span_us * plot_width;
+    let lanes_bottom = TOP_PAD + lanes.len() as f64 * LANE_HEIGHT;
+    let height = lanes_bottom + AXIS_HEIGHT;
+    let _ = writeln!(
+        out,
+        "<div class=\"chart\"><svg class=\"timeline\" xmlns=\"http://www.w3.org/2000/svg\" \
+         width=\"{CHART_WIDTH}\" height=\"{height}\" viewBox=\"0 0 {CHART_WIDTH} {height}\" \
+         role=\"img\" aria-label=\"kernel messages of {} by CPU over time\">",
+        escape(&v.id())
+    );
+    for (i, lane) in lanes.iter().enumerate() {
+        let y = TOP_PAD + i as f64 * LANE_HEIGHT;
+        let count = records.iter().filter(|r| Lane::of(r) == *lane).count();
+        let _ = writeln!(
+            out,
+            "<g class=\"lane\" data-lane=\"{key}\"><rect class=\"lane-bg{odd}\" x=\"0\" y=\"{y}\" \
+             width=\"{CHART_WIDTH}\" height=\"{LANE_HEIGHT}\"/><text class=\"lane-label\" x=\"8\" \
+             y=\"{ty}\">{label}<tspan class=\"lane-count\"> ({count})</tspan></text></g>",
+            key = lane.key(),
+            odd = if i % 2 == 1 { " odd" } else { "" },
+            ty = y + LANE_HEIGHT / 2.0 + 4.0,
+            label = lane.label(),
+        );
+    }
+    let step = tick_step(span_ms);
+    // Multiples of the step, not a running sum, so that float error cannot drop the last tick.
+    let ticks = (span_ms / step + 1e-9).floor() as u32;
+    for tick in (0..=ticks).map(|i| f64::from(i) * step) {
+        let x = LABEL_WIDTH + tick / span_ms * plot_width;
+        let _ = writeln!(
+            out,
+            "<line class=\"grid\" x1=\"{x:.1}\" y1=\"{TOP_PAD}\" x2=\"{x:.1}\" y2=\"{y2}\"/>\
+             <text class=\"tick\" x=\"{x:.1}\" y=\"{ty}\" text-anchor=\"middle\">{label}</text>",
+            y2 = lanes_bottom + 4.0,
+            ty = lanes_bottom + 16.0,
+            label = ms(tick, step),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "<text class=\"axis-title\" x=\"{x}\" y=\"{y}\" text-anchor=\"middle\">ms since the \
+         test's first kernel message</text>",
+        x = LABEL_WIDTH + plot_width / 2.0,
+        y = lanes_bottom + 34.0,
+    );
+    // Marks closer than a few pixels in one lane are spread vertically so each stays hoverable.
+    let mut last_x: Vec<Option<(f64, usize)>> = vec![None; lanes.len()];
+    for record in records {
+        let lane = Lane::of(record);
+        let Some(lane_index) = lanes.iter().position(|l| *l == lane) else {
+            continue;
+        };
+        let x = x_of(record.ts_us);
+        let slot = match last_x[lane_index] {
+            Some((previous, slot)) if x - previous < 4.0 => (slot + 1) % 3,
+            _ => 0,
+        };
+        last_x[lane_index] = Some((x, slot));
+        let y =
+            TOP_PAD + lane_index as f64 * LANE_HEIGHT + LANE_HEIGHT / 2.0 + [0.0, -8.0, 8.0][slot];
+        let caller = record.caller.as_ref();
+        let context = context_key(caller);
+        let failed = failures.is_failure_record(record);
+        let class = format!("mark {context}{}", if failed { " fail" } else { "" });
+        let shape = match context {
+            // Interrupt context is a diamond, so it stands out from the task-context dots.
+            "irq" => format!(
+                "<path class=\"{class}\" data-lane=\"{lane}\" data-context=\"{context}\" \
+                 d=\"M{x:.1} {top:.1}L{right:.1} {y:.1}L{x:.1} {bottom:.1}L{left:.1} {y:.1}Z\">",
+                lane = lane.key(),
+                top = y - 6.0,
+                bottom = y + 6.0,
+                left = x - 6.0,
+                right = x + 6.0,
+            ),
+            _ => format!(
+                "<circle class=\"{class}\" data-lane=\"{lane}\" data-context=\"{context}\" \
+                 cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"4.5\">",
+                lane = lane.key(),
+            ),
+        };
+        let element = if context == "irq" { "path" } else { "circle" };
+        let _ = writeln!(
+            out,
+            "{shape}<title>{}</title></{element}>",
+            escape(&tooltip(record, start))
+        );
+    }
+    out.push_str("</svg></div>\n");
+    out.push_str(LEGEND);
+    records_table(out, records, start, failures);
+}
+
+/// `+1.234 ms [    5.678901] CPU 1, softirq/irq on CPU 1` and the record's text.
+fn tooltip(record: &KmsgRecord, start: u64) -> String {
+    let caller = record.caller.as_ref();
+    let cpu = caller
+        .and_then(Caller::cpu)
+        .map_or_else(|| "CPU unknown".to_string(), |cpu| format!("CPU {cpu}"));
+    let text: Vec<&str> = record.lines().collect();
+    let mut text = text.join("\n");
+    if let Some((cut, _)) = text.char_indices().nth(TOOLTIP_CHARS) {
+        text.truncate(cut);
+        text.push_str(" …");
+    }
+    format!(
+        "+{:.3} ms {} {cpu}, {}\n{text}",
+        (record.ts_us - start) as f64 / 1000.0,
+        stamp(record.ts_us),
+        context_text(caller)
+    )
+}
+
+const LEGEND: &str = "<p class=\"legend\">\
+<svg width=\"14\" height=\"14\" viewBox=\"0 0 14 14\"><circle class=\"mark task\" cx=\"7\" cy=\"7\" r=\"4.5\"/></svg> task context \
+<svg width=\"14\" height=\"14\" viewBox=\"0 0 14 14\"><path class=\"mark irq\" d=\"M7 1L13 7L7 13L1 7Z\"/></svg> interrupt context (hard or soft IRQ: timers, tasklets) \
+<svg width=\"14\" height=\"14\" viewBox=\"0 0 14 14\"><circle class=\"mark task fail\" cx=\"7\" cy=\"7\" r=\"4.5\"/></svg> failure. \
+Hover a mark for its message. An interrupt's CPU is exact; a task's is the CPU the thread was on when \
+kmodlab read the message (exact for per-CPU workers such as <code>kworker/1:2</code>).</p>\n";
+
+fn records_table(out: &mut String, records: &[KmsgRecord], start: u64, failures: &FailureLines) {
+    out.push_str(
+        "<table class=\"records\">\n<thead><tr><th class=\"num\">+ms</th><th>time</th>\
+         <th>CPU</th><th>context</th><th>level</th><th>message</th></tr></thead>\n<tbody>\n",
+    );
+    for record in records {
+        let caller = record.caller.as_ref();
+        let lines: Vec<&str> = record.lines().collect();
+        let class = if failures.is_failure_record(record) {
+            " class=\"fail-line\""
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "<tr{class} data-context=\"{context}\"><td class=\"num\">{rel:.3}</td><td>{time}</td>\
+             <td>{cpu}</td><td>{who}</td><td>{level}</td><td class=\"msg\">{text}</td></tr>",
+            context = context_key(caller),
+            rel = (record.ts_us - start) as f64 / 1000.0,
+            time = stamp(record.ts_us),
+            cpu = caller
+                .and_then(Caller::cpu)
+                .map_or_else(|| "?".to_string(), |cpu| cpu.to_string()),
+            who = escape(&context_text(caller)),
+            level = level_name(record.level),
+            text = escape(&lines.join("\n")),
+        );
+    }
+    out.push_str("</tbody>\n</table>\n");
+}
+
+const STYLE: &str = r#"
+:root { --pass: #1a7f37; --fail: #cf222e; --crash: #82071e; --timeout: #bc4c00; --error: #8250df;
+  --skip: #6e7781; --irq: #d97706; --task: #2563eb; --muted: #57606a; --rule: #d0d7de; --code-bg: #f6f8fa; }
+* { box-sizing: border-box; }
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1f2328;
+  margin: 0 auto; max-width: 1240px; padding: 16px 24px 48px; }
+h1 { font-size: 22px; margin: 0 0 8px; }
+h3 { font-size: 14px; margin: 16px 0 6px; }
+code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12px; }
+.muted { color: var(--muted); font-weight: normal; }
+.facts { display: grid; grid-template-columns: max-content 1fr; gap: 2px 16px; margin: 0 0 12px; }
+.facts dt { color: var(--muted); }
+.facts dd { margin: 0; word-break: break-all; }
+.summary { font-size: 16px; font-weight: 600; padding: 8px 12px; border-radius: 6px; border-left: 6px solid; }
+.summary.ok { background: #dafbe1; border-color: var(--pass); }
+.summary.bad { background: #ffebe9; border-color: var(--fail); }
+.controls { margin: 12px 0; }
+.controls button { font: inherit; font-size: 12px; margin: 0 4px 4px 0; padding: 2px 10px; border: 1px solid var(--rule);
+  border-radius: 12px; background: #fff; cursor: pointer; }
+.controls button.on { background: #1f2328; color: #fff; border-color: #1f2328; }
+.controls .gap { display: inline-block; width: 16px; }
+table { border-collapse: collapse; width: 100%; }
+th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid var(--rule); vertical-align: top; }
+th { font-size: 12px; color: var(--muted); font-weight: 600; }
+.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
+table.verdicts td.reason { word-break: break-word; }
+.badge { display: inline-block; min-width: 64px; text-align: center; color: #fff; border-radius: 4px;
+  font: 600 12px/20px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
+.o-PASS { background: var(--pass); } .o-FAIL { background: var(--fail); } .o-CRASH { background: var(--crash); }
+.o-TIMEOUT { background: var(--timeout); } .o-ERROR { background: var(--error); } .o-SKIP { background: var(--skip); }
+section.test { margin: 12px 0; border: 1px solid var(--rule); border-radius: 8px; }
+section.test > details > summary { padding: 8px 12px; cursor: pointer; }
+section.test > details[open] > summary { border-bottom: 1px solid var(--rule); }
+.test-id { font-weight: 600; }
+.duration { color: var(--muted); margin: 0 6px; }
+summary .reason { word-break: break-word; }
+.body { padding: 0 12px 12px; }
+pre { font: 12px/1.45 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; background: var(--code-bg);
+  border: 1px solid var(--rule); border-radius: 6px; padding: 6px 0; margin: 0; overflow-x: auto; max-height: 36em; }
+pre.report { border-color: var(--fail); }
+pre .line { display: block; padding: 0 10px; white-space: pre; min-height: 1.45em; }
+.fail-line { background: #ffebe9; color: var(--crash); font-weight: 600; box-shadow: inset 4px 0 var(--fail); }
+.report-line { background: #fff4f3; }
+.program-line { color: #0550ae; }
+.note, .empty { color: var(--muted); font-style: italic; }
+.chart { overflow-x: auto; }
+svg.timeline { display: block; font: 11px system-ui, sans-serif; }
+.lane-bg { fill: #fff; } .lane-bg.odd { fill: #f6f8fa; }
+.lane-label { fill: #1f2328; font-weight: 600; } .lane-count { fill: var(--muted); font-weight: normal; }
+.grid { stroke: var(--rule); stroke-width: 1; }
+.tick, .axis-title { fill: var(--muted); }
+.mark { stroke: #fff; stroke-width: 1; }
+.mark.task { fill: var(--task); } .mark.irq { fill: var(--irq); } .mark.unknown { fill: var(--skip); }
+.mark.fail { fill: var(--fail); stroke: var(--crash); }
+.mark:hover { stroke: #000; stroke-width: 2; }
+.legend { font-size: 12px; color: var(--muted); }
+.legend svg { vertical-align: middle; }
+table.records { font-size: 12px; margin-top: 4px; }
+table.records td { padding: 2px 8px; }
+table.records td:nth-child(2), table.records td:nth-child(4) { white-space: nowrap; }
+table.records td.msg { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; white-space: pre-wrap;
+  word-break: break-word; }
+table.records tr[data-context="irq"] td:nth-child(4) { color: var(--irq); font-weight: 600; }
+table.records tr.fail-line td:first-child { box-shadow: inset 4px 0 var(--fail); }
+[hidden] { display: none !important; }
+"#;
+
+/// Filtering by outcome and expanding or collapsing every test; a link to a test opens it.
+const SCRIPT: &str = r#"
+(function () {
+  var controls = document.getElementById('controls');
+  if (!controls) return;
+  controls.hidden = false;
+  function show(which) {
+    document.querySelectorAll('tr.verdict, section.test').forEach(function (el) {
+      var outcome = el.getAttribute('data-outcome');
+      var failed = outcome !== 'PASS' && outcome !== 'SKIP';
+      el.hidden = !(which === 'all' || which === outcome || (which === 'failures' && failed));
+    });
+    controls.querySelectorAll('[data-show]').forEach(function (b) {
+      b.classList.toggle('on', b.getAttribute('data-show') === which);
+    });
+  }
+  controls.addEventListener('click', function (event) {
+    var button = event.target.closest('button');
+    if (!button) return;
+    if (button.dataset.show) show(button.dataset.show);
+    if (button.dataset.expand) {
+      document.querySelectorAll('section.test > details').forEach(function (d) {
+        d.open = button.dataset.expand === '1';
+      });
+    }
+  });
+  function openTarget() {
+    var target = location.hash && document.getElementById(location.hash.slice(1));
+    var details = target && target.querySelector('details');
+    if (details) details.open = true;
+  }
+  window.addEventListener('hashchange', openTarget);
+  openTarget();
+})();
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verdict::Outcome;
+
+    fn record(ts_us: u64, text: &str, caller: Option<Caller>) -> KmsgRecord {
+        KmsgRecord {
+            seq: ts_us,
+            level: 6,
+            facility: 0,
+            ts_us,
+            text: text.into(),
+            caller,
+        }
+    }
+
+    fn verdict(test: &str, outcome: Outcome, records: Vec<KmsgRecord>) -> Verdict {
+        let log = records
+            .iter()
+            .flat_map(|r| r.lines().map(move |l| format!("{} {l}", stamp(r.ts_us))))
+            .collect();
+        Verdict {
+            module: "demo".into(),
+            test: test.into(),
+            outcome,
+            reason: String::new(),
+            details: vec![],
+            errno: None,
+            duration: Duration::from_millis(120),
+            log,
+            records,
+        }
+    }
+
+    fn info() -> RunInfo {
+        RunInfo {
+            run_folder: Some("/tmp/runs/1".into()),
+            kernel_release: Some("6.12.117".into()),
+            vms: 1,
+            duration: Duration::from_millis(2500),
+            cpus: Some(2),
+        }
+    }
+
+    fn task(pid: u32, comm: &str, cpu: u32) -> Option<Caller> {
+        Some(Caller::Task {
+            pid,
+            comm: Some(comm.into()),
+            cpu: Some(cpu),
+        })
+    }
+
+    /// The part of `page` from `start` up to the next `end`.
+    fn between<'a>(page: &'a str, start: &str, end: &str) -> &'a str {
+        let from = page
+            .find(start)
+            .unwrap_or_else(|| panic!("{start} in page"));
+        let rest = &page[from..];
+        &rest[..rest.find(end).unwrap_or(rest.len())]
+    }
+
+    #[test]
+    fn kernel_text_is_escaped_everywhere() {
+        let mut v = verdict(
+            "x",
+            Outcome::Fail,
+            vec![record(
+                1_000_000,
+                "<script>alert(1)</script> & \"q\" \u{1b}[31m",
+                task(7, "insmod<b>", 0),
+            )],
+        );
+        v.reason = "<img src=x onerror=alert(1)>".into();
+        v.details = vec!["<script>detail</script>".into()];
+        v.module = "<mod>".into();
+        let page = render(&[v], &info());
+        assert!(!page.contains("<script>alert"), "raw script tag");
+        assert!(!page.contains("<script>detail"), "raw script tag");
+        assert!(!page.contains("<img"), "raw img tag");
+        assert!(!page.contains("<mod>") && !page.contains("<b>"));
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;q&quot;"));
+        assert!(page.contains("task insmod&lt;b&gt; [7]"));
+        assert!(page.contains("data-id=\"&lt;mod&gt;/x\""));
+        // The ESC byte is shown, as /dev/kmsg would escape it, and never written raw.
+        assert!(!page.contains('\u{1b}'));
+        assert!(page.contains("\\x1b[31m"));
+        // The page's own script is the only one.
+        assert_eq!(page.matches("<script>").count(), 1);
+    }
+
+    #[test]
+    fn escape_covers_markup_quotes_and_control_characters() {
+        assert_eq!(
+            escape("a<b>&\"'\u{0}\u{7f}\u{85}\tz\n"),
+            "a&lt;b&gt;&amp;&quot;&#39;\\x00\\x7f\\x85\tz\n"
+        );
+        assert_eq!(escape("plain ünïcode"), "plain ünïcode");
+    }
+
+    #[test]
+    fn marker_and_not_ok_lines_are_highlighted_and_the_report_is_marked() {
+        let mut v = verdict(
+            "warns",
+            Outcome::Crash,
+            vec![
+                record(1_000_000, "demo: loading", task(50, "insmod", 0)),
+                record(
+                    1_000_100,
+                    "------------[ cut here ]------------",
+                    task(50, "insmod", 0),
+                ),
+                record(
+                    1_000_200,
+                    "WARNING: CPU: 0 PID: 50 at demo.c:10 demo_trigger+0x9/0x10 [demo]",
+                    task(50, "insmod", 0),
+                ),
+                record(
+                    1_000_250,
+                    "demo: # arithmetic: 2 + 2 == 5",
+                    task(50, "insmod", 0),
+                ),
+                record(1_000_300, "not ok 2 arithmetic", task(50, "insmod", 0)),
+                record(1_000_400, "ok 3 fine", task(50, "insmod", 0)),
+            ],
+        );
+        v.reason = "WARNING in demo_trigger".into();
+        v.details = vec![
+            "------------[ cut here ]------------".into(),
+            "WARNING: CPU: 0 PID: 50 at demo.c:10 demo_trigger+0x9/0x10 [demo]".into(),
+        ];
+        let page = render(&[v], &info());
+        let log = between(&page, "<pre class=\"log\">", "</pre>");
+        assert!(log.contains(
+            "<span class=\"line fail-line\">[    1.000200] WARNING: CPU: 0 PID: 50 at demo.c:10"
+        ));
+        assert!(log.contains("<span class=\"line fail-line\">[    1.000300] not ok 2 arithmetic"));
+        assert!(log.contains("<span class=\"line report-line\">[    1.000100] ------------[ cut"));
+        assert!(log.contains("<span class=\"line\">[    1.000400] ok 3 fine\n</span>"));
+        assert!(log.contains("<span class=\"line\">[    1.000000] demo: loading"));
+        // A crash's reason quotes no line: the KTAP diagnostic stays plain.
+        assert!(log.contains("<span class=\"line\">[    1.000250] demo: # arithmetic"));
+        let report = between(&page, "<pre class=\"report\">", "</pre>");
+        assert!(report.contains("<span class=\"line fail-line\">WARNING: CPU: 0"));
+        // A failing test is open; the timeline marks the failure records.
+        assert!(page.contains("<details open>"));
+        assert_eq!(
+            page.matches("class=\"mark task fail\" data-lane").count(),
+            2
+        );
+        assert_eq!(page.matches("<tr class=\"fail-line\"").count(), 2);
+    }
+
+    #[test]
+    fn a_line_the_reason_quotes_is_highlighted() {
+        let mut v = verdict(
+            "t",
+            Outcome::Fail,
+            vec![
+                record(2_000_000, "refcount_t: underflow", task(1, "a", 0)),
+                record(2_000_100, "demo: # arithmetic: 2 + 2 == 5", task(1, "a", 0)),
+            ],
+        );
+        v.reason = "forbidden /refcount_t: / appeared: refcount_t: underflow".into();
+        let page = render(std::slice::from_ref(&v), &info());
+        assert!(
+            page.contains("<span class=\"line fail-line\">[    2.000000] refcount_t: underflow")
+        );
+        // A KTAP failure's reason ends with the diagnostic that explains it.
+        v.reason = "not ok 2 arithmetic: 2 + 2 == 5".into();
+        let page = render(&[v], &info());
+        assert!(page.contains("<span class=\"line fail-line\">[    2.000100] demo: # arithmetic"));
+    }
+
+    #[test]
+    fn lanes_cover_every_cpu_and_the_unknown_one_and_contexts_differ() {
+        let v = verdict(
+            "lanes",
+            Outcome::Pass,
+            vec![
+                record(1_000_000, "from init", task(45, "insmod", 0)),
+                record(1_002_000, "tasklet ran", Some(Caller::Interrupt { cpu: 1 })),
+                record(
+                    1_004_000,
+                    "after exit",
+                    Some(Caller::Task {
+                        pid: 46,
+                        comm: None,
+                        cpu: None,
+                    }),
+                ),
+                record(
+                    1_010_000,
+                    "on a CPU beyond the VM's",
+                    task(47, "kworker/3:1", 3),
+                ),
+            ],
+        );
+        let page = render(std::slice::from_ref(&v), &info());
+        let lane_keys: Vec<&str> = page
+            .match_indices("<g class=\"lane\" data-lane=\"")
+            .map(|(i, m)| {
+                let rest = &page[i + m.len()..];
+                &rest[..rest.find('"').unwrap_or(0)]
+            })
+            .collect();
+        assert_eq!(lane_keys, ["0", "1", "3", "unknown"]);
+        assert!(page.contains(">CPU 1<tspan class=\"lane-count\"> (1)</tspan>"));
+        assert!(page.contains(">unknown CPU<tspan class=\"lane-count\"> (1)</tspan>"));
+        assert!(page.contains("<path class=\"mark irq\" data-lane=\"1\" data-context=\"irq\""));
+        assert!(page.contains("<circle class=\"mark task\" data-lane=\"0\" data-context=\"task\""));
+        assert!(page
+            .contains("<circle class=\"mark task\" data-lane=\"unknown\" data-context=\"task\""));
+        // Tooltips name the time since the first record, the CPU and the context.
+        assert!(page.contains(
+            "<title>+2.000 ms [    1.002000] CPU 1, softirq/irq on CPU 1\ntasklet ran</title>"
+        ));
+        assert!(page.contains("CPU 3, task kworker/3:1 [47]\non a CPU beyond the VM&#39;s</title>"));
+        assert!(page.contains("task [46] (had exited when read)"));
+        // The axis is in milliseconds over the 10 ms the records span.
+        assert!(page.contains(">10</text>") && page.contains("ms since the test"));
+        // The records are readable without hovering.
+        assert!(page.contains(
+            "<tr data-context=\"irq\"><td class=\"num\">2.000</td><td>[    1.002000]</td>\
+             <td>1</td><td>softirq/irq on CPU 1</td><td>info</td><td class=\"msg\">tasklet ran</td></tr>"
+        ));
+        // A passing test starts closed.
+        assert!(!page.contains("<details open>"));
+        assert_eq!(lanes(&v.records, None).len(), 4);
+    }
+
+    #[test]
+    fn without_callers_the_page_says_so_instead_of_drawing_lanes() {
+        let v = verdict(
+            "plain",
+            Outcome::Pass,
+            vec![record(1_000_000, "a", None), record(1_500_000, "b", None)],
+        );
+        let page = render(&[v], &info());
+        assert!(page.contains(
+            "this kernel does not record which CPU printed each message (CONFIG_PRINTK_CALLER is off)"
+        ));
+        assert!(!page.contains("<svg class=\"timeline\""));
+        assert!(!page.contains("class=\"mark"));
+        assert!(page.contains("[    1.500000] b"));
+    }
+
+    #[test]
+    fn a_skip_without_log_has_its_row_reason_and_no_timeline() {
+        let v = Verdict::skipped(
+            "rust_hello",
+            "greets",
+            "the kernel lacks CONFIG_RUST".into(),
+        );
+        let page = render(&[v], &info());
+        assert!(page.contains(
+            "<tr class=\"verdict\" data-id=\"rust_hello/greets\" data-outcome=\"SKIP\">"
+        ));
+        assert!(page.contains("<td class=\"reason\">the kernel lacks CONFIG_RUST</td>"));
+        assert!(page.contains("No kernel messages were recorded for this test."));
+        assert!(!page.contains("<svg class=\"timeline\""));
+        assert!(!page.contains("<pre"));
+        assert!(page
+            .contains("<p id=\"summary\" class=\"summary ok\">0 passed, 0 failed, 1 skipped</p>"));
+    }
+
+    #[test]
+    fn the_header_has_the_facts_and_the_terminals_summary() {
+        let mut crash = verdict("b", Outcome::Crash, vec![]);
+        crash.reason = "WARNING in f".into();
+        let verdicts = [verdict("a", Outcome::Pass, vec![]), crash];
+        let page = render(&verdicts, &info());
+        assert!(page.starts_with("<!DOCTYPE html>"));
+        assert!(page.contains(&format!("<dd>{}</dd>", env!("CARGO_PKG_VERSION"))));
+        assert!(page.contains("<dd>6.12.117</dd>"));
+        assert!(page.contains("<dd>1 VM with 2 CPUs</dd>"));
+        assert!(page.contains("<dd>2.5 s</dd>"));
+        assert!(page.contains("<code>/tmp/runs/1</code>"));
+        assert!(page.contains(&format!(
+            "<p id=\"summary\" class=\"summary bad\">{}</p>",
+            super::super::summary_line(&verdicts)
+        )));
+        // Rows in order, linked to their sections.
+        let a = page
+            .find("data-id=\"demo/a\" data-outcome=\"PASS\"")
+            .unwrap_or(usize::MAX);
+        let b = page
+            .find("data-id=\"demo/b\" data-outcome=\"CRASH\"")
+            .unwrap_or(0);
+        assert!(a < b);
+        assert!(page.contains("<a href=\"#test-2-demo-b\">demo/b</a>"));
+        assert!(page.contains("<section class=\"test\" id=\"test-2-demo-b\""));
+    }
+
+    #[test]
+    fn ticks_are_round_milliseconds() {
+        assert_eq!(tick_step(10.0), 2.0);
+        assert_eq!(tick_step(1.0), 0.2);
+        assert_eq!(tick_step(300.0), 50.0);
+        assert_eq!(ms(0.4, 0.2), "0.4");
+        assert_eq!(ms(20.0, 5.0), "20");
+    }
+}
