@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-/// A module written by the test: none of the examples prints from interrupt context, and the
-/// timeline's interrupt lanes are what this test is about.
+/// A module written by the test: it prints exactly one line, from a timer callback, naming its
+/// CPU, so the one interrupt mark it makes can be checked against the lane it lands on.
 const IRQ_MODULE: &str = "html_irq_demo";
 
 const IRQ_SOURCE: &str = r#"// SPDX-License-Identifier: GPL-2.0
