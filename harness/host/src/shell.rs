@@ -79,10 +79,7 @@ pub struct Boot {
 /// killed if the thread that starts it dies (`PR_SET_PDEATHSIG`) and gets its own process group,
 /// so the terminal's signals reach kmodlab, which decides. The caller sets stdin/stdout/stderr.
 pub fn qemu_command(boot: &Boot) -> Command {
-    let cpu = match boot.accel {
-        Accelerator::Kvm => "host",
-        Accelerator::Tcg => "max",
-    };
+    let cpu = vm::cpu_model(boot.accel);
     let mut command = Command::new(&boot.qemu);
     command
         .args([

@@ -65,23 +65,42 @@ pub enum VmEvent {
     ChannelError(String),
 }
 
-/// Under TCG the guest cannot calibrate its TSC against the emulated PIT, then spends ~0.3 s
-/// verifying the local APIC timer and another ~0.1 s in the delay loop. Skipping all three (the PIT
-/// drives the ticks instead; the preset loops-per-jiffy is what this calibration measures here)
-/// brings /init from ~0.8 s to ~0.5 s of guest time. Measured in docs/PERFORMANCE.md.
-const TCG_BOOT_TUNING: &str = "noapictimer tsc=unstable lpj=726528";
+/// Under TCG the guest cannot calibrate its TSC against the emulated PIT (microvm has no HPET or
+/// PM timer either), then spends ~0.3 s verifying the local APIC timer and another ~0.1 s in the
+/// delay loop. The tuning skips all three: `noapictimer` (the PIT drives the ticks instead), the TSC
+/// frequency given outright (under TCG the guest reads the host's TSC, so it is the host's), and
+/// the loops-per-jiffy this calibration measures here. /init then starts after ~0.5 s of guest time
+/// instead of ~0.8 s (docs/PERFORMANCE.md).
+///
+/// With a frequency, the scheduler clock reads the TSC, so kernel timestamps have microsecond
+/// resolution (the HTML report's timeline needs them). `tsc=unstable` keeps the TSC from becoming
+/// the clocksource: trusted, it would replace jiffies a second after boot, in the middle of the
+/// first tests, with "Could not switch to high resolution mode" warnings in their logs. So ktime
+/// keeps counting in ticks (4 ms), as the timer examples explain.
+fn tcg_tuning(tsc_khz: Option<u64>) -> String {
+    match tsc_khz {
+        Some(khz) => format!("noapictimer tsc_early_khz={khz} tsc=unstable lpj={LPJ}"),
+        None => format!("noapictimer tsc=unstable lpj={LPJ}"),
+    }
+}
+
+/// Loops per jiffy, as the delay-loop calibration measures it in these guests.
+const LPJ: u32 = 726528;
 
 /// Debian's prebuilt cloud kernel on microvm under TCG hangs with its timer stuck at 0 after
-/// "tsc: Marking TSC unstable due to could not calculate TSC khz" (microvm has no HPET or PM timer
-/// to calibrate against), and with [`TCG_BOOT_TUNING`] its timers stop after /init starts. Telling
-/// it the TSC frequency and trusting the TSC boots it in about 4-5 s. Under TCG the guest reads the
-/// host's TSC, so the frequency is the host's.
-fn prebuilt_tcg_tuning() -> String {
-    let khz = std::fs::read_to_string("/proc/cpuinfo")
+/// "tsc: Marking TSC unstable due to could not calculate TSC khz", and with `noapictimer` its
+/// timers stop after /init starts. Telling it the TSC frequency and trusting the TSC boots it in
+/// about 4-5 s.
+fn prebuilt_tcg_tuning(tsc_khz: Option<u64>) -> String {
+    let khz = tsc_khz.unwrap_or(2_000_000);
+    format!("tsc_early_khz={khz} tsc=reliable lpj={LPJ}")
+}
+
+/// The host's TSC frequency, as the guest under TCG sees it.
+fn host_tsc() -> Option<u64> {
+    std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|text| host_tsc_khz(&text))
-        .unwrap_or(2_000_000);
-    format!("tsc_early_khz={khz} tsc=reliable lpj=726528")
 }
 
 /// The first `cpu MHz` of /proc/cpuinfo in kHz: the TSC frequency on x86 hosts with a constant TSC.
@@ -93,18 +112,18 @@ fn host_tsc_khz(cpuinfo: &str) -> Option<u64> {
     (mhz >= 1.0).then(|| (mhz * 1000.0).round() as u64)
 }
 
-/// The kernel command line every guest gets, plus the caller's extra words.
+/// The kernel command line every guest of a kernel kmodlab built gets, plus the caller's words.
 pub fn default_cmdline(accel: Accelerator, extra: &str) -> String {
-    cmdline_with(accel, TCG_BOOT_TUNING, extra)
+    cmdline_with(accel, &tcg_tuning(host_tsc()), extra)
 }
 
 /// [`default_cmdline`] with the TCG tuning the kernel needs: [`prebuilt_tcg_tuning`] for Debian's
 /// prebuilt kernel, the usual one for every kernel kmodlab builds.
 pub fn cmdline_for(kernel: &crate::kernel::Kernel, accel: Accelerator, extra: &str) -> String {
     if kernel.is_prebuilt() {
-        cmdline_with(accel, &prebuilt_tcg_tuning(), extra)
+        cmdline_with(accel, &prebuilt_tcg_tuning(host_tsc()), extra)
     } else {
-        cmdline_with(accel, TCG_BOOT_TUNING, extra)
+        default_cmdline(accel, extra)
     }
 }
 
@@ -233,11 +252,16 @@ impl Drop for Vm {
     }
 }
 
-fn qemu_args(cfg: &VmConfig, socket_name: &str) -> Vec<String> {
-    let cpu = match cfg.accel {
+/// QEMU's `-cpu` for the accelerator.
+pub fn cpu_model(accel: Accelerator) -> &'static str {
+    match accel {
         Accelerator::Kvm => "host",
         Accelerator::Tcg => "max",
-    };
+    }
+}
+
+fn qemu_args(cfg: &VmConfig, socket_name: &str) -> Vec<String> {
+    let cpu = cpu_model(cfg.accel);
     let mut args: Vec<String> = vec![
         "-M".into(),
         "microvm".into(),
@@ -425,6 +449,16 @@ mod tests {
         let cpuinfo = "processor\t: 0\nmodel name\t: Xeon\ncpu MHz\t\t: 2499.982\n";
         assert_eq!(host_tsc_khz(cpuinfo), Some(2_499_982));
         assert_eq!(host_tsc_khz("processor\t: 0\n"), None);
+    }
+
+    #[test]
+    fn the_tsc_frequency_is_given_when_the_host_knows_it() {
+        assert_eq!(
+            tcg_tuning(Some(2_499_982)),
+            "noapictimer tsc_early_khz=2499982 tsc=unstable lpj=726528"
+        );
+        assert_eq!(tcg_tuning(None), "noapictimer tsc=unstable lpj=726528");
+        assert!(!prebuilt_tcg_tuning(None).contains("noapictimer"));
     }
 
     #[test]
