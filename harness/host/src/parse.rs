@@ -70,6 +70,9 @@ pub struct SavedTest {
     /// The programs the test ran (`[[test.run]]`); absent in run folders from before companions.
     #[serde(default)]
     pub run: Vec<SavedProgram>,
+    /// The errno name the last load had to be refused with (`load_error`); absent when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_error: Option<String>,
 }
 
 /// One `[[test.run]]` entry as the run judged it.
@@ -121,6 +124,7 @@ impl SavedTest {
                     timeout_ms: p.timeout.map(|t| t.as_millis() as u64),
                 })
                 .collect(),
+            load_error: spec.load_error.map(|e| format!("{e:?}")),
         }
     }
 
@@ -159,6 +163,12 @@ impl SavedTest {
                     })
                 })
                 .collect::<Result<Vec<_>>>()?,
+            load_error: match &self.load_error {
+                None => None,
+                Some(name) => Some(crate::spec::errno_by_name(name).map_err(|e| {
+                    anyhow::anyhow!("{PLAN_FILE}: {}/{} load_error: {e}", self.module, self.test)
+                })?),
+            },
         })
     }
 }
@@ -537,6 +547,8 @@ pub fn inferred_spec(name: &str, record: &TestRecord) -> TestSpec {
                     .then(|| Duration::from_secs((p.duration.as_secs_f64().round() as u64).max(1))),
             })
             .collect(),
+        // Without the spec a refused load cannot be told from an expected refusal: it is an ERROR.
+        load_error: None,
     }
 }
 
@@ -1212,6 +1224,7 @@ mod tests {
             build_copy: None,
             source_dir: None,
             run,
+            load_error: None,
         };
         let saved =
             |program: &str, exit: i32, forbid: &[&str], timeout_ms: Option<u64>| SavedProgram {
@@ -1253,6 +1266,107 @@ mod tests {
         )
         .expect("old plan entry");
         assert!(old.run.is_empty());
+    }
+
+    #[test]
+    fn a_saved_load_error_judges_the_refusal_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let refused = OpResult::Failed {
+            errno: 22,
+            name: "EINVAL".into(),
+            message: "Invalid argument".into(),
+        };
+        let events = [
+            Event::Hello {
+                agent_version: "0.1.0".into(),
+                kernel_release: "6.12.117".into(),
+                uptime_ms: 500,
+                tests: 1,
+            },
+            Event::TestStarted { test: 0, taint: 0 },
+            Event::ModuleLoaded {
+                test: 0,
+                module: "params_demo".into(),
+                result: refused,
+                duration_us: 900,
+            },
+            Event::WaitEnded {
+                test: 0,
+                end: WaitEnd::NotLoaded,
+                duration_us: 0,
+            },
+            Event::TestFinished {
+                test: 0,
+                taint: 4096,
+                duration_us: 2_000,
+            },
+            Event::Done,
+        ];
+        let jsonl: String = events.iter().map(|e| e.to_line() + "\n").collect();
+        std::fs::write(dir.path().join("vm1.events.jsonl"), jsonl).expect("events");
+        std::fs::write(dir.path().join("verdicts.json"), "[]").expect("verdicts");
+        // Without the plan, the refusal is the ERROR any refused load is.
+        let parsed = run_folder(dir.path()).expect("parses");
+        assert_eq!(
+            lines(&parsed),
+            ["params_demo/test0 ERROR load params_demo: EINVAL (Invalid argument)"]
+        );
+
+        let spec = crate::spec::TestSpec {
+            name: "refuses".into(),
+            load: vec!["params_demo".into()],
+            params: "level=99".into(),
+            ktap: false,
+            settle: Duration::from_millis(50),
+            timeout: Duration::from_secs(10),
+            expect: vec![],
+            forbid: vec![],
+            run: vec![],
+            load_error: Some(nix::errno::Errno::EINVAL),
+        };
+        let saved = SavedTest::new(0, "params", &spec, None);
+        assert_eq!(saved.load_error.as_deref(), Some("EINVAL"));
+        save_plan(dir.path(), std::slice::from_ref(&saved)).expect("plan");
+        let text = std::fs::read_to_string(dir.path().join(PLAN_FILE)).expect("plan.json");
+        assert!(text.contains(r#""load_error": "EINVAL""#), "{text}");
+        let reread: Vec<SavedTest> = serde_json::from_str(&text).expect("reads back");
+        assert_eq!(reread, std::slice::from_ref(&saved));
+        assert_eq!(reread[0].spec().expect("spec").load_error, spec.load_error);
+        let parsed = run_folder(dir.path()).expect("parses");
+        assert_eq!(lines(&parsed), ["params/refuses PASS"]);
+        // Another expectation judges the same facts differently.
+        let enoent = SavedTest {
+            load_error: Some("ENOENT".into()),
+            ..saved.clone()
+        };
+        save_plan(dir.path(), &[enoent]).expect("plan");
+        let parsed = run_folder(dir.path()).expect("parses");
+        assert_eq!(
+            lines(&parsed),
+            ["params/refuses FAIL load params_demo: EINVAL, expected ENOENT"]
+        );
+        // Tests without it keep plan.json as it was; a name this version does not know is an error.
+        let plain = SavedTest::new(
+            0,
+            "params",
+            &crate::spec::TestSpec {
+                load_error: None,
+                ..spec
+            },
+            None,
+        );
+        assert!(!serde_json::to_string(&plain)
+            .expect("json")
+            .contains("load_error"));
+        let bogus = SavedTest {
+            load_error: Some("EBOGUS".into()),
+            ..saved
+        };
+        let e = format!("{:#}", bogus.spec().expect_err("unknown name"));
+        assert!(
+            e.contains("plan.json: params/refuses load_error: unknown errno name `EBOGUS`"),
+            "{e}"
+        );
     }
 
     #[test]

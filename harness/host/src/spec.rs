@@ -24,10 +24,18 @@
 //! expect = ['read back: hello']  # each must match a line of the program's output (stdout + stderr)
 //! forbid = ['FAILED']
 //! timeout_s = 5                  # default: the test's timeout_s
+//!
+//! [[test]]
+//! name = "refuses_a_bad_count"
+//! params = "count=lots"
+//! load_error = "EINVAL"          # the last module of `load` must be refused with exactly this errno;
+//!                                # not with `ktap = true` or `[[test.run]]`, which need a loaded module
+//! expect = ["`lots' invalid for parameter `count'"]
 //! ```
 //! Every mistake is reported as `file:line:column: what is wrong`, naming the field.
 
 use anyhow::{anyhow, bail, Context, Result};
+use nix::errno::Errno;
 use regex::Regex;
 use serde::Deserialize;
 use std::ops::Range;
@@ -85,6 +93,8 @@ pub struct TestSpec {
     pub forbid: Vec<Regex>,
     /// Programs to run after loading (and after the KTAP/settle wait), before unloading.
     pub run: Vec<ProgramSpec>,
+    /// The errno the last module of `load` must be refused with; `None`: every load must succeed.
+    pub load_error: Option<Errno>,
 }
 
 /// One `[[test.run]]`: a companion program, its arguments and what it must do.
@@ -146,6 +156,7 @@ struct RawTest {
     forbid: Vec<Spanned<String>>,
     #[serde(default)]
     run: Vec<Spanned<RawRun>>,
+    load_error: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -250,6 +261,7 @@ pub fn parse(name: &str, dir: &Path, spec_path: &Path, text: &str) -> Result<Mod
             expect: vec![],
             forbid: vec![],
             run: vec![],
+            load_error: None,
         });
     }
     Ok(ModuleSpec {
@@ -270,6 +282,36 @@ pub fn is_module_name(name: &str) -> bool {
         && name.len() < 56
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !name.starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// The errno named as the agent names it in verdicts (`EINVAL`, `ENOSPC`, ...), or why the name is
+/// not one.
+pub fn errno_by_name(name: &str) -> std::result::Result<Errno, String> {
+    // The agent renders errnos as nix's names, so the same table decides which names exist; each
+    // number has one name there (EAGAIN, not its alias EWOULDBLOCK).
+    let find = |wanted: &str| {
+        (1..=255)
+            .map(Errno::from_raw)
+            .filter(|e| *e != Errno::UnknownErrno)
+            .find(|e| format!("{e:?}") == wanted)
+    };
+    if let Some(errno) = find(name) {
+        return Ok(errno);
+    }
+    let alias = match name {
+        "EWOULDBLOCK" => Some("EAGAIN"),
+        "EDEADLOCK" => Some("EDEADLK"),
+        "ENOTSUP" => Some("EOPNOTSUPP"),
+        _ => None,
+    };
+    let hint = match alias {
+        Some(canonical) => format!("write it as `{canonical}`, the name verdicts use for it"),
+        None if find(&name.to_ascii_uppercase()).is_some() => {
+            format!("write it as `{}`", name.to_ascii_uppercase())
+        }
+        None => "expected an errno name such as EINVAL, ENOENT or ENOSPC".into(),
+    };
+    Err(format!("unknown errno name `{name}`: {hint}"))
 }
 
 /// Turns byte spans into `file:line:column` messages.
@@ -377,6 +419,32 @@ impl Locator<'_> {
             Some(t) => t.into_inner(),
             None => DEFAULT_TIMEOUT_S,
         };
+        let load_error = match raw.load_error {
+            None => None,
+            Some(e) => {
+                let span = e.span();
+                let errno = errno_by_name(e.get_ref())
+                    .map_err(|what| self.error(span.clone(), &field("load_error"), &what))?;
+                // Both wait for something only a module that loaded can give.
+                if raw.ktap {
+                    return Err(self.error(
+                        span,
+                        &field("load_error"),
+                        "cannot go with `ktap = true`: KTAP results are judged only from a \
+                         module that loaded (check what a refusing init printed with `expect`)",
+                    ));
+                }
+                if let Some(first) = raw.run.first() {
+                    return Err(self.error(
+                        first.span(),
+                        &field("run[1]"),
+                        "a test with `load_error` runs no programs: they run only once every \
+                         module has loaded",
+                    ));
+                }
+                Some(errno)
+            }
+        };
         let run = raw
             .run
             .into_iter()
@@ -392,6 +460,7 @@ impl Locator<'_> {
             expect: self.regexes(raw.expect, &field("expect"))?,
             forbid: self.regexes(raw.forbid, &field("forbid"))?,
             run,
+            load_error,
             name,
         })
     }
@@ -695,6 +764,63 @@ program = "chardev_rs"
                 .expect_err("no program")
         );
         assert!(e.contains("missing field `program`"), "{e}");
+    }
+
+    #[test]
+    fn load_error_names_an_errno_as_verdicts_do() {
+        let spec = parse_text(
+            "[module]\nlanguage = \"c\"\n[[test]]\nname = \"refused\"\nparams = \"level=99\"\nload_error = \"EINVAL\"\nexpect = ['outside']\n[[test]]\nname = \"plain\"\n",
+        )
+        .expect("valid spec");
+        assert_eq!(spec.tests[0].load_error, Some(Errno::EINVAL));
+        assert_eq!(spec.tests[1].load_error, None);
+        assert_eq!(errno_by_name("ENOSPC"), Ok(Errno::ENOSPC));
+        assert_eq!(errno_by_name("EHWPOISON"), Ok(Errno::EHWPOISON));
+    }
+
+    #[test]
+    fn an_unknown_errno_name_is_rejected_where_it_stands() {
+        let head = "[module]\nlanguage = \"c\"\n[[test]]\nname = \"a\"\n";
+        let e = error_of(&format!("{head}load_error = \"EBOGUS\"\n"));
+        assert!(
+            e.starts_with(
+                "modules/demo/kmodlab.toml:5:14: field `test `a`: load_error`: unknown errno name `EBOGUS`: expected an errno name such as EINVAL"
+            ),
+            "{e}"
+        );
+        let e = error_of(&format!("{head}load_error = \"einval\"\n"));
+        assert!(
+            e.contains(":5:14: ") && e.contains("write it as `EINVAL`"),
+            "{e}"
+        );
+        // An alias is refused in favour of the name the agent reports for that number.
+        let e = error_of(&format!("{head}load_error = \"EWOULDBLOCK\"\n"));
+        assert!(
+            e.contains("unknown errno name `EWOULDBLOCK`: write it as `EAGAIN`"),
+            "{e}"
+        );
+        let e = error_of(&format!("{head}load_error = 22\n"));
+        assert!(e.starts_with("modules/demo/kmodlab.toml:5:14: "), "{e}");
+    }
+
+    #[test]
+    fn load_error_goes_with_neither_ktap_nor_programs() {
+        let e = error_of(
+            "[module]\nlanguage = \"c\"\n[[test]]\nname = \"a\"\nktap = true\nload_error = \"EINVAL\"\n",
+        );
+        assert!(
+            e.starts_with(
+                "modules/demo/kmodlab.toml:6:14: field `test `a`: load_error`: cannot go with `ktap = true`"
+            ),
+            "{e}"
+        );
+        let dir = folder_with_companions();
+        let text = "[module]\nlanguage = \"c\"\n[[test]]\nname = \"a\"\nload_error = \"EINVAL\"\n[[test.run]]\nprogram = \"chardev_test\"\n";
+        let e = format!("{:#}", parse_in(dir.path(), text).expect_err("run"));
+        assert!(
+            e.contains(":6:1: field `test `a`: run[1]`: a test with `load_error` runs no programs"),
+            "{e}"
+        );
     }
 
     #[test]

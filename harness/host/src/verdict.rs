@@ -1,10 +1,11 @@
 //! Judging one test from what was recorded about it. Pure functions over recorded data, so every
 //! rule can be tested with saved logs and no VM.
 //!
-//! A test passes only when its modules loaded, its KTAP document (if any) is complete and all ok,
-//! every `expect` matched and no `forbid` did, no kernel failure marker appeared in its window,
-//! no new taint beyond the out-of-tree ones was set, and it unloaded cleanly. Otherwise the verdict
-//! names the first reason, most severe first: a crash explains everything after it.
+//! A test passes only when its modules loaded (or, with `load_error`, the last one was refused
+//! with exactly that errno), its KTAP document (if any) is complete and all ok, every `expect`
+//! matched and no `forbid` did, no kernel failure marker appeared in its window, no new taint
+//! beyond the out-of-tree ones was set, and it unloaded cleanly. Otherwise the verdict names the
+//! first reason, most severe first: a crash explains everything after it.
 
 use crate::spec::TestSpec;
 use crate::{ktap, oops, taint};
@@ -292,7 +293,43 @@ fn decide(spec: &TestSpec, record: &TestRecord, kmsg: &[&str], console: &[&str])
     if let Some(crash) = crash {
         return (Outcome::Crash, crash.title, crash.report, None);
     }
-    for (module, result) in &record.loads {
+    // With `load_error`, the last load's refusal is the expected outcome. A different outcome is a
+    // FAIL, reported after the timeouts and crashes below, which explain more.
+    let refused_index = spec.load.len().checked_sub(1);
+    let refusal_mismatch = match (spec.load_error, refused_index) {
+        (Some(want), Some(index)) => {
+            let module = spec.load[index].as_str();
+            match record.loads.get(index) {
+                Some((_, OpResult::Ok)) => Some((
+                    Outcome::Fail,
+                    format!("load {module}: succeeded, expected {want:?}"),
+                    vec![],
+                    None,
+                )),
+                Some((_, OpResult::Failed { errno, name, .. })) if *errno != want as i32 => {
+                    let reason = match kernel_reason(kmsg, module) {
+                        Some(line) => {
+                            format!("load {module}: {name}, expected {want:?}; kernel: {line}")
+                        }
+                        None => format!("load {module}: {name}, expected {want:?}"),
+                    };
+                    Some((Outcome::Fail, reason, vec![], Some(*errno)))
+                }
+                // Refused as expected, or a timeout or death, judged below like any load's.
+                Some(_) => None,
+                // An earlier load's failure or an interruption explains this, and is judged
+                // first; a finished test without the result never showed the refusal.
+                None => Some((
+                    Outcome::Fail,
+                    format!("load {module}: the agent reported no result, expected {want:?}"),
+                    vec![],
+                    None,
+                )),
+            }
+        }
+        _ => None,
+    };
+    for (i, (module, result)) in record.loads.iter().enumerate() {
         match result {
             OpResult::Ok => {}
             OpResult::TimedOut => {
@@ -314,6 +351,8 @@ fn decide(spec: &TestSpec, record: &TestRecord, kmsg: &[&str], console: &[&str])
                     None,
                 );
             }
+            // The refusal the spec expects: judged like a load, on what the window shows.
+            OpResult::Failed { .. } if spec.load_error.is_some() && Some(i) == refused_index => {}
             OpResult::Failed {
                 errno,
                 name,
@@ -391,6 +430,9 @@ fn decide(spec: &TestSpec, record: &TestRecord, kmsg: &[&str], console: &[&str])
         };
     }
     if let Some(decision) = program_timeout(spec, record) {
+        return decision;
+    }
+    if let Some(decision) = refusal_mismatch {
         return decision;
     }
     if spec.ktap {
@@ -645,6 +687,7 @@ mod tests {
             expect: vec![],
             forbid: vec![],
             run,
+            load_error: None,
         }
     }
 
@@ -964,5 +1007,226 @@ mod tests {
         let (outcome, reason, _) = verdict(&spec, &record(vec![hung], &[]));
         assert_eq!(outcome, Outcome::Timeout);
         assert_eq!(reason, "program chardev_test did not finish within 10s");
+    }
+
+    fn einval() -> OpResult {
+        OpResult::Failed {
+            errno: 22,
+            name: "EINVAL".into(),
+            message: "Invalid argument".into(),
+        }
+    }
+
+    /// `demo_core` then `demo` loaded with `results` (one per module, in order), as the agent
+    /// reports it: the loaded ones are unloaded with `unload`, and the kernel printed `lines`.
+    fn load_record(results: &[OpResult], lines: &[&str], unload: OpResult) -> TestRecord {
+        let mut events = vec![Event::TestStarted { test: 0, taint: 0 }];
+        let mut loaded = vec![];
+        for (module, result) in ["demo_core", "demo"].iter().zip(results) {
+            events.push(Event::ModuleLoaded {
+                test: 0,
+                module: module.to_string(),
+                result: result.clone(),
+                duration_us: 900,
+            });
+            if *result != OpResult::Ok {
+                break;
+            }
+            loaded.push(*module);
+        }
+        for (i, text) in lines.iter().enumerate() {
+            events.push(kmsg(i as u64 + 1, text));
+        }
+        let all_loaded = loaded.len() == 2;
+        events.push(Event::WaitEnded {
+            test: 0,
+            end: if all_loaded {
+                WaitEnd::Settled
+            } else {
+                WaitEnd::NotLoaded
+            },
+            duration_us: 0,
+        });
+        for module in loaded.iter().rev() {
+            events.push(Event::ModuleUnloaded {
+                test: 0,
+                module: module.to_string(),
+                result: unload.clone(),
+                duration_us: 300,
+            });
+        }
+        events.push(Event::TestFinished {
+            test: 0,
+            taint: 4096,
+            duration_us: 20_000,
+        });
+        let mut record = TestRecord::new(0);
+        for event in &events {
+            record.apply(event);
+        }
+        record
+    }
+
+    fn refusal_spec(load_error: Option<nix::errno::Errno>) -> TestSpec {
+        TestSpec {
+            name: "refuses".into(),
+            load: vec!["demo_core".into(), "demo".into()],
+            load_error,
+            ..spec(vec![])
+        }
+    }
+
+    const REFUSAL_LOG: [&str; 2] = [
+        "demo: level 99 is outside 0..10",
+        "demo: `99' invalid for parameter `level'",
+    ];
+
+    #[test]
+    fn a_refusal_with_the_expected_errno_passes_when_the_rest_holds() {
+        let mut spec = refusal_spec(Some(nix::errno::Errno::EINVAL));
+        spec.expect = vec![Regex::new(r"level 99 is outside").expect("re")];
+        let refused = load_record(&[OpResult::Ok, einval()], &REFUSAL_LOG, OpResult::Ok);
+        let v = judge("demo", &spec, &refused);
+        assert_eq!(
+            (v.outcome, v.reason.as_str(), v.errno),
+            (Outcome::Pass, "", None)
+        );
+        // Everything else is still judged: `expect`, `forbid`, the taint, the earlier unloads.
+        spec.expect = vec![Regex::new("demo: ready").expect("re")];
+        let (outcome, reason, _) = verdict(&spec, &refused);
+        assert_eq!(outcome, Outcome::Fail);
+        assert_eq!(
+            reason,
+            "expected /demo: ready/ in the kernel log; it never appeared"
+        );
+        spec.expect = vec![];
+        spec.forbid = vec![Regex::new("invalid for parameter").expect("re")];
+        let (outcome, reason, _) = verdict(&spec, &refused);
+        assert_eq!(outcome, Outcome::Fail);
+        assert!(
+            reason.starts_with("forbidden /invalid for parameter/ appeared"),
+            "{reason}"
+        );
+        spec.forbid = vec![];
+        let mut tainted = refused.clone();
+        tainted.taint_after = Some(4096 | 512);
+        let (outcome, reason, _) = verdict(&spec, &tainted);
+        assert_eq!(outcome, Outcome::Fail);
+        assert!(reason.starts_with("the kernel was tainted"), "{reason}");
+        let busy = OpResult::Failed {
+            errno: 11,
+            name: "EAGAIN".into(),
+            message: "Resource temporarily unavailable".into(),
+        };
+        let stuck = load_record(&[OpResult::Ok, einval()], &REFUSAL_LOG, busy);
+        let (outcome, reason, _) = verdict(&spec, &stuck);
+        assert_eq!(outcome, Outcome::Error);
+        assert_eq!(
+            reason,
+            "unload demo_core: EAGAIN (Resource temporarily unavailable)"
+        );
+    }
+
+    #[test]
+    fn a_load_that_should_have_been_refused_fails() {
+        let spec = refusal_spec(Some(nix::errno::Errno::EINVAL));
+        let loaded = load_record(
+            &[OpResult::Ok, OpResult::Ok],
+            &["demo: ready"],
+            OpResult::Ok,
+        );
+        let v = judge("demo", &spec, &loaded);
+        assert_eq!(v.outcome, Outcome::Fail);
+        assert_eq!(v.reason, "load demo: succeeded, expected EINVAL");
+        assert_eq!(v.errno, None);
+        // A timeout while unloading it explains more, and is reported instead.
+        let hung = load_record(&[OpResult::Ok, OpResult::Ok], &[], OpResult::TimedOut);
+        let (outcome, reason, _) = verdict(&spec, &hung);
+        assert_eq!(outcome, Outcome::Timeout);
+        assert_eq!(reason, "unload: demo's exit did not return in time");
+    }
+
+    #[test]
+    fn a_refusal_with_another_errno_fails_with_both_names() {
+        let spec = refusal_spec(Some(nix::errno::Errno::EINVAL));
+        let enospc = OpResult::Failed {
+            errno: 28,
+            name: "ENOSPC".into(),
+            message: "No space left on device".into(),
+        };
+        let record = load_record(
+            &[OpResult::Ok, enospc],
+            &["demo: `a-label-that-is-too-long' too large for parameter `label'"],
+            OpResult::Ok,
+        );
+        let v = judge("demo", &spec, &record);
+        assert_eq!(v.outcome, Outcome::Fail);
+        assert_eq!(
+            v.reason,
+            "load demo: ENOSPC, expected EINVAL; kernel: demo: `a-label-that-is-too-long' too large for parameter `label'"
+        );
+        assert_eq!(v.errno, Some(28));
+        // Without the kernel's word, just the names.
+        let quiet = load_record(
+            &[
+                OpResult::Ok,
+                OpResult::Failed {
+                    errno: 2,
+                    name: "ENOENT".into(),
+                    message: "No such file or directory".into(),
+                },
+            ],
+            &[],
+            OpResult::Ok,
+        );
+        let (_, reason, _) = verdict(&spec, &quiet);
+        assert_eq!(reason, "load demo: ENOENT, expected EINVAL");
+    }
+
+    #[test]
+    fn only_the_last_load_may_be_refused_and_crashes_stay_crashes() {
+        // An earlier module's refusal is an ERROR as always, even with the expected errno.
+        let spec = refusal_spec(Some(nix::errno::Errno::EINVAL));
+        let early = load_record(&[einval()], &[], OpResult::Ok);
+        let (outcome, reason, _) = verdict(&spec, &early);
+        assert_eq!(outcome, Outcome::Error);
+        assert_eq!(reason, "load demo_core: EINVAL (Invalid argument)");
+        // Without `load_error`, the last load's refusal is an ERROR too.
+        let refused = load_record(&[OpResult::Ok, einval()], &REFUSAL_LOG, OpResult::Ok);
+        let v = judge("demo", &refusal_spec(None), &refused);
+        assert_eq!(v.outcome, Outcome::Error);
+        assert_eq!(
+            v.reason,
+            "load demo: EINVAL (Invalid argument); kernel: demo: `99' invalid for parameter `level'"
+        );
+        assert_eq!(v.errno, Some(22));
+        // An oops in init is a crash, whatever the spec expected of the load.
+        let oops = [
+            "BUG: kernel NULL pointer dereference, address: 0000000000000000",
+            "RIP: 0010:demo_init+0x12/0x40 [demo]",
+        ];
+        let died = OpResult::Died {
+            signal: "SIGKILL".into(),
+        };
+        let crashed = load_record(&[OpResult::Ok, died.clone()], &oops, OpResult::Ok);
+        let (outcome, reason, _) = verdict(&spec, &crashed);
+        assert_eq!(outcome, Outcome::Crash, "{reason}");
+        assert!(reason.contains("demo_init"), "{reason}");
+        let killed = load_record(&[OpResult::Ok, died], &[], OpResult::Ok);
+        let (outcome, reason, _) = verdict(&spec, &killed);
+        assert_eq!(outcome, Outcome::Crash);
+        assert_eq!(reason, "load: the task loading demo was killed (SIGKILL)");
+        let hung = load_record(&[OpResult::Ok, OpResult::TimedOut], &[], OpResult::Ok);
+        let (outcome, _, _) = verdict(&spec, &hung);
+        assert_eq!(outcome, Outcome::Timeout);
+        // A finished test that never reported the last load did not show the refusal.
+        let mut missing = load_record(&[OpResult::Ok, einval()], &[], OpResult::Ok);
+        missing.loads.pop();
+        let (outcome, reason, _) = verdict(&spec, &missing);
+        assert_eq!(outcome, Outcome::Fail);
+        assert_eq!(
+            reason,
+            "load demo: the agent reported no result, expected EINVAL"
+        );
     }
 }
