@@ -47,25 +47,59 @@ pub fn build_in_workspace(workspace: &Path) -> Result<PathBuf> {
 }
 
 /// Where a standalone `kmodlab` finds the agent: `KMODLAB_AGENT`, else next to its own executable.
+/// Either must be a static executable: the initramfs has no C library, so a host build of the
+/// agent (what `cargo build` leaves in target/debug/) would boot to "Failed to execute /init".
 pub fn locate() -> Result<PathBuf> {
+    let build_hint = format!(
+        "build it with `cargo build --release -p {BINARY} --target {TARGET}` and set KMODLAB_AGENT \
+         to target/{TARGET}/release/{BINARY}"
+    );
     if let Some(path) = std::env::var_os("KMODLAB_AGENT") {
         let path = PathBuf::from(path);
-        if path.is_file() {
-            return Ok(path);
+        if !path.is_file() {
+            bail!(
+                "KMODLAB_AGENT points to {}, which is not a file",
+                path.display()
+            );
         }
-        bail!(
-            "KMODLAB_AGENT points to {}, which is not a file",
-            path.display()
-        );
+        return require_static(path, &build_hint);
     }
     let exe = std::env::current_exe().context("finding kmodlab's own executable")?;
     let beside = exe.with_file_name(BINARY);
     if beside.is_file() {
-        return Ok(beside);
+        return require_static(beside, &build_hint);
     }
     bail!(
-        "the guest agent `{BINARY}` was not found next to {} ; build it with \
-         `cargo build --release -p {BINARY} --target {TARGET}` and set KMODLAB_AGENT to its path",
+        "the guest agent `{BINARY}` was not found next to {}; {build_hint}",
         exe.display()
     )
+}
+
+fn require_static(path: PathBuf, build_hint: &str) -> Result<PathBuf> {
+    let is_static = crate::setup::is_static_elf(&path)
+        .with_context(|| format!("reading the guest agent {}", path.display()))?;
+    if !is_static {
+        bail!(
+            "the guest agent {} is dynamically linked and cannot run as the guest's /init; {build_hint}",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dynamically_linked_agent_is_refused_with_the_way_to_build_a_static_one() {
+        // The host's own shell is dynamically linked on every Debian and Ubuntu.
+        let err = require_static(PathBuf::from("/bin/sh"), "build hint")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("dynamically linked") && err.ends_with("build hint"),
+            "{err}"
+        );
+    }
 }

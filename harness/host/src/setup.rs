@@ -404,7 +404,7 @@ fn file_matches(pattern: &Path) -> bool {
 }
 
 /// Whether an ELF executable has no program interpreter (PT_INTERP), i.e. is statically linked.
-fn is_static_elf(path: &Path) -> Result<bool> {
+pub fn is_static_elf(path: &Path) -> Result<bool> {
     let mut file =
         std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut head = vec![0u8; 64 * 1024];
