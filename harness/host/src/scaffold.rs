@@ -91,7 +91,7 @@ fn write_template(dir: &Path, name: &str, language: Language) -> Result<()> {
             write(dir, "Kbuild", &fill(RUST_KBUILD))?;
             let spec = SPEC
                 .replace("{{language}}", "rust")
-                .replace("[[test]]", "requires = [\"CONFIG_RUST\"]\n\n[[test]]");
+                .replacen("[[test]]", "requires = [\"CONFIG_RUST\"]\n\n[[test]]", 1);
             write(dir, "kmodlab.toml", &fill(&spec))?;
         }
     }
@@ -182,6 +182,16 @@ description = "{{name}}: a new module"
 name = "loads"
 ktap = true
 expect = ['{{name}}: loaded', '{{name}}: unloaded']
+# More a test can say:
+# params = "count=3"          # module parameters for the load
+# forbid = ['refcount_t: ']   # regexes no kernel line of the test may match
+# timeout_s = 10              # limit for load, wait and unload
+#
+# A test that the load is refused (without `ktap`, as init never finishes):
+# [[test]]
+# name = "refuses_a_bad_count"
+# params = "count=-1"
+# load_error = "EINVAL"
 "#;
 
 const C_KBUILD: &str =
@@ -269,6 +279,9 @@ checks its KTAP output and its log lines, unloads it, and prints the verdict.
   `unloaded` lines.
 - Add a check: one more `ktap_check` (C) or `t.check` (Rust), and raise the plan's count.
 - Watch a failure: make a check false and run the test again; kmodlab reports FAIL naming it.
+- Iterate: `cargo xtask watch {{name}}` re-runs the test on every save; `cargo xtask shell {{name}}`
+  boots a shell where `modprobe {{name}}` and `dmesg` work; `--html report.html` on `test` draws
+  each kernel message on a timeline by CPU.
 "#;
 
 #[cfg(test)]
