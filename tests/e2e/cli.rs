@@ -1,13 +1,10 @@
 //! The command line's exit codes, through the same code path `cargo xtask` takes.
 
-use clap::Parser;
-use kmodlab::cli::{run_cli, Cli, Context, EXIT_FAIL, EXIT_UNABLE};
-use kmodlab_e2e::{context, fixture};
+use kmodlab::cli::{Context, EXIT_FAIL, EXIT_UNABLE};
+use kmodlab_e2e::{context, fixture, kmodlab_in};
 
 fn run(args: &[&str], ctx: &Context) -> i32 {
-    let mut all = vec!["kmodlab"];
-    all.extend_from_slice(args);
-    run_cli(Cli::try_parse_from(all).expect("arguments parse"), ctx)
+    kmodlab_in(ctx, args)
 }
 
 #[test]

@@ -4,9 +4,8 @@
 //! test's section, and what the tasklet example and a timer callback printed is drawn as interrupt
 //! context on the lane of the CPU it ran on.
 
-use clap::Parser;
-use kmodlab::cli::{run_cli, Cli, EXIT_FAIL};
-use kmodlab_e2e::{context, fixture};
+use kmodlab::cli::EXIT_FAIL;
+use kmodlab_e2e::{fixture, kmodlab};
 use regex::Regex;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -73,15 +72,6 @@ fn write_irq_module(parent: &Path) -> PathBuf {
     std::fs::write(dir.join("Kbuild"), format!("obj-m += {IRQ_MODULE}.o\n")).expect("Kbuild");
     std::fs::write(dir.join("kmodlab.toml"), IRQ_SPEC).expect("spec");
     dir
-}
-
-fn kmodlab(args: &[&str]) -> i32 {
-    let mut all = vec!["kmodlab"];
-    all.extend_from_slice(args);
-    run_cli(
-        Cli::try_parse_from(all).expect("arguments parse"),
-        &context(),
-    )
 }
 
 /// The DOM Chromium built from `page`, serialised. Fails (never skips) without Chromium, naming

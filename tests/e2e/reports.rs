@@ -2,20 +2,10 @@
 //! (Python's xml.etree and json, junitparser when installed, the kernel's own kunit.py), and
 //! `parse` on the run folder the run left, which must judge it the same way.
 
-use clap::Parser;
-use kmodlab::cli::{run_cli, Cli, EXIT_FAIL};
-use kmodlab_e2e::{context, fixture, root};
+use kmodlab::cli::EXIT_FAIL;
+use kmodlab_e2e::{context, fixture, kmodlab, root};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn kmodlab(args: &[&str]) -> i32 {
-    let mut all = vec!["kmodlab"];
-    all.extend_from_slice(args);
-    run_cli(
-        Cli::try_parse_from(all).expect("arguments parse"),
-        &context(),
-    )
-}
 
 /// One of the Python readers in harness/host/tests/data/readers; its stdout.
 fn python(reader: &str, file: &Path) -> String {

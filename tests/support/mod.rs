@@ -25,6 +25,22 @@ pub fn context() -> Context {
     }
 }
 
+/// Runs the command line as `kmodlab ARGS...` would, through the code path `cargo xtask` takes
+/// (with this repository's modules, kernel configs and agent); its exit code.
+pub fn kmodlab(args: &[&str]) -> i32 {
+    kmodlab_in(&context(), args)
+}
+
+/// [`kmodlab`] with another context (say, another modules folder).
+pub fn kmodlab_in(ctx: &Context, args: &[&str]) -> i32 {
+    use clap::Parser;
+    let all = std::iter::once("kmodlab").chain(args.iter().copied());
+    kmodlab::cli::run_cli(
+        kmodlab::cli::Cli::try_parse_from(all).expect("arguments parse"),
+        ctx,
+    )
+}
+
 /// A fixture module's folder.
 pub fn fixture(name: &str) -> String {
     root()

@@ -27,6 +27,8 @@ pub mod setup;
 pub mod shell;
 pub mod spec;
 pub mod taint;
+#[cfg(test)]
+mod test_support;
 pub mod verdict;
 pub mod vm;
 pub mod watch;

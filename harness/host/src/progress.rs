@@ -308,31 +308,11 @@ pub fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-
-    /// A writer the test can read back after the step has written to it.
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Shared {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Shared {
-        fn text(&self) -> String {
-            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-        }
-    }
+    use crate::test_support::SharedBuffer;
 
     #[test]
     fn plain_output_has_start_status_and_end_lines_without_escapes() {
-        let out = Shared::default();
+        let out = SharedBuffer::default();
         let step = Step::plain("kernel build", Box::new(out.clone()), Duration::ZERO);
         step.set_length(10);
         step.set_position(4);
@@ -363,7 +343,7 @@ mod tests {
 
     #[test]
     fn plain_output_is_rate_limited() {
-        let out = Shared::default();
+        let out = SharedBuffer::default();
         let step = Step::plain("boot", Box::new(out.clone()), Duration::from_secs(3600));
         for i in 0..100 {
             step.set_position(i);
@@ -382,7 +362,7 @@ mod tests {
 
     #[test]
     fn a_dropped_step_still_ends_once() {
-        let out = Shared::default();
+        let out = SharedBuffer::default();
         drop(Step::plain(
             "module build",
             Box::new(out.clone()),

@@ -89,9 +89,11 @@ fn write_template(dir: &Path, name: &str, language: Language) -> Result<()> {
         Language::Rust => {
             write(dir, &format!("{name}.rs"), &fill(RUST_SOURCE))?;
             write(dir, "Kbuild", &fill(RUST_KBUILD))?;
-            let spec = SPEC
-                .replace("{{language}}", "rust")
-                .replacen("[[test]]", "requires = [\"CONFIG_RUST\"]\n\n[[test]]", 1);
+            let spec = SPEC.replace("{{language}}", "rust").replacen(
+                "[[test]]",
+                "requires = [\"CONFIG_RUST\"]\n\n[[test]]",
+                1,
+            );
             write(dir, "kmodlab.toml", &fill(&spec))?;
         }
     }

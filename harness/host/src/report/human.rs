@@ -234,25 +234,12 @@ fn indent(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::kbuild::ModuleBuild;
-    use std::sync::{Arc, Mutex};
+    use crate::test_support::SharedBuffer;
     use std::time::Duration;
-
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Shared {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
 
     #[test]
     fn without_a_terminal_each_step_is_one_plain_line_with_its_time() {
-        let out = Shared::default();
+        let out = SharedBuffer::default();
         let mut human = Human {
             verbose: false,
             color: false,
@@ -291,7 +278,7 @@ mod tests {
         for event in &events {
             human.on_event(event);
         }
-        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let text = out.text();
         assert_eq!(
             text,
             "module  hello built in 1.6s\nqemu    vm1 booted in 0.52s (tcg)\n"
