@@ -759,15 +759,9 @@ mod tests {
             .flat_map(|r| r.lines().map(move |l| format!("{} {l}", stamp(r.ts_us))))
             .collect();
         Verdict {
-            module: "demo".into(),
-            test: test.into(),
-            outcome,
-            reason: String::new(),
-            details: vec![],
-            errno: None,
-            duration: Duration::from_millis(120),
             log,
             records,
+            ..crate::test_support::verdict("demo", test, outcome, "")
         }
     }
 

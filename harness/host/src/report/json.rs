@@ -112,15 +112,11 @@ mod tests {
 
     fn verdict(test: &str, outcome: Outcome, reason: &str) -> Verdict {
         Verdict {
-            module: "m".into(),
-            test: test.into(),
-            outcome,
-            reason: reason.into(),
             details: vec!["d1".into()],
             errno: (outcome == Outcome::Error).then_some(19),
             duration: Duration::from_millis(250),
             log: vec!["[    1.0] \u{1b}line".into()],
-            records: vec![],
+            ..crate::test_support::verdict("m", test, outcome, reason)
         }
     }
 

@@ -170,15 +170,8 @@ mod tests {
 
     fn verdict(module: &str, test: &str, outcome: Outcome, reason: &str) -> Verdict {
         Verdict {
-            module: module.into(),
-            test: test.into(),
-            outcome,
-            reason: reason.into(),
-            details: vec![],
-            errno: None,
             duration: Duration::from_millis(140),
-            log: vec![],
-            records: vec![],
+            ..crate::test_support::verdict(module, test, outcome, reason)
         }
     }
 

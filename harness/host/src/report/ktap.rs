@@ -148,21 +148,8 @@ impl Ktap {
 mod tests {
     use super::*;
     use crate::ktap;
-    use std::time::Duration;
 
-    fn verdict(module: &str, test: &str, outcome: Outcome, reason: &str) -> Verdict {
-        Verdict {
-            module: module.into(),
-            test: test.into(),
-            outcome,
-            reason: reason.into(),
-            details: vec![],
-            errno: None,
-            duration: Duration::from_millis(120),
-            log: vec![],
-            records: vec![],
-        }
-    }
+    use crate::test_support::verdict;
 
     fn sample() -> Vec<Verdict> {
         let mut crash = verdict(

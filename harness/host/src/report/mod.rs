@@ -38,20 +38,9 @@ pub fn summary_line(verdicts: &[Verdict]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn verdict(outcome: Outcome) -> Verdict {
-        Verdict {
-            module: "m".into(),
-            test: "t".into(),
-            outcome,
-            reason: String::new(),
-            details: vec![],
-            errno: None,
-            duration: Duration::ZERO,
-            log: vec![],
-            records: vec![],
-        }
+        crate::test_support::verdict("m", "t", outcome, "")
     }
 
     #[test]
