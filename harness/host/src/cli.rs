@@ -206,6 +206,9 @@ pub struct WatchArgs {
     /// Accelerator: auto uses KVM only after a probe boot has shown it works on this machine
     #[arg(long, value_enum, default_value_t = Accel::Auto)]
     pub accel: Accel,
+    /// Rewrite this HTML report after every round (reload it in the browser to see the latest)
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -554,8 +557,13 @@ fn watch(args: WatchArgs, ctx: &Context) -> Result<i32> {
         };
         // On a terminal, what the round is doing now; the round's changes are printed after it.
         let mut live = crate::progress::Live::stdout();
+        let mut kernel_release = None;
         let report = run::run(&options, &mut |event| {
             let line = match event {
+                RunEvent::KernelReady { release, .. } => {
+                    kernel_release = Some(release.clone());
+                    return;
+                }
                 RunEvent::ModuleBuilding { module } => {
                     if let Some(live) = live.as_mut() {
                         live.show(&format!("module  {module}: building"));
@@ -589,6 +597,16 @@ fn watch(args: WatchArgs, ctx: &Context) -> Result<i32> {
         });
         drop(live);
         let report = report?;
+        if let Some(path) = &args.html {
+            let info = report::json::RunInfo {
+                run_folder: Some(report.run_dir.clone()),
+                kernel_release,
+                vms: report.vms,
+                duration: report.duration,
+                cpus: Some(options.cpus),
+            };
+            report::html::write(path, &report.verdicts, &info)?;
+        }
         Ok(report.verdicts)
     };
     crate::watch::watch(&dirs, run_once, &mut std::io::stdout())?;

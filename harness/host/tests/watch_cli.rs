@@ -52,9 +52,12 @@ fn an_edit_reruns_the_tests_and_reports_only_the_change() {
         )
         .expect("copy");
     }
+    let report = modules.path().join("report.html");
     let child = Command::new(env!("CARGO_BIN_EXE_kmodlab"))
         .args(["watch", "hello", "--no-setup", "--modules-dir"])
         .arg(modules.path())
+        .arg("--html")
+        .arg(&report)
         .env("KMODLAB_AGENT", &agent)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -77,6 +80,20 @@ fn an_edit_reruns_the_tests_and_reports_only_the_change() {
         Duration::from_secs(300),
         &mut seen,
     );
+    // The report is rewritten before each round's summary is printed.
+    let outcome_in_report = || {
+        let page = std::fs::read_to_string(&report).expect("watch wrote the HTML report");
+        let row = page
+            .split("<tr class=\"verdict\"")
+            .nth(1)
+            .expect("a verdict row");
+        row.split("data-outcome=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .map(str::to_string)
+            .expect("an outcome")
+    };
+    assert_eq!(outcome_in_report(), "PASS");
 
     let spec = module.join("kmodlab.toml");
     let text = std::fs::read_to_string(&spec).expect("spec");
@@ -100,6 +117,7 @@ fn an_edit_reruns_the_tests_and_reports_only_the_change() {
         Duration::from_secs(30),
         &mut seen,
     );
+    assert_eq!(outcome_in_report(), "FAIL");
     assert!(
         !seen
             .iter()
