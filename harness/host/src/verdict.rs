@@ -714,6 +714,15 @@ mod tests {
         }
     }
 
+    /// The record of test 0 after these agent events, in order.
+    fn replay(events: &[Event]) -> TestRecord {
+        let mut record = TestRecord::new(0);
+        for event in events {
+            record.apply(event);
+        }
+        record
+    }
+
     /// A test that loaded, settled, ran `programs` and unloaded cleanly, as the agent reports it.
     fn record(programs: Vec<Event>, extra_kmsg: &[&str]) -> TestRecord {
         let mut events = vec![
@@ -746,11 +755,7 @@ mod tests {
             taint: 4096,
             duration_us: 80_000,
         });
-        let mut record = TestRecord::new(0);
-        for event in &events {
-            record.apply(event);
-        }
-        record
+        replay(&events)
     }
 
     #[test]
@@ -1060,11 +1065,7 @@ mod tests {
             taint: 4096,
             duration_us: 20_000,
         });
-        let mut record = TestRecord::new(0);
-        for event in &events {
-            record.apply(event);
-        }
-        record
+        replay(&events)
     }
 
     fn refusal_spec(load_error: Option<nix::errno::Errno>) -> TestSpec {
