@@ -11,6 +11,7 @@ fn each_fault_gets_its_verdict_and_the_run_recovers() {
         fixture("warn_init"),
         fixture("init_hang"),
         fixture("init_enodev"),
+        fixture("log_flood"),
         "hello".to_string(),
     ];
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -57,12 +58,16 @@ fn each_fault_gets_its_verdict_and_the_run_recovers() {
     assert_eq!(enodev.errno, Some(19), "ENODEV: {}", enodev.reason);
     assert!(enodev.reason.contains("ENODEV"), "{}", enodev.reason);
 
+    // A log that outruns the serial line must not keep a finished load or unload from ending.
+    let flood = verdict(&report, "log_flood/loud_but_correct");
+    assert_outcome(flood, Outcome::Pass);
+
     for v in report.verdicts.iter().filter(|v| v.module == "hello") {
         assert_outcome(v, Outcome::Pass);
     }
     let _ = verdict(&report, "hello/greets");
     // Exactly one verdict per requested test, and the crash and the timeout each cost a VM.
-    assert_eq!(report.verdicts.len(), 5);
+    assert_eq!(report.verdicts.len(), 6);
     assert!(
         report.vms >= 3,
         "crash and timeout end their VMs: {} VMs",

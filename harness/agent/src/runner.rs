@@ -200,14 +200,22 @@ impl<W: Write> Agent<W> {
         } else {
             Some(CHILD_TICK)
         };
+        // Whether the child had already exited at the previous pass.
+        let mut seen_exited = false;
         loop {
             let exited = child.has_exited();
             // Whatever the child made the kernel print is in the log by the time it has exited,
-            // and is forwarded before the child is reaped, while its CPU can still be read.
+            // and is forwarded before the child is reaped, while its CPU can still be read. A log
+            // that keeps coming (a module printing from a timer) delays the reaping by one drain
+            // slice at most: the exit, not the log, decides when the operation is over.
             let more = self.drain_kmsg();
             let status = match exited {
-                Ok(true) if !more => child.try_wait(),
-                Ok(_) => Ok(None),
+                Ok(true) if !more || seen_exited => child.try_wait(),
+                Ok(true) => {
+                    seen_exited = true;
+                    Ok(None)
+                }
+                Ok(false) => Ok(None),
                 Err(e) => Err(e),
             };
             match status {
@@ -220,7 +228,8 @@ impl<W: Write> Agent<W> {
                     };
                 }
             }
-            if Instant::now() >= deadline {
+            // An exited child is reaped on the next pass, even past the deadline.
+            if Instant::now() >= deadline && !seen_exited {
                 // The child is stuck in the kernel; it cannot be killed there, so leave it.
                 return OpResult::TimedOut;
             }
