@@ -11,7 +11,7 @@
 
 use crate::spec::{ProgramSpec, TestSpec};
 use crate::verdict::{self, Interruption, Outcome, TestRecord, Verdict};
-use crate::{kbuild, ktap, oops};
+use crate::{ktap, oops};
 use anyhow::{bail, Context, Result};
 use kmodlab_protocol::ktap::{classify, strip_prefixes, strip_timestamp, Line};
 use kmodlab_protocol::{Event, OpResult, WaitEnd};
@@ -355,9 +355,7 @@ pub fn run_folder(dir: &Path) -> Result<Parsed> {
             };
             let mut verdict = verdict::judge(&module, &spec, &record);
             if let Some((copy, original)) = &paths {
-                for line in verdict.details.iter_mut().chain(verdict.log.iter_mut()) {
-                    *line = kbuild::relocate(line, copy, original);
-                }
+                verdict.relocate_paths(copy, original);
             }
             judged.insert(id, verdict);
         }

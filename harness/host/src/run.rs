@@ -261,6 +261,21 @@ struct Job {
 
 /// Runs the selection and judges every test.
 pub fn run(opts: &RunOptions, listener: &mut dyn FnMut(&RunEvent)) -> Result<RunReport> {
+    let mut in_order = InOrder::default();
+    let result = run_in_order(opts, &mut in_order, listener);
+    // A run that cannot go on (a build error in a later module, a guest that never boots) still
+    // shows the verdicts it had, such as SKIPs held back for the tests requested before them.
+    if result.is_err() {
+        in_order.flush(listener);
+    }
+    result
+}
+
+fn run_in_order(
+    opts: &RunOptions,
+    in_order: &mut InOrder,
+    listener: &mut dyn FnMut(&RunEvent),
+) -> Result<RunReport> {
     let started = Instant::now();
     let run_dir = create_run_dir(opts.runs_dir.as_deref())?;
     listener(&RunEvent::RunFolder(run_dir.clone()));
@@ -280,7 +295,6 @@ pub fn run(opts: &RunOptions, listener: &mut dyn FnMut(&RunEvent)) -> Result<Run
     // Companions by their path in the guest.
     let mut programs: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut next_id = 0u32;
-    let mut in_order = InOrder::default();
     for selected in &opts.selection {
         let spec = &selected.spec;
         let tests: Vec<&TestSpec> = spec
@@ -456,7 +470,7 @@ pub fn run(opts: &RunOptions, listener: &mut dyn FnMut(&RunEvent)) -> Result<Run
             listener(&RunEvent::VmStarted {
                 label: label.clone(),
             });
-            let session = drive(&mut vm, &jobs, run_deadline, &mut in_order, listener);
+            let session = drive(&mut vm, &jobs, run_deadline, in_order, listener);
             timings.vms += session
                 .last_verdict
                 .unwrap_or_else(Instant::now)
@@ -706,6 +720,13 @@ impl InOrder {
             self.next += 1;
         }
     }
+
+    /// Passes on what is held, in order, without waiting for the gaps.
+    fn flush(&mut self, listener: &mut dyn FnMut(&RunEvent)) {
+        for (_, verdict) in std::mem::take(&mut self.held) {
+            listener(&RunEvent::Verdict(verdict));
+        }
+    }
 }
 
 /// How long the host waits for a test's `test_finished` (plus [`AGENT_GRACE`]): its limit for
@@ -730,12 +751,7 @@ fn finish(
     let job = jobs.get(&record.id)?;
     let mut verdict = verdict::judge(&job.module, &job.spec, &record);
     if let Some((copy, original)) = &job.source_paths {
-        for line in verdict.details.iter_mut().chain(verdict.log.iter_mut()) {
-            *line = kbuild::relocate(line, copy, original);
-        }
-        for record in &mut verdict.records {
-            record.text = kbuild::relocate(&record.text, copy, original);
-        }
+        verdict.relocate_paths(copy, original);
     }
     let outcome = verdict.outcome;
     in_order.emit(record.id, &verdict, listener);
@@ -999,7 +1015,11 @@ mod tests {
         in_order.emit(0, &verdict("a"), &mut listener);
         in_order.emit(1, &verdict("b"), &mut listener);
         in_order.emit(3, &verdict("d"), &mut listener);
-        assert_eq!(seen, ["a", "b", "c", "d"]);
+        // A run that stops early shows what it holds, in order.
+        in_order.emit(6, &verdict("g"), &mut listener);
+        in_order.emit(5, &verdict("f"), &mut listener);
+        in_order.flush(&mut listener);
+        assert_eq!(seen, ["a", "b", "c", "d", "f", "g"]);
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub struct Verdict {
     /// The test's kernel log window (kmsg records, else console lines).
     pub log: Vec<String>,
     /// The kernel records of that window as the agent sent them, with who printed each and on
-    /// which CPU (empty when only the console was left, or for logs judged by `parse`).
+    /// which CPU (empty when only the console was left, or for plain logs `parse` judges).
     #[serde(skip)]
     pub records: Vec<KmsgRecord>,
 }
@@ -65,6 +65,17 @@ pub struct Verdict {
 impl Verdict {
     pub fn id(&self) -> String {
         format!("{}/{}", self.module, self.test)
+    }
+
+    /// Shows the module's own folder where the kernel printed its build copy's paths (WARNING
+    /// lines name source files), in every line the verdict carries.
+    pub fn relocate_paths(&mut self, copy: &std::path::Path, original: &std::path::Path) {
+        for line in self.details.iter_mut().chain(self.log.iter_mut()) {
+            *line = crate::kbuild::relocate(line, copy, original);
+        }
+        for record in &mut self.records {
+            record.text = crate::kbuild::relocate(&record.text, copy, original);
+        }
     }
 
     pub fn skipped(module: &str, test: &str, reason: String) -> Verdict {
