@@ -185,14 +185,15 @@ name = "loads"
 ktap = true
 expect = ['{{name}}: loaded', '{{name}}: unloaded']
 # More a test can say:
-# params = "count=3"          # module parameters for the load
+# params = "count=3"          # parameters the module declares, for the load
 # forbid = ['refcount_t: ']   # regexes no kernel line of the test may match
 # timeout_s = 10              # limit for load, wait and unload
 #
-# A test that the load is refused (without `ktap`, as init never finishes):
+# A test that the load is refused (no `ktap`: the module never gets to print it), here for an
+# int parameter `count` given something that is not a number:
 # [[test]]
 # name = "refuses_a_bad_count"
-# params = "count=-1"
+# params = "count=lots"
 # load_error = "EINVAL"
 "#;
 

@@ -20,10 +20,21 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-/// Writes the page to `path`.
+/// Writes the page to `path`, whole or not at all: it goes to a temporary file beside it first, so
+/// a browser reloading the page (`watch --html` rewrites it every round) never reads half of it.
 pub fn write(path: &Path, verdicts: &[Verdict], info: &RunInfo) -> Result<()> {
-    std::fs::write(path, render(verdicts, info))
-        .with_context(|| format!("writing the HTML report {}", path.display()))
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let mut file = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a file in {} for the HTML report", dir.display()))?;
+    std::io::Write::write_all(&mut file, render(verdicts, info).as_bytes())
+        .and_then(|()| file.as_file().sync_all())
+        .with_context(|| format!("writing the HTML report {}", path.display()))?;
+    file.persist(path)
+        .with_context(|| format!("writing the HTML report {}", path.display()))?;
+    Ok(())
 }
 
 /// The whole page.
@@ -370,9 +381,9 @@ impl Lane {
 
 /// The lanes of a timeline: every CPU of the VM, any other CPU a record names, and the unknown
 /// lane when some record has no CPU.
-fn lanes(records: &[KmsgRecord], cpus: Option<u32>) -> Vec<Lane> {
+fn lanes(records: &[&KmsgRecord], cpus: Option<u32>) -> Vec<Lane> {
     let mut lanes: BTreeSet<Lane> = (0..cpus.unwrap_or(0)).map(Lane::Cpu).collect();
-    lanes.extend(records.iter().map(Lane::of));
+    lanes.extend(records.iter().map(|r| Lane::of(r)));
     lanes.into_iter().collect()
 }
 
@@ -456,8 +467,30 @@ const AXIS_HEIGHT: f64 = 40.0;
 /// The longest record text a tooltip shows; the table below the chart has it all.
 const TOOLTIP_CHARS: usize = 400;
 
+/// The most records a test's timeline and records table show. A module that floods the log can
+/// leave a hundred thousand records in one test; drawn in full that page weighs tens of megabytes
+/// and no browser scrolls it. The kernel log above the chart keeps every line.
+const TIMELINE_RECORDS: usize = 2000;
+
+/// The records the timeline draws: all of them up to [`TIMELINE_RECORDS`], else the first ones
+/// and every failure record after them (a crash at the end of a flood is what matters), capped too.
+fn timeline_records<'a>(records: &'a [KmsgRecord], failures: &FailureLines) -> Vec<&'a KmsgRecord> {
+    if records.len() <= TIMELINE_RECORDS {
+        return records.iter().collect();
+    }
+    let (first, rest) = records.split_at(TIMELINE_RECORDS);
+    first
+        .iter()
+        .chain(
+            rest.iter()
+                .filter(|r| failures.is_failure_record(r))
+                .take(TIMELINE_RECORDS),
+        )
+        .collect()
+}
+
 fn timeline(out: &mut String, v: &Verdict, cpus: Option<u32>, failures: &FailureLines) {
-    let records = &v.records;
+    let records = timeline_records(&v.records, failures);
     if records.is_empty() {
         if !v.log.is_empty() {
             out.push_str(
@@ -469,6 +502,16 @@ fn timeline(out: &mut String, v: &Verdict, cpus: Option<u32>, failures: &Failure
         return;
     }
     out.push_str("<h3>Kernel messages by CPU</h3>\n");
+    if records.len() < v.records.len() {
+        let _ = writeln!(
+            out,
+            "<p class=\"note capped\">{} kernel messages: the timeline and the table show the \
+             first {TIMELINE_RECORDS} and the failure lines after them ({} in all). The kernel \
+             log above has every line, and the run folder every record.</p>",
+            v.records.len(),
+            records.len()
+        );
+    }
     if records.iter().all(|r| r.caller.is_none()) {
         out.push_str(
             "<p class=\"note no-caller\">No timeline: this kernel does not record which CPU printed \
@@ -476,7 +519,7 @@ fn timeline(out: &mut String, v: &Verdict, cpus: Option<u32>, failures: &Failure
         );
         return;
     }
-    let lanes = lanes(records, cpus);
+    let lanes = lanes(&records, cpus);
     let start = records.iter().map(|r| r.ts_us).min().unwrap_or(0);
     let end = records.iter().map(|r| r.ts_us).max().unwrap_or(start);
     // A single instant still needs a scale: give it a millisecond.
@@ -530,7 +573,7 @@ fn timeline(out: &mut String, v: &Verdict, cpus: Option<u32>, failures: &Failure
     );
     // Marks closer than a few pixels in one lane are spread vertically so each stays hoverable.
     let mut last_x: Vec<Option<(f64, usize)>> = vec![None; lanes.len()];
-    for record in records {
+    for &record in &records {
         let lane = Lane::of(record);
         let Some(lane_index) = lanes.iter().position(|l| *l == lane) else {
             continue;
@@ -573,7 +616,7 @@ fn timeline(out: &mut String, v: &Verdict, cpus: Option<u32>, failures: &Failure
     }
     out.push_str("</svg></div>\n");
     out.push_str(LEGEND);
-    records_table(out, records, start, failures);
+    records_table(out, &records, start, failures);
 }
 
 /// `+1.234 ms [    5.678901] CPU 1, softirq/irq on CPU 1` and the record's text.
@@ -603,7 +646,7 @@ const LEGEND: &str = "<p class=\"legend\">\
 Hover a mark for its message. An interrupt's CPU is exact; a task's is the CPU the thread was on when \
 kmodlab read the message (exact for per-CPU workers such as <code>kworker/1:2</code>).</p>\n";
 
-fn records_table(out: &mut String, records: &[KmsgRecord], start: u64, failures: &FailureLines) {
+fn records_table(out: &mut String, records: &[&KmsgRecord], start: u64, failures: &FailureLines) {
     out.push_str(
         "<table class=\"records\">\n<thead><tr><th class=\"num\">+ms</th><th>time</th>\
          <th>CPU</th><th>context</th><th>level</th><th>message</th></tr></thead>\n<tbody>\n",
@@ -831,6 +874,45 @@ mod tests {
     }
 
     #[test]
+    fn a_flood_of_records_is_capped_but_keeps_its_failure_lines() {
+        let mut records: Vec<KmsgRecord> = (0..TIMELINE_RECORDS as u64 + 500)
+            .map(|i| record(1_000 + i, "chatter", task(50, "insmod", 0)))
+            .collect();
+        records.push(record(
+            900_000,
+            "BUG: kernel NULL pointer dereference, address: 0000000000000000",
+            task(50, "insmod", 1),
+        ));
+        let page = render(&[verdict("floods", Outcome::Crash, records)], &info());
+        assert!(
+            page.contains("2501 kernel messages: the timeline"),
+            "the cap is said"
+        );
+        let rows = page.matches("<tr data-context=").count() + page.matches("<tr class=").count();
+        // Every verdict row is a `tr class="verdict"`; the rest are records.
+        let record_rows = rows - 1;
+        assert_eq!(
+            record_rows,
+            TIMELINE_RECORDS + 1,
+            "the first ones and the failure"
+        );
+        assert!(page.contains("BUG: kernel NULL pointer dereference, address"));
+        assert_eq!(page.matches("<title>").count(), TIMELINE_RECORDS + 1 + 1);
+    }
+
+    #[test]
+    fn the_page_replaces_the_file_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("report.html");
+        std::fs::write(&path, "old").expect("old page");
+        write(&path, &[], &info()).expect("written");
+        let page = std::fs::read_to_string(&path).expect("read back");
+        assert!(page.starts_with("<!DOCTYPE html>") && page.trim_end().ends_with("</html>"));
+        // Nothing is left beside it.
+        assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 1);
+    }
+
+    #[test]
     fn marker_and_not_ok_lines_are_highlighted_and_the_report_is_marked() {
         let mut v = verdict(
             "warns",
@@ -958,7 +1040,8 @@ mod tests {
         ));
         // A passing test starts closed.
         assert!(!page.contains("<details open>"));
-        assert_eq!(lanes(&v.records, None).len(), 4);
+        let records: Vec<&KmsgRecord> = v.records.iter().collect();
+        assert_eq!(lanes(&records, None).len(), 4);
     }
 
     #[test]
