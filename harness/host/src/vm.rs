@@ -96,11 +96,53 @@ fn prebuilt_tcg_tuning(tsc_khz: Option<u64>) -> String {
     format!("tsc_early_khz={khz} tsc=reliable lpj={LPJ}")
 }
 
-/// The host's TSC frequency, as the guest under TCG sees it.
+/// The host's TSC frequency in kHz, as the guest under TCG sees it. In a virtual machine `cpu MHz`
+/// in /proc/cpuinfo is the TSC frequency the hypervisor reports, and fixed. On bare metal it is
+/// the current clock of a CPU that may scale its frequency, so there the TSC is measured instead
+/// (10 ms, once per process), with /proc/cpuinfo as the fallback.
 fn host_tsc() -> Option<u64> {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| host_tsc_khz(&text))
+    static KHZ: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *KHZ.get_or_init(|| {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let reported = host_tsc_khz(&cpuinfo);
+        if is_virtual_machine(&cpuinfo) && reported.is_some() {
+            return reported;
+        }
+        measure_tsc_khz().or(reported)
+    })
+}
+
+/// Whether the CPU flags say a hypervisor runs this machine.
+fn is_virtual_machine(cpuinfo: &str) -> bool {
+    cpuinfo
+        .lines()
+        .find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key.trim() == "flags").then(|| value.split_whitespace().any(|f| f == "hypervisor"))
+        })
+        .unwrap_or(false)
+}
+
+/// Counts TSC ticks over 10 ms of the monotonic clock.
+#[cfg(target_arch = "x86_64")]
+fn measure_tsc_khz() -> Option<u64> {
+    use std::arch::x86_64::_rdtsc;
+    let started = Instant::now();
+    // SAFETY: rdtsc only reads the time-stamp counter; it has no memory effects.
+    let first = unsafe { _rdtsc() };
+    std::thread::sleep(Duration::from_millis(10));
+    // SAFETY: as above.
+    let last = unsafe { _rdtsc() };
+    let elapsed = started.elapsed().as_secs_f64();
+    let khz = last.checked_sub(first)? as f64 / elapsed / 1000.0;
+    // Rounded to 10 kHz: the measurement is good to about one part in ten thousand.
+    let khz = (khz / 10.0).round() as u64 * 10;
+    (100_000..20_000_000).contains(&khz).then_some(khz)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn measure_tsc_khz() -> Option<u64> {
+    None
 }
 
 /// The first `cpu MHz` of /proc/cpuinfo in kHz: the TSC frequency on x86 hosts with a constant TSC.
@@ -449,6 +491,22 @@ mod tests {
         let cpuinfo = "processor\t: 0\nmodel name\t: Xeon\ncpu MHz\t\t: 2499.982\n";
         assert_eq!(host_tsc_khz(cpuinfo), Some(2_499_982));
         assert_eq!(host_tsc_khz("processor\t: 0\n"), None);
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn the_measured_tsc_frequency_is_plausible() {
+        let khz = measure_tsc_khz().expect("a measurement");
+        assert!((100_000..20_000_000).contains(&khz), "{khz}");
+    }
+
+    #[test]
+    fn a_hypervisor_shows_in_the_cpu_flags() {
+        let vm = "processor\t: 0\nflags\t\t: fpu vme tsc hypervisor lahf_lm\n";
+        let metal = "processor\t: 0\nflags\t\t: fpu vme tsc constant_tsc\n";
+        assert!(is_virtual_machine(vm));
+        assert!(!is_virtual_machine(metal));
+        assert!(!is_virtual_machine(""));
     }
 
     #[test]
