@@ -61,22 +61,7 @@ pub fn render(verdicts: &[Verdict], info: &RunInfo) -> String {
 /// than newline and tab are shown the way the kernel's /dev/kmsg escapes bytes (`\x1b`), so an
 /// escape sequence in a module's output can neither reach the page raw nor vanish from it.
 pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            '\n' | '\t' => out.push(c),
-            c if c.is_control() => {
-                let _ = write!(out, "\\x{:02x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out
+    super::escape_markup(text, super::Markup::Html)
 }
 
 fn header(out: &mut String, verdicts: &[Verdict], info: &RunInfo, summary: &str) {

@@ -11,6 +11,7 @@
 //! most are not allowed anywhere in XML 1.0, not even as character references).
 
 use super::ktap::by_module;
+use super::{escape_markup, Markup};
 use crate::verdict::{Outcome, Verdict};
 use anyhow::{Context, Result};
 use std::fmt::Write as _;
@@ -127,41 +128,13 @@ fn seconds(d: Duration) -> String {
 
 /// Character data: `&`, `<` and `>` as entities, characters XML 1.0 forbids made visible.
 pub fn text(s: &str) -> String {
-    escape(s, false)
+    escape_markup(s, Markup::XmlText)
 }
 
 /// An attribute value in double quotes: also `"`, and newlines and tabs as character references
 /// so that readers do not normalise them into spaces.
 pub fn attr(s: &str) -> String {
-    escape(s, true)
-}
-
-fn escape(s: &str, attribute: bool) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' if attribute => out.push_str("&quot;"),
-            '\n' if attribute => out.push_str("&#10;"),
-            '\t' if attribute => out.push_str("&#9;"),
-            // A literal carriage return would be turned into a newline by any reader.
-            '\r' => out.push_str("&#13;"),
-            '\n' | '\t' => out.push(c),
-            c if allowed_in_xml(c) => out.push(c),
-            // Not allowed even as a reference (NUL, ESC, ...): shown the way a kernel log escapes.
-            c => {
-                let _ = write!(out, "\\x{:02x}", u32::from(c));
-            }
-        }
-    }
-    out
-}
-
-/// XML 1.0's `Char` production, less the three whitespace characters handled above.
-fn allowed_in_xml(c: char) -> bool {
-    matches!(c, '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}')
+    escape_markup(s, Markup::XmlAttribute)
 }
 
 #[cfg(test)]
