@@ -441,13 +441,7 @@ fn test(args: TestArgs, ctx: &Context) -> Result<i32> {
         Some(human) => human.finish(&report),
         None => ktap.finish(&report.verdicts),
     }
-    let info = report::json::RunInfo {
-        run_folder: Some(report.run_dir.clone()),
-        kernel_release,
-        vms: report.vms,
-        duration: report.duration,
-        cpus: Some(options.cpus),
-    };
+    let info = report::json::RunInfo::of(&report, kernel_release, options.cpus);
     write_reports(&args.output, &report.verdicts, &info)?;
     Ok(exit_code(&report.verdicts))
 }
@@ -598,13 +592,7 @@ fn watch(args: WatchArgs, ctx: &Context) -> Result<i32> {
         drop(live);
         let report = report?;
         if let Some(path) = &args.html {
-            let info = report::json::RunInfo {
-                run_folder: Some(report.run_dir.clone()),
-                kernel_release,
-                vms: report.vms,
-                duration: report.duration,
-                cpus: Some(options.cpus),
-            };
+            let info = report::json::RunInfo::of(&report, kernel_release, options.cpus);
             report::html::write(path, &report.verdicts, &info)?;
         }
         Ok(report.verdicts)

@@ -23,6 +23,19 @@ pub struct RunInfo {
     pub cpus: Option<u32>,
 }
 
+impl RunInfo {
+    /// The facts of a run `test` (or `watch`) just made.
+    pub fn of(report: &crate::run::RunReport, kernel_release: Option<String>, cpus: u32) -> Self {
+        RunInfo {
+            run_folder: Some(report.run_dir.clone()),
+            kernel_release,
+            vms: report.vms,
+            duration: report.duration,
+            cpus: Some(cpus),
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct Document<'a> {
     schema_version: u32,
