@@ -318,12 +318,11 @@ fn decide(spec: &TestSpec, record: &TestRecord, kmsg: &[&str], console: &[&str])
                     None,
                 )),
                 Some((_, OpResult::Failed { errno, name, .. })) if *errno != want as i32 => {
-                    let reason = match kernel_reason(kmsg, module) {
-                        Some(line) => {
-                            format!("load {module}: {name}, expected {want:?}; kernel: {line}")
-                        }
-                        None => format!("load {module}: {name}, expected {want:?}"),
-                    };
+                    let reason = with_kernel_reason(
+                        format!("load {module}: {name}, expected {want:?}"),
+                        kmsg,
+                        module,
+                    );
                     Some((Outcome::Fail, reason, vec![], Some(*errno)))
                 }
                 // Refused as expected, or a timeout or death, judged below like any load's.
@@ -369,11 +368,8 @@ fn decide(spec: &TestSpec, record: &TestRecord, kmsg: &[&str], console: &[&str])
                 name,
                 message,
             } => {
-                let kernel_says = kernel_reason(kmsg, module);
-                let reason = match &kernel_says {
-                    Some(line) => format!("load {module}: {name} ({message}); kernel: {line}"),
-                    None => format!("load {module}: {name} ({message})"),
-                };
+                let reason =
+                    with_kernel_reason(format!("load {module}: {name} ({message})"), kmsg, module);
                 return (Outcome::Error, reason, vec![], Some(*errno));
             }
         }
@@ -642,6 +638,14 @@ fn describe_failure(failure: &ktap::Failure) -> String {
 }
 
 /// The kernel's own explanation of a refused load, e.g. `hello: Unknown symbol foo (err -2)`.
+/// `reason`, then `; kernel: LINE` with the module's own last word on the matter, if it said one.
+fn with_kernel_reason(reason: String, kmsg: &[&str], module: &str) -> String {
+    match kernel_reason(kmsg, module) {
+        Some(line) => format!("{reason}; kernel: {line}"),
+        None => reason,
+    }
+}
+
 fn kernel_reason<'a>(kmsg: &[&'a str], module: &str) -> Option<&'a str> {
     let prefix = format!("{module}: ");
     kmsg.iter()
