@@ -122,12 +122,6 @@ pub struct CompanionsBuild {
     pub warnings: String,
 }
 
-#[derive(serde::Serialize, serde::Deserialize, Default)]
-struct Stamp {
-    key: String,
-    files: Vec<String>,
-}
-
 /// Builds every companion of `spec`'s folder (nothing to do when it has none).
 pub fn build(spec: &ModuleSpec) -> Result<CompanionsBuild> {
     let started = Instant::now();
@@ -159,10 +153,7 @@ pub fn build(spec: &ModuleSpec) -> Result<CompanionsBuild> {
     let copy = root.join("src");
     let bin = root.join("bin");
     let stamp_path = root.join("stamp.json");
-    let previous: Stamp = std::fs::read(&stamp_path)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default();
+    let previous = kbuild::Stamp::read(&stamp_path);
     let programs: Vec<(String, PathBuf)> = companions
         .iter()
         .map(|c| (c.name.clone(), bin.join(&c.name)))
@@ -195,12 +186,11 @@ pub fn build(spec: &ModuleSpec) -> Result<CompanionsBuild> {
             }
         }
     }
-    let stamp = Stamp {
+    kbuild::Stamp {
         key,
         files: current,
-    };
-    std::fs::write(&stamp_path, serde_json::to_vec(&stamp)?)
-        .with_context(|| format!("writing {}", stamp_path.display()))?;
+    }
+    .write(&stamp_path)?;
     Ok(CompanionsBuild {
         programs,
         reused: false,

@@ -42,10 +42,27 @@ pub struct ModuleBuild {
     pub companions: Vec<(String, PathBuf)>,
 }
 
+/// What a build copy was last built from: the content key of its inputs, and the files synced
+/// into it. Written only after a successful build, so a missing or unreadable stamp means "build".
 #[derive(serde::Serialize, serde::Deserialize, Default)]
-struct Stamp {
-    key: String,
-    files: Vec<String>,
+pub(crate) struct Stamp {
+    pub key: String,
+    pub files: Vec<String>,
+}
+
+impl Stamp {
+    /// The stamp at `path`, or an empty one.
+    pub fn read(path: &Path) -> Stamp {
+        std::fs::read(path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn write(&self, path: &Path) -> Result<()> {
+        std::fs::write(path, serde_json::to_vec(self)?)
+            .with_context(|| format!("writing {}", path.display()))
+    }
 }
 
 /// Builds `spec`'s folder against `kernel`: its modules, then its companions.
@@ -76,10 +93,7 @@ fn build_modules(spec: &ModuleSpec, kernel: &Kernel) -> Result<ModuleBuild> {
     let root = copy_root(spec, kernel)?;
     let copy = root.join(&spec.name);
     let stamp_path = root.join("stamp.json");
-    let previous: Stamp = std::fs::read(&stamp_path)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default();
+    let previous = Stamp::read(&stamp_path);
     let objects: Vec<(String, PathBuf)> = spec
         .build
         .iter()
@@ -158,12 +172,11 @@ fn build_modules(spec: &ModuleSpec, kernel: &Kernel) -> Result<ModuleBuild> {
     for (_, path) in &objects {
         check_release(path, &kernel.release)?;
     }
-    let stamp = Stamp {
+    Stamp {
         key,
         files: current,
-    };
-    std::fs::write(&stamp_path, serde_json::to_vec(&stamp)?)
-        .with_context(|| format!("writing {}", stamp_path.display()))?;
+    }
+    .write(&stamp_path)?;
     Ok(ModuleBuild {
         module: spec.name.clone(),
         objects,
