@@ -171,16 +171,13 @@ pub fn ensure(req: &KernelRequest) -> Result<Kernel> {
     if req.source == SourceSpec::DebianPrebuilt {
         return prebuilt::ensure();
     }
-    let requests = config::merged_requests(&req.fragments)?;
-    let src = source::provision(&req.source)?;
-    let key = key_for(
-        &src.identity,
-        &req.fragments,
-        &toolchain(wants_rust(&requests))?,
-    )?;
-    let dir = kernels_dir()?.join(&key);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let _lock = lock(&dir.join("lock"), &format!("building kernel {key}"))?;
+    let Slot {
+        requests,
+        src,
+        key,
+        dir,
+        lock: _lock,
+    } = Slot::take(req, "building")?;
 
     let user_tree = matches!(req.source, SourceSpec::Dir(_));
     let stamped = load_stamped(&dir, &key, &req.fragments)?;
@@ -212,16 +209,13 @@ pub fn configure(req: &KernelRequest) -> Result<PathBuf> {
     if req.source == SourceSpec::DebianPrebuilt {
         return Ok(prebuilt::ensure()?.build_dir.join(".config"));
     }
-    let requests = config::merged_requests(&req.fragments)?;
-    let src = source::provision(&req.source)?;
-    let key = key_for(
-        &src.identity,
-        &req.fragments,
-        &toolchain(wants_rust(&requests))?,
-    )?;
-    let dir = kernels_dir()?.join(&key);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let _lock = lock(&dir.join("lock"), &format!("configuring kernel {key}"))?;
+    let Slot {
+        requests,
+        src,
+        key,
+        dir,
+        lock: _lock,
+    } = Slot::take(req, "configuring")?;
     let build_dir = dir.join("build");
     // A finished build's .config is the answer already; rewriting it would only make kbuild redo work.
     if load_stamped(&dir, &key, &req.fragments)?.is_none() {
@@ -233,6 +227,39 @@ pub fn configure(req: &KernelRequest) -> Result<PathBuf> {
     }
     check_config(&requests, &src.dir, &build_dir)?;
     Ok(build_dir.join(".config"))
+}
+
+/// A kernel's place in the cache, held: what the fragments request, the provisioned source, the
+/// content key, its folder, and the lock that keeps other kmodlab processes out while it is used.
+struct Slot {
+    requests: Vec<config::Request>,
+    src: source::Source,
+    key: String,
+    dir: PathBuf,
+    lock: Flock<File>,
+}
+
+impl Slot {
+    /// `doing` says what the holder does, for whoever waits on the lock ("building kernel KEY").
+    fn take(req: &KernelRequest, doing: &str) -> Result<Slot> {
+        let requests = config::merged_requests(&req.fragments)?;
+        let src = source::provision(&req.source)?;
+        let key = key_for(
+            &src.identity,
+            &req.fragments,
+            &toolchain(wants_rust(&requests))?,
+        )?;
+        let dir = kernels_dir()?.join(&key);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let lock = lock(&dir.join("lock"), &format!("{doing} kernel {key}"))?;
+        Ok(Slot {
+            requests,
+            src,
+            key,
+            dir,
+            lock,
+        })
+    }
 }
 
 /// Provisions the source only (for `kmodlab kernel fetch` and for timing it); returns its tree.
