@@ -6,8 +6,10 @@ use kmodlab_protocol::ktap::{classify, Completion, Line};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+mod corpus;
+
 fn data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/ktap")
+    corpus::data_dir("ktap")
 }
 
 /// One document as `expected.txt` writes it.
@@ -57,22 +59,7 @@ fn read(file: &str) -> String {
 #[test]
 fn every_log_parses_as_expected() {
     let expected = expectations();
-    let mut logs: Vec<String> = std::fs::read_dir(data_dir())
-        .expect("data dir")
-        .map(|e| {
-            e.expect("dir entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .filter(|name| name.ends_with(".log"))
-        .collect();
-    logs.sort();
-    assert_eq!(
-        logs,
-        expected.keys().cloned().collect::<Vec<_>>(),
-        "every log listed in expected.txt, and only those"
-    );
+    corpus::assert_every_log_listed(&data_dir(), expected.keys().cloned().collect());
     for (file, want) in &expected {
         let got: Vec<String> = parse(read(file).lines()).iter().map(summary).collect();
         assert_eq!(&got, want, "{file}");

@@ -6,8 +6,10 @@ use kmodlab_protocol::ktap::strip_timestamp;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+mod corpus;
+
 fn data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/oops")
+    corpus::data_dir("oops")
 }
 
 /// file -> [(class, title)], from `expected.txt`.
@@ -37,22 +39,7 @@ fn expectations() -> BTreeMap<String, Vec<(String, String)>> {
 #[test]
 fn every_log_has_its_expected_crashes() {
     let expected = expectations();
-    let mut logs: Vec<String> = std::fs::read_dir(data_dir())
-        .expect("data dir")
-        .map(|e| {
-            e.expect("dir entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .filter(|name| name.ends_with(".log"))
-        .collect();
-    logs.sort();
-    assert_eq!(
-        logs,
-        expected.keys().cloned().collect::<Vec<_>>(),
-        "every log listed in expected.txt, and only those"
-    );
+    corpus::assert_every_log_listed(&data_dir(), expected.keys().cloned().collect());
 
     for (file, want) in &expected {
         let text = std::fs::read_to_string(data_dir().join(file)).expect("log");
