@@ -284,33 +284,24 @@ impl<W: Write> Writer<W> {
 
     /// Adds a character device node, e.g. `char_device("/dev/null", 0o666, 1, 3)`.
     pub fn char_device(&mut self, path: &str, mode: u32, major: u32, minor: u32) -> Result<()> {
-        let name = normalise(path)?;
-        check_device(path, major, minor)?;
-        let rdev = (major, minor);
-        self.add(
-            path,
-            name,
-            Meta {
-                kind: Kind::CharDevice,
-                mode,
-                rdev,
-            },
-            Body::Empty,
-        )
+        self.device(Kind::CharDevice, path, mode, major, minor)
     }
 
     /// Adds a block device node, e.g. `block_device("/dev/vda", 0o660, 254, 0)`.
     pub fn block_device(&mut self, path: &str, mode: u32, major: u32, minor: u32) -> Result<()> {
+        self.device(Kind::BlockDevice, path, mode, major, minor)
+    }
+
+    fn device(&mut self, kind: Kind, path: &str, mode: u32, major: u32, minor: u32) -> Result<()> {
         let name = normalise(path)?;
         check_device(path, major, minor)?;
-        let rdev = (major, minor);
         self.add(
             path,
             name,
             Meta {
-                kind: Kind::BlockDevice,
+                kind,
                 mode,
-                rdev,
+                rdev: (major, minor),
             },
             Body::Empty,
         )
