@@ -50,7 +50,7 @@ fn a_build_error_shows_the_compilers_lines_and_boots_nothing() {
     let kernel = kmodlab::kernel::ensure(&request).expect("kernel");
     let error = format!(
         "{:#}",
-        kmodlab::kbuild::build(&spec, &kernel).expect_err("does not compile")
+        kmodlab::build::module::build(&spec, &kernel).expect_err("does not compile")
     );
     assert!(
         error.contains("build_error/build_error.c:12:9: error:"),

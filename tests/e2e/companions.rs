@@ -3,7 +3,7 @@
 //! limit and reported as a TIMEOUT, while the module is still unloaded. `parse` judges the run
 //! folder again to the same verdicts.
 
-use kmodlab::verdict::Outcome;
+use kmodlab::judge::verdict::Outcome;
 use kmodlab_e2e::{assert_outcome, fixture, run_modules, verdict};
 
 #[test]
@@ -63,7 +63,7 @@ fn companions_run_in_the_guest_and_are_judged() {
         hangs.log
     );
 
-    let parsed = kmodlab::parse::parse_path(&report.run_dir).expect("parse the run folder");
+    let parsed = kmodlab::run::folder::parse_path(&report.run_dir).expect("parse the run folder");
     let again: Vec<(String, Outcome, String)> = parsed
         .verdicts
         .iter()
@@ -88,7 +88,7 @@ fn inline_asm_user_demos_agree_on_the_host_too() {
         return;
     }
     let spec = kmodlab::spec::load(&dir).unwrap_or_else(|e| panic!("{e:#}"));
-    let built = kmodlab::companion::build(&spec).unwrap_or_else(|e| panic!("{e:#}"));
+    let built = kmodlab::build::companion::build(&spec).unwrap_or_else(|e| panic!("{e:#}"));
     let program = built
         .programs
         .iter()

@@ -4,8 +4,8 @@
 //! them still passes: every crash costs one VM, never a verdict.
 
 use kmodlab::cli::KernelOpts;
+use kmodlab::judge::verdict::Outcome;
 use kmodlab::run::{self, RunReport};
-use kmodlab::verdict::Outcome;
 use kmodlab_e2e::{assert_outcome, context, fixture, run_selection, verdict};
 
 /// Runs modules (names under modules/, or fixture paths) on the kernel built from `base` plus

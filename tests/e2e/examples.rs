@@ -1,8 +1,8 @@
 //! The example modules pass, each test of each spec: every folder under modules/, in one run, as
 //! `cargo xtask test` runs them.
 
+use kmodlab::judge::verdict::Outcome;
 use kmodlab::spec;
-use kmodlab::verdict::Outcome;
 use kmodlab_e2e::{assert_outcome, root, run_modules};
 
 #[test]

@@ -1,7 +1,7 @@
 //! Modules broken on purpose get the verdict their fault deserves, and a passing module run after
 //! them still passes: one crash or timeout costs one VM, never the rest of the run.
 
-use kmodlab::verdict::Outcome;
+use kmodlab::judge::verdict::Outcome;
 use kmodlab_e2e::{assert_outcome, fixture, run_modules, verdict};
 
 #[test]

@@ -77,7 +77,7 @@ fn write_irq_module(parent: &Path) -> PathBuf {
 /// The DOM Chromium built from `page`, serialised. Fails (never skips) without Chromium, naming
 /// the package: `cargo xtask ci` installs it.
 fn rendered_dom(page: &Path, profile: &Path) -> String {
-    let chromium = kmodlab::setup::require_tool(kmodlab::setup::CHROMIUM)
+    let chromium = kmodlab::host::setup::require_tool(kmodlab::host::setup::CHROMIUM)
         .unwrap_or_else(|e| panic!("the HTML report test needs headless Chromium: {e:#}"));
     let out = Command::new("timeout")
         .arg("120")

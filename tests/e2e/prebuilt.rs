@@ -3,8 +3,8 @@
 //! microvm), and `rust_hello` SKIPs because Debian's config has no CONFIG_RUST.
 
 use kmodlab::cli::KernelOpts;
+use kmodlab::judge::verdict::Outcome;
 use kmodlab::run;
-use kmodlab::verdict::Outcome;
 use kmodlab_e2e::{assert_outcome, context, run_selection, verdict};
 
 #[test]

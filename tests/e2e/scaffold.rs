@@ -1,9 +1,9 @@
 //! `new` gives a module that passes `test` at once: from each template and from an example.
 
+use kmodlab::judge::verdict::Outcome;
 use kmodlab::run::Selected;
-use kmodlab::scaffold;
+use kmodlab::spec::scaffold;
 use kmodlab::spec::{self, Language};
-use kmodlab::verdict::Outcome;
 use kmodlab_e2e::{assert_outcome, root, run_selection};
 
 #[test]

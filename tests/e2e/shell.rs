@@ -6,8 +6,8 @@
 
 use clap::Parser;
 use kmodlab::cli::{run_cli, Cli, EXIT_PASS};
-use kmodlab::shell::{self, Boot};
-use kmodlab::vm::Accelerator;
+use kmodlab::guest::shell::{self, Boot};
+use kmodlab::guest::vm::Accelerator;
 use kmodlab_e2e::{context, root};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -64,7 +64,7 @@ fn an_initramfs_from_a_description_boots_the_configured_kernel() {
     );
 
     // Its entries, as kmodlab lists them and as GNU cpio does.
-    let ours: Vec<String> = kmodlab::initramfs_desc::list(&archive)
+    let ours: Vec<String> = kmodlab::guest::initramfs::desc::list(&archive)
         .expect("list")
         .into_iter()
         .map(|l| l.entry.name)
@@ -95,10 +95,10 @@ fn an_initramfs_from_a_description_boots_the_configured_kernel() {
 
     let kernel = kernel();
     let boot = Boot {
-        qemu: kmodlab::setup::require_tool("qemu-system-x86_64").expect("qemu"),
+        qemu: kmodlab::host::setup::require_tool("qemu-system-x86_64").expect("qemu"),
         image: kernel.boot_image(),
         initramfs: archive.clone(),
-        cmdline: kmodlab::vm::default_cmdline(Accelerator::Tcg, ""),
+        cmdline: kmodlab::guest::vm::default_cmdline(Accelerator::Tcg, ""),
         accel: Accelerator::Tcg,
         memory_mb: 256,
         cpus: 1,

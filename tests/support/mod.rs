@@ -2,8 +2,8 @@
 //! modules through the real pipeline (build, initramfs, QEMU, verdicts) and get the report back.
 
 use kmodlab::cli::{AgentSource, Context};
+use kmodlab::judge::verdict::{Outcome, Verdict};
 use kmodlab::run::{self, AccelChoice, RunOptions, RunReport};
-use kmodlab::verdict::{Outcome, Verdict};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -55,10 +55,12 @@ pub fn fixture(name: &str) -> String {
 pub fn agent() -> PathBuf {
     static AGENT: OnceLock<PathBuf> = OnceLock::new();
     AGENT
-        .get_or_init(|| match kmodlab::agent::build_in_workspace(&root()) {
-            Ok(path) => path,
-            Err(e) => panic!("building the agent: {e:#}"),
-        })
+        .get_or_init(
+            || match kmodlab::build::agent::build_in_workspace(&root()) {
+                Ok(path) => path,
+                Err(e) => panic!("building the agent: {e:#}"),
+            },
+        )
         .clone()
 }
 
@@ -79,8 +81,8 @@ pub fn run_selection(
 ) -> RunReport {
     let ctx = context();
     let kernel = kmodlab::cli::kernel_request(kernel, &ctx).unwrap_or_else(|e| panic!("{e:#}"));
-    let qemu =
-        kmodlab::setup::require_tool("qemu-system-x86_64").unwrap_or_else(|e| panic!("{e:#}"));
+    let qemu = kmodlab::host::setup::require_tool("qemu-system-x86_64")
+        .unwrap_or_else(|e| panic!("{e:#}"));
     let names: Vec<String> = selection.iter().map(|s| s.spec.name.clone()).collect();
     let options = RunOptions {
         selection,

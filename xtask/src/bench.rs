@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 pub fn bench(root: &Path, ctx: &Context, module: &str, runs: usize) -> anyhow::Result<()> {
     let request = kmodlab::cli::kernel_request(&Default::default(), ctx)?;
     let kernel = kmodlab::kernel::ensure(&request)?;
-    let agent = kmodlab::agent::build_in_workspace(root)?;
+    let agent = kmodlab::build::agent::build_in_workspace(root)?;
     let selection = run::select(&ctx.modules_dir, &[module.to_string()])?;
     let spec = &selection[0].spec;
     let options = RunOptions {
@@ -18,7 +18,7 @@ pub fn bench(root: &Path, ctx: &Context, module: &str, runs: usize) -> anyhow::R
         kernel: request.clone(),
         agent,
         accel: AccelChoice::Auto,
-        qemu: kmodlab::setup::require_tool("qemu-system-x86_64")?,
+        qemu: kmodlab::host::setup::require_tool("qemu-system-x86_64")?,
         runs_dir: None,
         timeout: None,
         run_timeout: None,
@@ -39,13 +39,13 @@ pub fn bench(root: &Path, ctx: &Context, module: &str, runs: usize) -> anyhow::R
     for i in 0..runs {
         eprintln!("run {}/{runs}", i + 1);
         // A clean module build: drop the build copy so Kbuild compiles everything again.
-        let copy = kmodlab::kbuild::build(spec, &kernel)?.copy_dir;
+        let copy = kmodlab::build::module::build(spec, &kernel)?.copy_dir;
         if let Some(copy_root) = copy.parent() {
             std::fs::remove_dir_all(copy_root)?;
         }
-        let clean = kmodlab::kbuild::build(spec, &kernel)?;
+        let clean = kmodlab::build::module::build(spec, &kernel)?;
         rows[1].1.push(clean.duration);
-        let warm = kmodlab::kbuild::build(spec, &kernel)?;
+        let warm = kmodlab::build::module::build(spec, &kernel)?;
         rows[2].1.push(warm.duration);
 
         let report = run::run(&options, &mut |_| {})?;

@@ -73,14 +73,14 @@ fn ci(root: &Path, ctx: &Context) -> i32 {
         // What kmodlab needs and what only this project's tests need (a headless browser, ...),
         // in one install: `test` itself never installs the test-only tools.
         let requirements = [
-            kmodlab::setup::REQUIREMENTS,
-            kmodlab::setup::TEST_REQUIREMENTS,
+            kmodlab::host::setup::REQUIREMENTS,
+            kmodlab::host::setup::TEST_REQUIREMENTS,
         ]
         .concat();
-        kmodlab::setup::ensure_requirements(&requirements, true)?;
+        kmodlab::host::setup::ensure_requirements(&requirements, true)?;
         let request = kmodlab::cli::kernel_request(&Default::default(), ctx)?;
         kmodlab::kernel::ensure(&request)?;
-        kmodlab::agent::build_in_workspace(root)?;
+        kmodlab::build::agent::build_in_workspace(root)?;
         Ok(())
     };
     if let Err(e) = prepare() {

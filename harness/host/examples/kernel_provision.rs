@@ -6,8 +6,8 @@
 //! ensure() (must run no make); cached().
 
 use anyhow::{bail, Context, Result};
+use kmodlab::host::setup;
 use kmodlab::kernel::{self, KernelRequest, SourceSpec};
-use kmodlab::setup;
 use std::path::PathBuf;
 use std::time::Instant;
 

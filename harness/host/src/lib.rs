@@ -1,34 +1,25 @@
 //! kmodlab's host library: everything between "here is a module folder" and "here are its verdicts".
 //!
-//! One concern per module: `setup` (host tools), `kernel` (provisioning and build), `kbuild` (module
-//! builds), `spec` (module test specs), `initramfs` (newc writer), `agent` (the guest binary), `vm` (QEMU),
-//! `accel` (KVM or TCG), `ktap` and `oops` (reading what the kernel printed), `taint`, `verdict` (judging),
-//! `report` (output), `run` (the `test` pipeline and its run folder), `progress` (what a person sees while
-//! it works), `cli` (the command line of both binaries).
+//! The folders follow the path a test's data takes (docs/ARCHITECTURE.md walks one test through them):
+//!
+//! - [`cli`]: the command line both binaries share, its exit codes, and `watch`.
+//! - [`host`]: the machine kmodlab runs on: tools and their set-up, `doctor`, the cache, progress display.
+//! - [`kernel`]: kernel sources, Kconfig fragments, configuration, builds and prebuilt kernels.
+//! - [`spec`]: module folders and their `kmodlab.toml`, choosing modules for a run, `new`.
+//! - [`build`]: out-of-tree module builds, user-space companions, the guest agent binary.
+//! - [`guest`]: what runs in QEMU: the initramfs, the one QEMU command line, VMs, KVM or TCG, `shell`.
+//! - [`judge`]: turning what the guest recorded into verdicts: records, KTAP, crash reports, taint.
+//! - [`run`]: the `test` pipeline, the VM session loop, and the run folder (written and read back).
+//! - [`report`]: verdicts for people and machines (human, KTAP, JUnit, JSON, HTML).
 
-pub mod accel;
-pub mod agent;
-pub mod cache;
+pub mod build;
 pub mod cli;
-pub mod companion;
-pub mod doctor;
-pub mod initramfs;
-pub mod initramfs_desc;
-pub mod kbuild;
+pub mod guest;
+pub mod host;
+pub mod judge;
 pub mod kernel;
-pub mod ktap;
-pub mod oops;
-pub mod parse;
-pub mod progress;
 pub mod report;
 pub mod run;
-pub mod scaffold;
-pub mod setup;
-pub mod shell;
 pub mod spec;
-pub mod taint;
 #[cfg(test)]
 mod test_support;
-pub mod verdict;
-pub mod vm;
-pub mod watch;

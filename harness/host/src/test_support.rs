@@ -30,10 +30,10 @@ impl Write for SharedBuffer {
 pub fn verdict(
     module: &str,
     test: &str,
-    outcome: crate::verdict::Outcome,
+    outcome: crate::judge::verdict::Outcome,
     reason: &str,
-) -> crate::verdict::Verdict {
-    crate::verdict::Verdict {
+) -> crate::judge::verdict::Verdict {
+    crate::judge::verdict::Verdict {
         module: module.into(),
         test: test.into(),
         outcome,

@@ -3,7 +3,7 @@
 //! These tests need `cpio` on PATH (Debian package `cpio`); they fail, rather than skip, without it,
 //! so a missing tool cannot pass for a working writer.
 
-use kmodlab::initramfs::Writer;
+use kmodlab::guest::initramfs::Writer;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;

@@ -1,7 +1,7 @@
 //! KTAP parsing over the logs in `tests/data/ktap/`, checked against `expected.txt` there.
 //! Adding a captured log is one file plus one line per top-level document it holds.
 
-use kmodlab::ktap::{parse, Document};
+use kmodlab::judge::ktap::{parse, Document};
 use kmodlab_protocol::ktap::{classify, Completion, Line};
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -2,7 +2,7 @@
 //! kernel noise and cut anywhere, the agent's `Completion` says complete exactly when every
 //! planned result has been fed (and the host's parser agrees).
 
-use kmodlab::ktap::{parse, Counts, Outcome};
+use kmodlab::judge::ktap::{parse, Counts, Outcome};
 use kmodlab_protocol::ktap::{classify, strip_prefixes, Completion};
 use proptest::prelude::*;
 

@@ -1,7 +1,7 @@
 //! Crash titles over the logs in `tests/data/oops/`, checked against `expected.txt` there.
 //! Adding a captured log is one file plus one line per crash it holds.
 
-use kmodlab::oops::{first, scan};
+use kmodlab::judge::oops::{first, scan};
 use kmodlab_protocol::ktap::strip_timestamp;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -62,7 +62,7 @@ fn every_log_has_its_expected_crashes() {
                 "{file}: report holds its marker line"
             );
             assert!(
-                crash.report.len() <= kmodlab::oops::REPORT_LINES + 4,
+                crash.report.len() <= kmodlab::judge::oops::REPORT_LINES + 4,
                 "{file}: report is bounded"
             );
         }
@@ -91,6 +91,6 @@ fn module_frames_are_never_skipped_as_infrastructure() {
     let log = std::fs::read_to_string(dir.join("captured_lock_order.log")).expect("capture");
     let renamed = log.replace("lock_order", "lockdep_abba");
     let lines: Vec<&str> = renamed.lines().collect();
-    let crash = kmodlab::oops::first(&lines).expect("the deadlock report");
+    let crash = kmodlab::judge::oops::first(&lines).expect("the deadlock report");
     assert_eq!(crash.title, "possible deadlock in lockdep_abba_take_ba");
 }

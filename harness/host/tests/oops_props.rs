@@ -1,7 +1,7 @@
 //! Properties of crash scanning: arbitrary input never panics; a real report cut short or mixed
 //! with other kernel messages is still found, as the same kind of crash.
 
-use kmodlab::oops::{first, scan, CrashClass};
+use kmodlab::judge::oops::{first, scan, CrashClass};
 use proptest::prelude::*;
 use std::path::PathBuf;
 use std::sync::OnceLock;

@@ -7,7 +7,7 @@
 //! Inputs are real: a run folder saved from a real run, captured kernel logs, and one log made
 //! hostile on purpose (control bytes, markup characters).
 
-use kmodlab::ktap;
+use kmodlab::judge::ktap;
 use kmodlab_protocol::ktap::{classify, Line};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -189,7 +189,7 @@ fn junit_and_json_agree_with_the_human_lines() {
 
 /// The kernel's own KTAP reader, from a kernel source tree kmodlab unpacked in its cache.
 fn kunit_py() -> Option<PathBuf> {
-    let sources = kmodlab::cache::root().ok()?.join("sources");
+    let sources = kmodlab::host::cache::root().ok()?.join("sources");
     std::fs::read_dir(sources)
         .ok()?
         .filter_map(|e| e.ok())

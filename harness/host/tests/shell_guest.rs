@@ -3,8 +3,8 @@
 //!
 //! Needs the static busybox (`/bin/busybox`, Debian package busybox-static) and `cpio`.
 
-use kmodlab::initramfs_desc::list;
-use kmodlab::shell::{write_guest_initramfs, GuestModule, GuestSpec};
+use kmodlab::guest::initramfs::desc::list;
+use kmodlab::guest::shell::{write_guest_initramfs, GuestModule, GuestSpec};
 use std::path::Path;
 use std::process::Command;
 

@@ -41,7 +41,7 @@ fn wait_for(lines: &Receiver<String>, wanted: &str, limit: Duration, seen: &mut 
 
 #[test]
 fn an_edit_reruns_the_tests_and_reports_only_the_change() {
-    let agent = kmodlab::agent::build_in_workspace(&workspace()).expect("agent");
+    let agent = kmodlab::build::agent::build_in_workspace(&workspace()).expect("agent");
     let modules = tempfile::tempdir().expect("tempdir");
     let module = modules.path().join("hello");
     std::fs::create_dir(&module).expect("mkdir");

@@ -1,8 +1,8 @@
 //! Running kbuild: the command's environment, its full output into a log, progress while it runs,
 //! and its last lines when it fails.
 
-use crate::progress::Step;
-use crate::setup;
+use crate::host::progress::Step;
+use crate::host::setup;
 use anyhow::{bail, Context, Result};
 use std::collections::VecDeque;
 use std::fs::File;

@@ -19,9 +19,9 @@ mod source;
 
 pub use source::DEBIAN_PACKAGE;
 
-use crate::cache::{self, KeyBuilder};
-use crate::progress::{format_duration, Step};
-use crate::setup;
+use crate::host::cache::{self, KeyBuilder};
+use crate::host::progress::{format_duration, Step};
+use crate::host::setup;
 use anyhow::{bail, Context, Result};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};

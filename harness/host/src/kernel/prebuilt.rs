@@ -7,9 +7,9 @@
 //! only, not bootable) is removed so module builds skip BTF instead of needing `pahole`.
 
 use super::{lock, source::write_atomic, Kernel};
-use crate::cache::{self, KeyBuilder};
-use crate::progress::Step;
-use crate::setup;
+use crate::host::cache::{self, KeyBuilder};
+use crate::host::progress::Step;
+use crate::host::setup;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

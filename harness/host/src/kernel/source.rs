@@ -2,9 +2,9 @@
 //! user already has.
 
 use super::{lock, SourceSpec};
-use crate::cache;
-use crate::progress::Step;
-use crate::setup;
+use crate::host::cache;
+use crate::host::progress::Step;
+use crate::host::setup;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader};

@@ -10,8 +10,8 @@
 //! `.fail-line` on highlighted lines, and `.mark[data-lane][data-context]` per timeline mark.
 
 use super::json::RunInfo;
-use crate::oops;
-use crate::verdict::Verdict;
+use crate::judge::oops;
+use crate::judge::verdict::Verdict;
 use anyhow::{Context, Result};
 use kmodlab_protocol::ktap::{classify, strip_prefixes, strip_timestamp, Line};
 use kmodlab_protocol::{Caller, KmsgRecord};
@@ -768,7 +768,7 @@ const SCRIPT: &str = r#"
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verdict::Outcome;
+    use crate::judge::verdict::Outcome;
 
     fn record(ts_us: u64, text: &str, caller: Option<Caller>) -> KmsgRecord {
         KmsgRecord {

@@ -1,9 +1,9 @@
 //! Output for people: one line per test as verdicts arrive, then the closing summary.
 
 use super::summary_line;
-use crate::progress::Live;
+use crate::host::progress::Live;
+use crate::judge::verdict::{Outcome, Verdict};
 use crate::run::{RunEvent, RunReport};
-use crate::verdict::{Outcome, Verdict};
 use std::io::{IsTerminal, Write};
 
 /// Prints run events for a person at a terminal (or a CI log: no escape codes without a terminal).
@@ -233,7 +233,7 @@ fn indent(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kbuild::ModuleBuild;
+    use crate::build::module::ModuleBuild;
     use crate::test_support::SharedBuffer;
     use std::time::Duration;
 
@@ -261,7 +261,7 @@ mod tests {
                 companions: vec![],
             }),
             RunEvent::Accelerator {
-                accel: crate::vm::Accelerator::Tcg,
+                accel: crate::guest::vm::Accelerator::Tcg,
                 reason: "KVM probe failed".into(),
             },
             RunEvent::VmStarted {

@@ -2,7 +2,7 @@
 //! facts, for scripts and dashboards. The verdict fields are [`Verdict`]'s own serialisation (the
 //! run folder's `verdicts.json` has the same), plus `id` and `title`.
 
-use crate::verdict::{Outcome, Verdict};
+use crate::judge::verdict::{Outcome, Verdict};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};

@@ -12,7 +12,7 @@
 
 use super::ktap::by_module;
 use super::{escape_markup, Markup};
-use crate::verdict::{Outcome, Verdict};
+use crate::judge::verdict::{Outcome, Verdict};
 use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::path::Path;

@@ -8,8 +8,8 @@
 //! notices go to stderr.
 
 use super::summary_line;
+use crate::judge::verdict::{Outcome, Verdict};
 use crate::run::RunEvent;
-use crate::verdict::{Outcome, Verdict};
 use std::fmt::Write as _;
 use std::io::Write as _;
 
@@ -147,7 +147,7 @@ impl Ktap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ktap;
+    use crate::judge::ktap;
 
     use crate::test_support::verdict;
 

@@ -9,7 +9,7 @@ pub mod ktap;
 
 pub use human::Human;
 
-use crate::verdict::{Outcome, Verdict};
+use crate::judge::verdict::{Outcome, Verdict};
 use std::fmt::Write as _;
 
 /// Where [`escape_markup`]'s text goes.

@@ -22,7 +22,7 @@
 //! the same inputs give the same bytes (gen_init_cpio: the file's mtime and the current time).
 //! A symlink's `<mode>` is checked but stored as 0777, since Linux ignores it.
 
-use crate::initramfs::{self, Entry, Writer};
+use crate::guest::initramfs::{self, Entry, Writer};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
 use std::fmt;
@@ -533,7 +533,7 @@ impl Sink {
                 flate2::Compression::best(),
             )),
             Compression::Zstd => {
-                let zstd = crate::setup::require_tool("zstd")?;
+                let zstd = crate::host::setup::require_tool("zstd")?;
                 let mut child = Command::new(&zstd)
                     .args(["-q", "-19", "-c", "-"])
                     .stdin(Stdio::piped())
@@ -778,7 +778,7 @@ impl Magic {
 }
 
 fn zstd_decompress(data: &[u8]) -> Result<Vec<u8>> {
-    let zstd = crate::setup::require_tool("zstd")?;
+    let zstd = crate::host::setup::require_tool("zstd")?;
     let mut child = Command::new(&zstd)
         .args(["-q", "-d", "-c", "-"])
         .stdin(Stdio::piped())

@@ -2,8 +2,8 @@
 //! (FACTS.md), so "auto" trusts KVM only after a real, time-bounded boot worked, and remembers
 //! the answer per host kernel and QEMU version.
 
-use crate::cache::{self, KeyBuilder};
-use crate::vm::{self, Accelerator};
+use crate::guest::vm::{self, Accelerator};
+use crate::host::cache::{self, KeyBuilder};
 use anyhow::{Context, Result};
 use std::path::Path;
 

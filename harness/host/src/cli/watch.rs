@@ -1,7 +1,7 @@
 //! `watch`: run the tests, then again on every save, printing only what changed.
 
+use crate::judge::verdict::{Outcome, Verdict};
 use crate::report::summary_line;
-use crate::verdict::{Outcome, Verdict};
 use anyhow::{Context, Result};
 use notify_debouncer_mini::{new_debouncer, notify::RecursiveMode, DebounceEventResult};
 use std::collections::BTreeMap;
@@ -76,7 +76,7 @@ pub fn watch(
 
 /// A hash of every relevant file's path and contents below `dirs`.
 fn fingerprint(dirs: &[PathBuf]) -> String {
-    fn walk(dir: &Path, key: &mut crate::cache::KeyBuilder) {
+    fn walk(dir: &Path, key: &mut crate::host::cache::KeyBuilder) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
         };
@@ -95,7 +95,7 @@ fn fingerprint(dirs: &[PathBuf]) -> String {
             }
         }
     }
-    let mut key = crate::cache::KeyBuilder::new();
+    let mut key = crate::host::cache::KeyBuilder::new();
     for dir in dirs {
         walk(dir, &mut key);
     }
@@ -151,7 +151,7 @@ fn is_relevant(path: &Path) -> bool {
         || name.ends_with('~')
         || name.ends_with(".swp")
         || name.ends_with(".tmp")
-        || crate::kbuild::is_build_product(&name))
+        || crate::build::module::is_build_product(&name))
 }
 
 #[cfg(test)]

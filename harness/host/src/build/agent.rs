@@ -76,7 +76,7 @@ pub fn locate() -> Result<PathBuf> {
 }
 
 fn require_static(path: PathBuf, build_hint: &str) -> Result<PathBuf> {
-    let is_static = crate::setup::is_static_elf(&path)
+    let is_static = crate::host::setup::is_static_elf(&path)
         .with_context(|| format!("reading the guest agent {}", path.display()))?;
     if !is_static {
         bail!(

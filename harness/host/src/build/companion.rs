@@ -17,8 +17,8 @@
 //!
 //! In the guest each companion is `/kmodlab/bin/<module>/<name>` (see [`guest_path`]).
 
-use crate::cache::{self, KeyBuilder};
-use crate::kbuild;
+use crate::build::module;
+use crate::host::cache::{self, KeyBuilder};
 use crate::spec::ModuleSpec;
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -30,7 +30,7 @@ pub const DIR: &str = "companions";
 /// Where companions go in the guest.
 pub const GUEST_BIN: &str = "/kmodlab/bin";
 /// The Rust target of Rust companions: static, like the agent.
-pub const RUST_TARGET: &str = crate::agent::TARGET;
+pub const RUST_TARGET: &str = crate::build::agent::TARGET;
 /// The C target: the guest is x86_64, whatever the host is.
 const C_TARGET: &str = "x86_64-unknown-linux-gnu";
 
@@ -134,7 +134,7 @@ pub fn build(spec: &ModuleSpec) -> Result<CompanionsBuild> {
     }
     // Companions may include any file of the folder (the module's UAPI header), so all of them
     // count, as for the module build.
-    let sources = kbuild::source_files(&spec.dir)?;
+    let sources = module::source_files(&spec.dir)?;
     let mut key = KeyBuilder::new();
     key.part("layout", "companions v1");
     for var in ["CC", "CFLAGS", "RUSTFLAGS", "RUSTUP_TOOLCHAIN"] {
@@ -153,7 +153,7 @@ pub fn build(spec: &ModuleSpec) -> Result<CompanionsBuild> {
     let copy = root.join("src");
     let bin = root.join("bin");
     let stamp_path = root.join("stamp.json");
-    let previous = kbuild::Stamp::read(&stamp_path);
+    let previous = module::Stamp::read(&stamp_path);
     let programs: Vec<(String, PathBuf)> = companions
         .iter()
         .map(|c| (c.name.clone(), bin.join(&c.name)))
@@ -168,7 +168,7 @@ pub fn build(spec: &ModuleSpec) -> Result<CompanionsBuild> {
     }
 
     // Rewrite only changed files, so cargo's own change detection keeps Rust builds incremental.
-    let current = kbuild::sync_copy(&spec.dir, &sources, &copy, &previous.files)?;
+    let current = module::sync_copy(&spec.dir, &sources, &copy, &previous.files)?;
     let _ = std::fs::remove_file(&stamp_path);
     std::fs::create_dir_all(&bin).with_context(|| format!("creating {}", bin.display()))?;
 
@@ -186,7 +186,7 @@ pub fn build(spec: &ModuleSpec) -> Result<CompanionsBuild> {
             }
         }
     }
-    kbuild::Stamp {
+    module::Stamp {
         key,
         files: current,
     }
@@ -287,13 +287,13 @@ fn build_rust(spec: &ModuleSpec, companion: &Companion, copy: &Path, out: &Path)
         .arg("--target-dir")
         .arg(&target_dir)
         .args(["--message-format", "json-render-diagnostics"])
-        .env("PATH", crate::setup::build_env_path())
+        .env("PATH", crate::host::setup::build_env_path())
         .output()
         .with_context(|| format!("running cargo for companion `{}`", companion.name))?;
     // rustc names the package's files relative to the package (`--> src/main.rs:3:5`).
     let said = package_paths(
         &shown(&output.stderr, copy, spec),
-        &kbuild::display_path(&spec.dir).join(&companion.source),
+        &module::display_path(&spec.dir).join(&companion.source),
     );
     if !output.status.success() {
         bail!(
@@ -374,7 +374,7 @@ fn package_paths(text: &str, package: &Path) -> String {
 
 /// Compiler output with the copy's paths turned into the user's.
 fn shown(bytes: &[u8], copy: &Path, spec: &ModuleSpec) -> String {
-    kbuild::relocate(&String::from_utf8_lossy(bytes), copy, &spec.dir)
+    module::relocate(&String::from_utf8_lossy(bytes), copy, &spec.dir)
 }
 
 #[cfg(test)]

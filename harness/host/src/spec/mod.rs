@@ -34,6 +34,8 @@
 //! ```
 //! Every mistake is reported as `file:line:column: what is wrong`, naming the field.
 
+pub mod scaffold;
+
 use anyhow::{anyhow, bail, Context, Result};
 use nix::errno::Errno;
 use regex::Regex;
@@ -100,7 +102,7 @@ pub struct TestSpec {
 /// One `[[test.run]]`: a companion program, its arguments and what it must do.
 #[derive(Debug, Clone)]
 pub struct ProgramSpec {
-    /// The companion's name (see [`crate::companion`]).
+    /// The companion's name (see [`crate::build::companion`]).
     pub program: String,
     pub args: Vec<String>,
     /// The exit status it must end with.
@@ -234,7 +236,7 @@ pub fn parse(name: &str, dir: &Path, spec_path: &Path, text: &str) -> Result<Mod
         .collect::<Result<Vec<_>>>()?;
 
     let companions = if raw.tests.iter().any(|t| !t.run.is_empty()) {
-        crate::companion::discover(dir)?
+        crate::build::companion::discover(dir)?
             .into_iter()
             .map(|c| c.name)
             .collect()
@@ -490,8 +492,8 @@ impl Locator<'_> {
                     "no companion `{program}` in {}/{} ({found}; a companion is \
                      {dir_name}/<name>.c or {dir_name}/<name>/Cargo.toml)",
                     dir.display(),
-                    crate::companion::DIR,
-                    dir_name = crate::companion::DIR,
+                    crate::build::companion::DIR,
+                    dir_name = crate::build::companion::DIR,
                 ),
             ));
         }

@@ -7,8 +7,8 @@
 //! beyond the out-of-tree ones was set, and it unloaded cleanly. Otherwise the verdict names the
 //! first reason, most severe first: a crash explains everything after it.
 
+use super::{ktap, oops, taint};
 use crate::spec::TestSpec;
-use crate::{ktap, oops, taint};
 use kmodlab_protocol::{Event, KmsgRecord, OpResult, WaitEnd};
 use std::time::Duration;
 
@@ -71,10 +71,10 @@ impl Verdict {
     /// lines name source files), in every line the verdict carries.
     pub fn relocate_paths(&mut self, copy: &std::path::Path, original: &std::path::Path) {
         for line in self.details.iter_mut().chain(self.log.iter_mut()) {
-            *line = crate::kbuild::relocate(line, copy, original);
+            *line = crate::build::module::relocate(line, copy, original);
         }
         for record in &mut self.records {
-            record.text = crate::kbuild::relocate(&record.text, copy, original);
+            record.text = crate::build::module::relocate(&record.text, copy, original);
         }
     }
 

@@ -21,11 +21,11 @@
 //! scripts would not do: Debian's static busybox runs its own applets before searching PATH.) A
 //! reboot ends QEMU by itself: the kernel command line has `reboot=t` and QEMU `-no-reboot`.
 
-use crate::initramfs::Writer;
-use crate::kbuild;
+use crate::build::module;
+use crate::guest::initramfs::Writer;
+use crate::guest::vm::{self, Accelerator};
 use crate::kernel::{self, Kernel, KernelRequest};
 use crate::run::{AccelChoice, Selected};
-use crate::vm::{self, Accelerator};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -167,7 +167,7 @@ pub struct GuestModule {
 impl GuestModule {
     /// Reads a built module's `.modinfo`; `file_stem` is the `.ko`'s name without `.ko`.
     pub fn from_ko(file_stem: &str, source: &Path) -> Result<GuestModule> {
-        let info = kbuild::modinfo(source)?;
+        let info = module::modinfo(source)?;
         let name = info
             .iter()
             .find(|(k, _)| k == "name")
@@ -537,7 +537,7 @@ fn build_modules(selection: &[Selected], kernel: &Kernel) -> Result<Vec<GuestMod
                 missing.join(", ")
             );
         }
-        let build = kbuild::build(spec, kernel)?;
+        let build = module::build(spec, kernel)?;
         if build.reused {
             eprintln!("module  {} up to date", build.module);
         } else {
@@ -571,7 +571,9 @@ fn choose_accel(opts: &ShellOptions, kernel: &Kernel) -> Result<Accelerator> {
     Ok(match opts.accel {
         AccelChoice::Kvm => Accelerator::Kvm,
         AccelChoice::Tcg => Accelerator::Tcg,
-        AccelChoice::Auto => crate::accel::auto(&opts.qemu, |accel| probe(opts, kernel, accel))?.0,
+        AccelChoice::Auto => {
+            crate::guest::accel::auto(&opts.qemu, |accel| probe(opts, kernel, accel))?.0
+        }
     })
 }
 

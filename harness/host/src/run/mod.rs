@@ -4,13 +4,15 @@
 //! run in a fresh one. A guest that never reaches the agent is an infrastructure failure: it is retried
 //! once in a fresh VM and never blamed on a module.
 
-use crate::initramfs::Writer;
-use crate::kbuild::{self, ModuleBuild};
+pub mod folder;
+
+use crate::build::module::{self, ModuleBuild};
+use crate::guest::initramfs::Writer;
+use crate::guest::vm::{self, Accelerator, Vm, VmConfig, VmEvent};
+use crate::judge::oops;
+use crate::judge::verdict::{self, Interruption, Outcome, TestRecord, Verdict};
 use crate::kernel::{self, Kernel, KernelRequest};
-use crate::oops;
 use crate::spec::{self, ModuleSpec, TestSpec};
-use crate::verdict::{self, Interruption, Outcome, TestRecord, Verdict};
-use crate::vm::{self, Accelerator, Vm, VmConfig, VmEvent};
 use anyhow::{anyhow, bail, Context, Result};
 use kmodlab_protocol::{Event, ModuleLoad, Plan, PlannedTest, ProgramRun, PLAN_PATH};
 use std::collections::BTreeMap;
@@ -221,7 +223,7 @@ fn unknown_module(modules_dir: &Path, name: &str) -> anyhow::Error {
         .filter(|k| edit_distance(k, name) <= 3);
     let mut message = format!(
         "no module named `{name}` in {}",
-        kbuild::display_path(modules_dir).display()
+        module::display_path(modules_dir).display()
     );
     if let Some(closest) = closest {
         message.push_str(&format!("; did you mean `{closest}`?"));
@@ -327,7 +329,7 @@ fn run_in_order(
             module: spec.name.clone(),
         });
         let build_started = Instant::now();
-        let build = kbuild::build(spec, &kernel)?;
+        let build = module::build(spec, &kernel)?;
         timings.builds += build_started.elapsed();
         for (name, path) in &build.objects {
             if let Some(other) = objects.insert(name.clone(), path.clone()) {
@@ -341,7 +343,10 @@ fn run_in_order(
             }
         }
         for (name, path) in &build.companions {
-            programs.insert(crate::companion::guest_path(&spec.name, name), path.clone());
+            programs.insert(
+                crate::build::companion::guest_path(&spec.name, name),
+                path.clone(),
+            );
         }
         let source_paths = Some((build.copy_dir.clone(), spec.dir.clone()));
         listener(&RunEvent::ModuleBuilt(build));
@@ -371,7 +376,7 @@ fn run_in_order(
                 .iter()
                 .map(|p| ProgramRun {
                     name: p.program.clone(),
-                    path: crate::companion::guest_path(&spec.name, &p.program),
+                    path: crate::build::companion::guest_path(&spec.name, &p.program),
                     args: p.args.clone(),
                     timeout_ms: p.limit(&spec_for_run).as_millis() as u64,
                 })
@@ -399,13 +404,13 @@ fn run_in_order(
     }
 
     // What `parse` needs to judge this run folder again exactly as it was judged now.
-    let saved: Vec<crate::parse::SavedTest> = jobs
+    let saved: Vec<crate::run::folder::SavedTest> = jobs
         .iter()
         .map(|(id, j)| {
-            crate::parse::SavedTest::new(*id, &j.module, &j.spec, j.source_paths.as_ref())
+            crate::run::folder::SavedTest::new(*id, &j.module, &j.spec, j.source_paths.as_ref())
         })
         .collect();
-    crate::parse::save_plan(&run_dir, &saved)?;
+    crate::run::folder::save_plan(&run_dir, &saved)?;
 
     let mut vms = 0;
     if !jobs.is_empty() {
@@ -885,7 +890,7 @@ fn choose_accelerator(
         AccelChoice::Tcg => (Accelerator::Tcg, "requested".to_string()),
         AccelChoice::Kvm => (Accelerator::Kvm, "requested".to_string()),
         AccelChoice::Auto => {
-            crate::accel::auto(&opts.qemu, |accel| probe_boot(opts, kernel, run_dir, accel))?
+            crate::guest::accel::auto(&opts.qemu, |accel| probe_boot(opts, kernel, run_dir, accel))?
         }
     };
     listener(&RunEvent::Accelerator { accel, reason });
@@ -941,7 +946,7 @@ fn probe_boot(
 fn create_run_dir(runs_dir: Option<&Path>) -> Result<PathBuf> {
     let runs = match runs_dir {
         Some(dir) => dir.to_path_buf(),
-        None => crate::cache::dir("runs")?,
+        None => crate::host::cache::dir("runs")?,
     };
     std::fs::create_dir_all(&runs).with_context(|| format!("creating {}", runs.display()))?;
     let now = std::time::SystemTime::now()

@@ -1,6 +1,6 @@
 //! `doctor`: every host requirement, KVM, the kernel cache and disk space, each with its fix.
 
-use crate::setup::{self, Host};
+use crate::host::setup::{self, Host};
 use std::path::Path;
 
 /// How one finding reads.
@@ -60,7 +60,7 @@ pub fn diagnose(host: &Host) -> Vec<Finding> {
         });
     }
     if let Some(qemu) = setup::find_in(&host.path, "qemu-system-x86_64") {
-        let version = crate::vm::qemu_version(&qemu).unwrap_or_else(|e| format!("{e:#}"));
+        let version = crate::guest::vm::qemu_version(&qemu).unwrap_or_else(|e| format!("{e:#}"));
         findings.push(note("QEMU version", version));
     }
     findings.push(kvm_finding());
@@ -78,7 +78,7 @@ fn note(what: &str, detail: String) -> Finding {
 }
 
 fn kvm_finding() -> Finding {
-    let remembered = crate::cache::root().ok().and_then(|root| {
+    let remembered = crate::host::cache::root().ok().and_then(|root| {
         let entries = std::fs::read_dir(root.join("probes")).ok()?;
         entries.flatten().find_map(|e| {
             let text = std::fs::read_to_string(e.path()).ok()?;
@@ -89,7 +89,7 @@ fn kvm_finding() -> Finding {
             ))
         })
     });
-    match (crate::accel::kvm_device_usable(), remembered) {
+    match (crate::guest::accel::kvm_device_usable(), remembered) {
         (Err(why), _) => note("KVM", format!("not usable ({why}); QEMU runs under TCG, about 1 s per boot here")),
         (Ok(()), Some((true, detail))) => note("KVM", format!("usable: {detail}")),
         (Ok(()), Some((false, detail))) => note("KVM", format!("{detail}; QEMU runs under TCG")),
@@ -103,7 +103,7 @@ fn kvm_finding() -> Finding {
 }
 
 fn cache_findings() -> Vec<Finding> {
-    let root = match crate::cache::root() {
+    let root = match crate::host::cache::root() {
         Ok(root) => root,
         Err(e) => {
             return vec![Finding {

@@ -18,7 +18,7 @@
 //!
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {
-//! use kmodlab::initramfs::Writer;
+//! use kmodlab::guest::initramfs::Writer;
 //! let mut w = Writer::new(std::fs::File::create("initramfs.cpio")?);
 //! w.base_layout()?;
 //! w.file_from_path("/init", 0o755, std::path::Path::new("target/agent"))?;
@@ -27,6 +27,8 @@
 //! # Ok(())
 //! # }
 //! ```
+
+pub mod desc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;

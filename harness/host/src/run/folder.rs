@@ -9,9 +9,9 @@
 //!   document becomes verdicts, one per case (`suite/case` for KUnit-style suites), and the crash
 //!   reports [`oops::scan`] finds are charged to the case that was running when they appeared.
 
+use crate::judge::verdict::{self, Interruption, Outcome, TestRecord, Verdict};
+use crate::judge::{ktap, oops};
 use crate::spec::{ProgramSpec, TestSpec};
-use crate::verdict::{self, Interruption, Outcome, TestRecord, Verdict};
-use crate::{ktap, oops};
 use anyhow::{bail, Context, Result};
 use kmodlab_protocol::ktap::{classify, strip_prefixes, strip_timestamp, Line};
 use kmodlab_protocol::{Event, OpResult, WaitEnd};

@@ -1,9 +1,13 @@
 //! The command line, shared by `cargo xtask` (inside this repository) and the standalone `kmodlab`
 //! binary (anywhere): both parse the same arguments and differ only in their [`Context`].
 
+pub mod watch;
+
+use crate::build::{agent, module};
+use crate::host::setup;
 use crate::kernel::{KernelRequest, SourceSpec};
 use crate::run::{AccelChoice, Isolation, RunEvent, RunOptions};
-use crate::{agent, kbuild, kernel, report, run, setup, spec};
+use crate::{kernel, report, run, spec};
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
@@ -21,8 +25,14 @@ pub const DEFAULT_FRAGMENTS: [&str; 1] = ["rust"];
 
 /// Fragments built into the binary, for use outside this repository.
 const EMBEDDED_FRAGMENTS: [(&str, &str); 2] = [
-    ("base", include_str!("../../../kernel-configs/base.config")),
-    ("rust", include_str!("../../../kernel-configs/rust.config")),
+    (
+        "base",
+        include_str!("../../../../kernel-configs/base.config"),
+    ),
+    (
+        "rust",
+        include_str!("../../../../kernel-configs/rust.config"),
+    ),
 ];
 
 /// What the calling binary knows about where things are.
@@ -446,7 +456,7 @@ fn test(args: TestArgs, ctx: &Context) -> Result<i32> {
     Ok(exit_code(&report.verdicts))
 }
 
-fn exit_code(verdicts: &[crate::verdict::Verdict]) -> i32 {
+fn exit_code(verdicts: &[crate::judge::verdict::Verdict]) -> i32 {
     if verdicts.iter().any(|v| v.outcome.is_failure()) {
         EXIT_FAIL
     } else {
@@ -457,7 +467,7 @@ fn exit_code(verdicts: &[crate::verdict::Verdict]) -> i32 {
 /// The `--junit`, `--json` and `--html` files.
 fn write_reports(
     output: &OutputOpts,
-    verdicts: &[crate::verdict::Verdict],
+    verdicts: &[crate::judge::verdict::Verdict],
     info: &report::json::RunInfo,
 ) -> Result<()> {
     if let Some(path) = &output.junit {
@@ -484,7 +494,7 @@ fn parse_command(args: ParseArgs) -> Result<i32> {
     let mut info = report::json::RunInfo::default();
     let mut found_anything = false;
     for path in &args.logs {
-        let parsed = crate::parse::parse_path(path)?;
+        let parsed = crate::run::folder::parse_path(path)?;
         for note in parsed.notes {
             show(run::RunEvent::Notice(note));
         }
@@ -534,7 +544,7 @@ fn watch(args: WatchArgs, ctx: &Context) -> Result<i32> {
     let qemu = setup::require_tool("qemu-system-x86_64")?;
     let accel: AccelChoice = args.accel.into();
     let dirs: Vec<PathBuf> = first.iter().map(|s| s.spec.dir.clone()).collect();
-    let run_once = || -> Result<Vec<crate::verdict::Verdict>> {
+    let run_once = || -> Result<Vec<crate::judge::verdict::Verdict>> {
         // Specs are read again each round: saving kmodlab.toml is an edit like any other.
         let options = RunOptions {
             selection: run::select(&modules_dir, &args.modules)?,
@@ -550,7 +560,7 @@ fn watch(args: WatchArgs, ctx: &Context) -> Result<i32> {
             cpus: 2,
         };
         // On a terminal, what the round is doing now; the round's changes are printed after it.
-        let mut live = crate::progress::Live::stdout();
+        let mut live = crate::host::progress::Live::stdout();
         let mut kernel_release = None;
         let report = run::run(&options, &mut |event| {
             let line = match event {
@@ -597,7 +607,7 @@ fn watch(args: WatchArgs, ctx: &Context) -> Result<i32> {
         }
         Ok(report.verdicts)
     };
-    crate::watch::watch(&dirs, run_once, &mut std::io::stdout())?;
+    crate::cli::watch::watch(&dirs, run_once, &mut std::io::stdout())?;
     Ok(EXIT_PASS)
 }
 
@@ -613,7 +623,7 @@ fn build(args: BuildArgs, ctx: &Context) -> Result<i32> {
     }
     let kernel = kernel::ensure(&kernel_request(&args.kernel, ctx)?)?;
     for selected in &selection {
-        let build = kbuild::build(&selected.spec, &kernel)?;
+        let build = module::build(&selected.spec, &kernel)?;
         let how = if build.reused {
             "up to date".to_string()
         } else {
@@ -717,20 +727,20 @@ fn new_module(args: NewArgs, ctx: &Context) -> Result<i32> {
             ctx.modules_dir.join(example)
         }
     });
-    let dir = crate::scaffold::create(&modules_dir, &args.name, language, from.as_deref())?;
-    println!("created {}", kbuild::display_path(&dir).display());
+    let dir = crate::spec::scaffold::create(&modules_dir, &args.name, language, from.as_deref())?;
+    println!("created {}", module::display_path(&dir).display());
     println!("next: cargo xtask test {}", args.name);
     Ok(EXIT_PASS)
 }
 
 fn doctor() -> Result<i32> {
-    let findings = crate::doctor::diagnose(&setup::Host::current());
+    let findings = crate::host::doctor::diagnose(&setup::Host::current());
     for finding in &findings {
         println!("{finding}");
     }
     let missing = findings
         .iter()
-        .filter(|f| f.status == crate::doctor::Status::Missing)
+        .filter(|f| f.status == crate::host::doctor::Status::Missing)
         .count();
     if missing == 0 {
         println!("kmodlab has everything it needs");
@@ -776,7 +786,7 @@ fn shell_command(args: ShellArgs, ctx: &Context) -> Result<i32> {
     if !args.module_opts.no_setup {
         setup::ensure(true)?;
     }
-    let options = crate::shell::ShellOptions {
+    let options = crate::guest::shell::ShellOptions {
         kernel: kernel_request(&args.kernel, ctx)?,
         selection,
         qemu: setup::require_tool(&args.qemu.to_string_lossy())?,
@@ -786,15 +796,15 @@ fn shell_command(args: ShellArgs, ctx: &Context) -> Result<i32> {
         busybox: args.busybox,
         append: args.append.unwrap_or_default(),
     };
-    crate::shell::run(&options)
+    crate::guest::shell::run(&options)
 }
 
 fn initramfs_command(args: InitramfsArgs) -> Result<i32> {
-    use crate::initramfs_desc::{self, Compression};
+    use crate::guest::initramfs::desc::{self, Compression};
     use std::io::Write as _;
     if let Some(path) = &args.list {
         let mut out = std::io::stdout().lock();
-        let listed = initramfs_desc::list(path)?;
+        let listed = desc::list(path)?;
         let parts = listed.last().map_or(0, |l| l.part);
         let mut part = 0;
         for entry in &listed {
@@ -815,7 +825,7 @@ fn initramfs_command(args: InitramfsArgs) -> Result<i32> {
         Some(Compress::Zstd) => Compression::Zstd,
     };
     let started = std::time::Instant::now();
-    let built = initramfs_desc::build(input, output, compression)?;
+    let built = desc::build(input, output, compression)?;
     let size = if compression == Compression::None {
         format!("{} bytes", built.file_bytes)
     } else {
@@ -903,7 +913,7 @@ fn resolve_fragment(name: &str, configs_dir: Option<&Path>) -> Result<PathBuf> {
     }
     match EMBEDDED_FRAGMENTS.iter().find(|(n, _)| *n == name) {
         Some((n, text)) => {
-            let path = crate::cache::dir("configs")?.join(format!("{n}.config"));
+            let path = crate::host::cache::dir("configs")?.join(format!("{n}.config"));
             if std::fs::read_to_string(&path).ok().as_deref() != Some(*text) {
                 std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
             }

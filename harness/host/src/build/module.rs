@@ -4,7 +4,7 @@
 //! `kmodlab/ktap.h`), so a module's Kbuild can say `ccflags-y += -I$(src)/../include` wherever it comes from.
 //! A content hash of the sources, the helpers and the kernel skips `make` entirely when nothing changed.
 
-use crate::cache::{self, KeyBuilder};
+use crate::host::cache::{self, KeyBuilder};
 use crate::kernel::Kernel;
 use crate::spec::ModuleSpec;
 use anyhow::{bail, Context, Result};
@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 pub const HELPERS: &[(&str, &str)] = &[
     (
         "kmodlab/ktap.h",
-        include_str!("../../../modules/include/kmodlab/ktap.h"),
+        include_str!("../../../../modules/include/kmodlab/ktap.h"),
     ),
     (
         "kmodlab_ktap.rs",
-        include_str!("../../../modules/include/kmodlab_ktap.rs"),
+        include_str!("../../../../modules/include/kmodlab_ktap.rs"),
     ),
 ];
 
@@ -38,7 +38,7 @@ pub struct ModuleBuild {
     pub warnings: String,
     /// The build copy of the module folder (its paths appear in kernel messages, e.g. WARNING lines).
     pub copy_dir: PathBuf,
-    /// The folder's user-space companions (see [`crate::companion`]): name and static executable.
+    /// The folder's user-space companions (see [`crate::build::companion`]): name and static executable.
     pub companions: Vec<(String, PathBuf)>,
 }
 
@@ -68,7 +68,7 @@ impl Stamp {
 /// Builds `spec`'s folder against `kernel`: its modules, then its companions.
 pub fn build(spec: &ModuleSpec, kernel: &Kernel) -> Result<ModuleBuild> {
     let mut build = build_modules(spec, kernel)?;
-    let companions = crate::companion::build(spec)?;
+    let companions = crate::build::companion::build(spec)?;
     build.reused &= companions.reused;
     build.duration += companions.duration;
     build.warnings.push_str(&companions.warnings);
@@ -127,7 +127,7 @@ fn build_modules(spec: &ModuleSpec, kernel: &Kernel) -> Result<ModuleBuild> {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         ))
         .arg("modules")
-        .env("PATH", crate::setup::build_env_path())
+        .env("PATH", crate::host::setup::build_env_path())
         .output()
         .context("running make for the module build (is `make` installed? Debian package: make)")?;
     let shown = |bytes: &[u8]| relocate(&String::from_utf8_lossy(bytes), &copy, &spec.dir);

@@ -1,0 +1,7 @@
+//! The guest: its initramfs, the QEMU command line that boots it, the running VM and its two
+//! channels, the choice between KVM and TCG, and the interactive `shell`.
+
+pub mod accel;
+pub mod initramfs;
+pub mod shell;
+pub mod vm;
