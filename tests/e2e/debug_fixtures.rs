@@ -5,13 +5,14 @@
 
 use kmodlab::cli::KernelOpts;
 use kmodlab::judge::verdict::Outcome;
-use kmodlab::run::{self, RunReport};
+use kmodlab::run::RunReport;
+use kmodlab::spec::select;
 use kmodlab_e2e::{assert_outcome, context, fixture, run_selection, verdict};
 
 /// Runs modules (names under modules/, or fixture paths) on the kernel built from `base` plus
 /// `fragments`, as `cargo xtask test --kernel-config ...` does.
 fn run_on_kernel(fragments: &[&str], names: &[String]) -> RunReport {
-    let selection = run::select(&context().modules_dir, names)
+    let selection = select::select(&context().modules_dir, names)
         .unwrap_or_else(|e| panic!("selecting {names:?}: {e:#}"));
     let kernel = KernelOpts {
         kernel_config: fragments.iter().map(|s| s.to_string()).collect(),

@@ -4,14 +4,14 @@
 
 use kmodlab::cli::KernelOpts;
 use kmodlab::judge::verdict::Outcome;
-use kmodlab::run;
+use kmodlab::spec::select;
 use kmodlab_e2e::{assert_outcome, context, run_selection, verdict};
 
 #[test]
 fn hello_passes_and_rust_skips_on_the_prebuilt_kernel() {
     let ctx = context();
     let names = vec!["hello".to_string(), "rust_hello".to_string()];
-    let selection = run::select(&ctx.modules_dir, &names)
+    let selection = select::select(&ctx.modules_dir, &names)
         .unwrap_or_else(|e| panic!("selecting {names:?}: {e:#}"));
     let kernel = KernelOpts {
         kernel_prebuilt: true,

@@ -1,8 +1,8 @@
 //! `new` gives a module that passes `test` at once: from each template and from an example.
 
 use kmodlab::judge::verdict::Outcome;
-use kmodlab::run::Selected;
 use kmodlab::spec::scaffold;
+use kmodlab::spec::select::Selected;
 use kmodlab::spec::{self, Language};
 use kmodlab_e2e::{assert_outcome, root, run_selection};
 

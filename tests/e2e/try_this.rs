@@ -2,8 +2,8 @@
 //! of each is written down in the example's `try-this.toml`; these tests make that change in a copy
 //! and hold the README to its word: the verdict turns from PASS to the one it names.
 
-use kmodlab::run::Selected;
 use kmodlab::spec;
+use kmodlab::spec::select::Selected;
 use kmodlab_e2e::{root, run_selection};
 use regex::Regex;
 use serde::Deserialize;

@@ -2,8 +2,10 @@
 //! modules through the real pipeline (build, initramfs, QEMU, verdicts) and get the report back.
 
 use kmodlab::cli::{AgentSource, Context};
+use kmodlab::guest::accel::AccelChoice;
 use kmodlab::judge::verdict::{Outcome, Verdict};
-use kmodlab::run::{self, AccelChoice, RunOptions, RunReport};
+use kmodlab::run::{self, RunOptions, RunReport};
+use kmodlab::spec::select;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -68,7 +70,7 @@ pub fn agent() -> PathBuf {
 pub fn run_modules(names: &[&str]) -> RunReport {
     let ctx = context();
     let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-    let selection = run::select(&ctx.modules_dir, &names)
+    let selection = select::select(&ctx.modules_dir, &names)
         .unwrap_or_else(|e| panic!("selecting {names:?}: {e:#}"));
     run_selection(selection, &Default::default())
 }
@@ -76,7 +78,7 @@ pub fn run_modules(names: &[&str]) -> RunReport {
 /// Runs a selection on the kernel `kernel` describes, as `cargo xtask test` with those kernel
 /// options does (`Default::default()`: the default kernel).
 pub fn run_selection(
-    selection: Vec<run::Selected>,
+    selection: Vec<select::Selected>,
     kernel: &kmodlab::cli::KernelOpts,
 ) -> RunReport {
     let ctx = context();

@@ -2,7 +2,9 @@
 //! several runs. The figures are recorded in docs/PERFORMANCE.md.
 
 use kmodlab::cli::Context;
-use kmodlab::run::{self, AccelChoice, RunOptions};
+use kmodlab::guest::accel::AccelChoice;
+use kmodlab::run::{self, RunOptions};
+use kmodlab::spec::select;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -11,7 +13,7 @@ pub fn bench(root: &Path, ctx: &Context, module: &str, runs: usize) -> anyhow::R
     let request = kmodlab::cli::kernel_request(&Default::default(), ctx)?;
     let kernel = kmodlab::kernel::ensure(&request)?;
     let agent = kmodlab::build::agent::build_in_workspace(root)?;
-    let selection = run::select(&ctx.modules_dir, &[module.to_string()])?;
+    let selection = select::select(&ctx.modules_dir, &[module.to_string()])?;
     let spec = &selection[0].spec;
     let options = RunOptions {
         selection: selection.clone(),

@@ -3,6 +3,8 @@
 //! It records facts and reports them as events on its own serial port; the host judges. It must
 //! never panic (that would panic the kernel): every failure becomes an `AgentError` event.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod channel;
 mod helper;
 mod kmsg;

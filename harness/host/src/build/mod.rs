@@ -4,3 +4,42 @@
 pub mod agent;
 pub mod companion;
 pub mod module;
+
+use anyhow::{bail, Result};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// What the module folders of one run built: every `.ko` by its module name, and every companion
+/// program by its path in the guest. Both `test` and `shell` put their guest together from it.
+#[derive(Debug, Default)]
+pub struct Products {
+    pub objects: BTreeMap<String, PathBuf>,
+    pub programs: BTreeMap<String, PathBuf>,
+}
+
+impl Products {
+    /// Adds one folder's build and returns the modules it added. Two folders that build a module
+    /// of the same name cannot both be loaded: that is an error naming both.
+    pub fn add(&mut self, build: &module::ModuleBuild) -> Result<Vec<(String, PathBuf)>> {
+        let mut added = Vec::new();
+        for (name, path) in &build.objects {
+            match self.objects.get(name) {
+                Some(other) if other != path => bail!(
+                    "two module folders build {name}.ko ({} and {}); rename one",
+                    other.display(),
+                    path.display()
+                ),
+                Some(_) => {}
+                None => {
+                    self.objects.insert(name.clone(), path.clone());
+                    added.push((name.clone(), path.clone()));
+                }
+            }
+        }
+        for (name, path) in &build.companions {
+            self.programs
+                .insert(companion::guest_path(&build.module, name), path.clone());
+        }
+        Ok(added)
+    }
+}

@@ -4,36 +4,21 @@
 pub mod watch;
 
 use crate::build::{agent, module};
+use crate::guest::accel::AccelChoice;
 use crate::host::setup;
-use crate::kernel::{KernelRequest, SourceSpec};
-use crate::run::{AccelChoice, Isolation, RunEvent, RunOptions};
+use crate::kernel::{fragments, KernelRequest, SourceSpec};
+use crate::run::{Isolation, RunEvent, RunOptions};
+use crate::spec::select;
 use crate::{kernel, report, run, spec};
-use anyhow::{bail, Context as _, Result};
+use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Exit codes: every verdict passed (or skipped) / some test failed / the run could not happen.
 pub const EXIT_PASS: i32 = 0;
 pub const EXIT_FAIL: i32 = 1;
 pub const EXIT_UNABLE: i32 = 2;
-
-/// The fragment every kernel starts from: a small x86_64 guest for QEMU microvm.
-pub const BASE_FRAGMENT: &str = "base";
-/// The fragments merged onto `base` when none are named.
-pub const DEFAULT_FRAGMENTS: [&str; 1] = ["rust"];
-
-/// Fragments built into the binary, for use outside this repository.
-const EMBEDDED_FRAGMENTS: [(&str, &str); 2] = [
-    (
-        "base",
-        include_str!("../../../../kernel-configs/base.config"),
-    ),
-    (
-        "rust",
-        include_str!("../../../../kernel-configs/rust.config"),
-    ),
-];
 
 /// What the calling binary knows about where things are.
 #[derive(Debug, Clone)]
@@ -413,7 +398,7 @@ fn test(args: TestArgs, ctx: &Context) -> Result<i32> {
         .clone()
         .unwrap_or_else(|| ctx.modules_dir.clone());
     // Bad names and specs are reported before anything slow happens.
-    let selection = run::select(&modules_dir, &args.modules)?;
+    let selection = select::select(&modules_dir, &args.modules)?;
     if !args.module_opts.no_setup {
         setup::ensure(true)?;
     }
@@ -535,7 +520,7 @@ fn watch(args: WatchArgs, ctx: &Context) -> Result<i32> {
         .clone()
         .unwrap_or_else(|| ctx.modules_dir.clone());
     // Bad names and specs are reported before anything slow happens.
-    let first = run::select(&modules_dir, &args.modules)?;
+    let first = select::select(&modules_dir, &args.modules)?;
     if !args.module_opts.no_setup {
         setup::ensure(true)?;
     }
@@ -547,7 +532,7 @@ fn watch(args: WatchArgs, ctx: &Context) -> Result<i32> {
     let run_once = || -> Result<Vec<crate::judge::verdict::Verdict>> {
         // Specs are read again each round: saving kmodlab.toml is an edit like any other.
         let options = RunOptions {
-            selection: run::select(&modules_dir, &args.modules)?,
+            selection: select::select(&modules_dir, &args.modules)?,
             kernel: kernel.clone(),
             agent: agent.clone(),
             accel,
@@ -617,7 +602,7 @@ fn build(args: BuildArgs, ctx: &Context) -> Result<i32> {
         .modules_dir
         .clone()
         .unwrap_or_else(|| ctx.modules_dir.clone());
-    let selection = run::select(&modules_dir, &args.modules)?;
+    let selection = select::select(&modules_dir, &args.modules)?;
     if !args.module_opts.no_setup {
         setup::ensure(true)?;
     }
@@ -781,7 +766,7 @@ fn shell_command(args: ShellArgs, ctx: &Context) -> Result<i32> {
     let selection = if args.modules.is_empty() {
         Vec::new()
     } else {
-        run::select(&modules_dir, &args.modules)?
+        select::select(&modules_dir, &args.modules)?
     };
     if !args.module_opts.no_setup {
         setup::ensure(true)?;
@@ -852,21 +837,7 @@ pub fn kernel_request(opts: &KernelOpts, ctx: &Context) -> Result<KernelRequest>
             jobs: None,
         });
     }
-    let mut names: Vec<String> = vec![BASE_FRAGMENT.to_string()];
-    if opts.kernel_config.is_empty() {
-        names.extend(DEFAULT_FRAGMENTS.iter().map(|s| s.to_string()));
-    } else {
-        names.extend(
-            opts.kernel_config
-                .iter()
-                .filter(|n| n.as_str() != BASE_FRAGMENT)
-                .cloned(),
-        );
-    }
-    let fragments = names
-        .iter()
-        .map(|name| resolve_fragment(name, ctx.configs_dir.as_deref()))
-        .collect::<Result<_>>()?;
+    let fragments = fragments::requested(&opts.kernel_config, ctx.configs_dir.as_deref())?;
     let source = match &opts.kernel_src {
         Some(dir) => SourceSpec::Dir(dir.clone()),
         None => SourceSpec::Debian,
@@ -876,51 +847,6 @@ pub fn kernel_request(opts: &KernelOpts, ctx: &Context) -> Result<KernelRequest>
         fragments,
         jobs: opts.jobs,
     })
-}
-
-/// `base` → `<configs>/base.config`; a path is taken as it is.
-fn resolve_fragment(name: &str, configs_dir: Option<&Path>) -> Result<PathBuf> {
-    let as_path = Path::new(name);
-    if name.contains('/') || name.ends_with(".config") {
-        if as_path.is_file() {
-            return Ok(as_path.to_path_buf());
-        }
-        bail!("kernel config fragment {name} does not exist");
-    }
-    if let Some(dir) = configs_dir {
-        let path = dir.join(format!("{name}.config"));
-        if path.is_file() {
-            return Ok(path);
-        }
-        let known: Vec<String> = std::fs::read_dir(dir)
-            .map(|entries| {
-                entries
-                    .filter_map(|e| e.ok())
-                    .filter_map(|e| {
-                        e.file_name()
-                            .to_string_lossy()
-                            .strip_suffix(".config")
-                            .map(str::to_string)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        bail!(
-            "no kernel config fragment `{name}` in {} (known: {})",
-            dir.display(),
-            known.join(", ")
-        );
-    }
-    match EMBEDDED_FRAGMENTS.iter().find(|(n, _)| *n == name) {
-        Some((n, text)) => {
-            let path = crate::host::cache::dir("configs")?.join(format!("{n}.config"));
-            if std::fs::read_to_string(&path).ok().as_deref() != Some(*text) {
-                std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-            }
-            Ok(path)
-        }
-        None => bail!("no built-in kernel config fragment `{name}` (built in: base, rust); give a path instead"),
-    }
 }
 
 fn agent_binary(ctx: &Context) -> Result<PathBuf> {

@@ -2,6 +2,7 @@
 //! channels, the choice between KVM and TCG, and the interactive `shell`.
 
 pub mod accel;
+pub mod image;
 pub mod initramfs;
 pub mod shell;
 pub mod vm;

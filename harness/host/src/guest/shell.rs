@@ -21,11 +21,12 @@
 //! scripts would not do: Debian's static busybox runs its own applets before searching PATH.) A
 //! reboot ends QEMU by itself: the kernel command line has `reboot=t` and QEMU `-no-reboot`.
 
-use crate::build::module;
+use crate::build::{module, Products};
+use crate::guest::accel::AccelChoice;
 use crate::guest::initramfs::Writer;
 use crate::guest::vm::{self, Accelerator};
 use crate::kernel::{self, Kernel, KernelRequest};
-use crate::run::{AccelChoice, Selected};
+use crate::spec::select::Selected;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -521,15 +522,10 @@ pub fn run(opts: &ShellOptions) -> Result<i32> {
 /// Builds the selected module folders and reads each `.ko`'s modinfo.
 fn build_modules(selection: &[Selected], kernel: &Kernel) -> Result<Vec<GuestModule>> {
     let mut modules: Vec<GuestModule> = Vec::new();
-    let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut products = Products::default();
     for selected in selection {
         let spec = &selected.spec;
-        let missing: Vec<&str> = spec
-            .requires
-            .iter()
-            .filter(|o| !matches!(kernel.option(o), Some("y") | Some("m")))
-            .map(String::as_str)
-            .collect();
+        let missing = kernel.lacks(&spec.requires);
         if !missing.is_empty() {
             eprintln!(
                 "warning: module {} requires {}, which this kernel lacks; it may not build or load",
@@ -550,18 +546,8 @@ fn build_modules(selection: &[Selected], kernel: &Kernel) -> Result<Vec<GuestMod
         if !build.warnings.trim().is_empty() {
             eprintln!("{}", build.warnings.trim_end());
         }
-        for (name, path) in &build.objects {
-            if let Some(other) = seen.insert(name.clone(), path.clone()) {
-                if &other != path {
-                    bail!(
-                        "two module folders build {name}.ko ({} and {}); rename one",
-                        other.display(),
-                        path.display()
-                    );
-                }
-                continue;
-            }
-            modules.push(GuestModule::from_ko(name, path)?);
+        for (name, path) in products.add(&build)? {
+            modules.push(GuestModule::from_ko(&name, &path)?);
         }
     }
     Ok(modules)

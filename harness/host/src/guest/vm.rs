@@ -329,7 +329,8 @@ fn qemu_args(cfg: &VmConfig, socket_name: &str) -> Vec<String> {
         "-serial".into(),
         "stdio".into(),
     ];
-    // On microvm a second `-serial` gives a UART that fails with EIO; an explicit isa-serial works (FACTS.md).
+    // On microvm a second `-serial` gives a UART that fails with EIO; an explicit isa-serial works
+    // (both tried on QEMU 7.2 here).
     args.push("-chardev".into());
     args.push(format!("socket,id=agent,path={socket_name},abstract=on"));
     args.push("-device".into());

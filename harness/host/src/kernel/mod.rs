@@ -14,6 +14,7 @@
 
 mod build;
 mod config;
+pub mod fragments;
 mod prebuilt;
 mod source;
 
@@ -119,6 +120,15 @@ impl Kernel {
             format!("CONFIG_{name}")
         };
         self.options.get(&name).map(String::as_str)
+    }
+
+    /// Those of `options` this kernel does not have built in or as a module.
+    pub fn lacks<'a>(&self, options: &'a [String]) -> Vec<&'a str> {
+        options
+            .iter()
+            .filter(|o| !matches!(self.option(o), Some("y") | Some("m")))
+            .map(String::as_str)
+            .collect()
     }
 }
 
@@ -262,7 +272,7 @@ impl Slot {
     }
 }
 
-/// Provisions the source only (for `kmodlab kernel fetch` and for timing it); returns its tree.
+/// Provisions the source only (for the provisioning example and test, which time it apart from the build); returns its tree.
 pub fn provision_source(spec: &SourceSpec) -> Result<PathBuf> {
     if *spec == SourceSpec::DebianPrebuilt {
         return Ok(prebuilt::ensure()?.source_dir);

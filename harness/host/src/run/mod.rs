@@ -7,14 +7,17 @@
 pub mod folder;
 
 use crate::build::module::{self, ModuleBuild};
-use crate::guest::initramfs::Writer;
+use crate::build::Products;
+use crate::guest::accel::{self, AccelChoice, ProbeBoot};
+use crate::guest::image;
 use crate::guest::vm::{self, Accelerator, Vm, VmConfig, VmEvent};
 use crate::judge::oops;
 use crate::judge::verdict::{self, Interruption, Outcome, TestRecord, Verdict};
-use crate::kernel::{self, Kernel, KernelRequest};
-use crate::spec::{self, ModuleSpec, TestSpec};
-use anyhow::{anyhow, bail, Context, Result};
-use kmodlab_protocol::{Event, ModuleLoad, Plan, PlannedTest, ProgramRun, PLAN_PATH};
+use crate::kernel::{self, fragments, KernelRequest};
+use crate::spec::select::Selected;
+use crate::spec::TestSpec;
+use anyhow::{bail, Context, Result};
+use kmodlab_protocol::{Event, ModuleLoad, Plan, PlannedTest, ProgramRun};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -35,15 +38,6 @@ const PROGRAM_ALLOWANCE: Duration = Duration::from_secs(2);
 /// Boots that may fail in a row (infrastructure, not the module) before the run gives up.
 const BOOT_ATTEMPTS: u32 = 2;
 
-/// Which accelerator to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AccelChoice {
-    /// KVM if a probe boot has shown that it works on this machine, else TCG.
-    Auto,
-    Kvm,
-    Tcg,
-}
-
 /// How tests share VMs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Isolation {
@@ -56,14 +50,6 @@ pub enum Isolation {
     /// next test, and a kernel that crashed or hung never judges another test.
     #[default]
     All,
-}
-
-/// A module folder chosen for the run, and optionally which of its tests.
-#[derive(Debug, Clone)]
-pub struct Selected {
-    pub spec: ModuleSpec,
-    /// `None`: all tests.
-    pub tests: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -146,112 +132,6 @@ pub struct Timings {
     pub vms: Duration,
 }
 
-/// Finds the named modules: `name`, `name/test`, or a path to a module folder.
-pub fn select(modules_dir: &Path, names: &[String]) -> Result<Vec<Selected>> {
-    if names.is_empty() {
-        let dirs = spec::discover(modules_dir)?;
-        if dirs.is_empty() {
-            bail!(
-                "no module folders (with a {}) in {}",
-                spec::SPEC_FILE,
-                modules_dir.display()
-            );
-        }
-        return dirs
-            .iter()
-            .map(|d| {
-                Ok(Selected {
-                    spec: spec::load(d)?,
-                    tests: None,
-                })
-            })
-            .collect();
-    }
-    let mut selected: Vec<Selected> = Vec::new();
-    for name in names {
-        let as_path = Path::new(name);
-        let (dir, test) = if as_path.join(spec::SPEC_FILE).is_file() {
-            (as_path.to_path_buf(), None)
-        } else {
-            let (module, test) = match name.split_once('/') {
-                Some((m, t)) if !t.contains('/') && !m.is_empty() && !t.is_empty() => {
-                    (m, Some(t.to_string()))
-                }
-                _ => (name.as_str(), None),
-            };
-            let dir = modules_dir.join(module);
-            if !dir.join(spec::SPEC_FILE).is_file() {
-                return Err(unknown_module(modules_dir, name));
-            }
-            (dir, test)
-        };
-        let spec = spec::load(&dir)?;
-        if let Some(test) = &test {
-            if !spec.tests.iter().any(|t| &t.name == test) {
-                let names: Vec<&str> = spec.tests.iter().map(|t| t.name.as_str()).collect();
-                bail!(
-                    "module `{}` has no test `{test}`; its tests: {}",
-                    spec.name,
-                    names.join(", ")
-                );
-            }
-        }
-        match selected.iter_mut().find(|s| s.spec.dir == spec.dir) {
-            Some(existing) => match (&mut existing.tests, test) {
-                (Some(list), Some(test)) if !list.contains(&test) => list.push(test),
-                (tests, None) => *tests = None,
-                _ => {}
-            },
-            None => selected.push(Selected {
-                spec,
-                tests: test.map(|t| vec![t]),
-            }),
-        }
-    }
-    Ok(selected)
-}
-
-fn unknown_module(modules_dir: &Path, name: &str) -> anyhow::Error {
-    let known: Vec<String> = spec::discover(modules_dir)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .collect();
-    let closest = known
-        .iter()
-        .min_by_key(|k| edit_distance(k, name))
-        .filter(|k| edit_distance(k, name) <= 3);
-    let mut message = format!(
-        "no module named `{name}` in {}",
-        module::display_path(modules_dir).display()
-    );
-    if let Some(closest) = closest {
-        message.push_str(&format!("; did you mean `{closest}`?"));
-    }
-    if !known.is_empty() {
-        message.push_str(&format!("\navailable: {}", known.join(", ")));
-    }
-    anyhow!(message)
-}
-
-/// Levenshtein distance, for "did you mean".
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (diagonal + usize::from(ca != *cb))
-                .min(row[j] + 1)
-                .min(above + 1);
-            diagonal = above;
-        }
-    }
-    row[b.len()]
-}
-
 /// One test of the run, with what the plan needs.
 struct Job {
     module: String,
@@ -293,9 +173,7 @@ fn run_in_order(
 
     let mut verdicts: BTreeMap<u32, Verdict> = BTreeMap::new();
     let mut jobs: BTreeMap<u32, Job> = BTreeMap::new();
-    let mut objects: BTreeMap<String, PathBuf> = BTreeMap::new();
-    // Companions by their path in the guest.
-    let mut programs: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut products = Products::default();
     let mut next_id = 0u32;
     for selected in &opts.selection {
         let spec = &selected.spec;
@@ -309,16 +187,14 @@ fn run_in_order(
                     .is_none_or(|names| names.contains(&t.name))
             })
             .collect();
-        let missing: Vec<&str> = spec
-            .requires
-            .iter()
-            .filter(|o| !kernel_has(&kernel, o))
-            .map(String::as_str)
-            .collect();
+        let missing = kernel.lacks(&spec.requires);
         if !missing.is_empty() {
             for test in tests {
-                let verdict =
-                    Verdict::skipped(&spec.name, &test.name, skip_reason(&kernel, &missing));
+                let verdict = Verdict::skipped(
+                    &spec.name,
+                    &test.name,
+                    fragments::skip_reason(&kernel, &missing),
+                );
                 in_order.emit(next_id, &verdict, listener);
                 verdicts.insert(next_id, verdict);
                 next_id += 1;
@@ -331,23 +207,7 @@ fn run_in_order(
         let build_started = Instant::now();
         let build = module::build(spec, &kernel)?;
         timings.builds += build_started.elapsed();
-        for (name, path) in &build.objects {
-            if let Some(other) = objects.insert(name.clone(), path.clone()) {
-                if &other != path {
-                    bail!(
-                        "two module folders build {name}.ko ({} and {}); rename one",
-                        other.display(),
-                        path.display()
-                    );
-                }
-            }
-        }
-        for (name, path) in &build.companions {
-            programs.insert(
-                crate::build::companion::guest_path(&spec.name, name),
-                path.clone(),
-            );
-        }
+        products.add(&build)?;
         let source_paths = Some((build.copy_dir.clone(), spec.dir.clone()));
         listener(&RunEvent::ModuleBuilt(build));
         for test in tests {
@@ -359,7 +219,7 @@ fn run_in_order(
                 .enumerate()
                 .map(|(i, name)| ModuleLoad {
                     name: name.clone(),
-                    path: guest_module_path(&kernel, name),
+                    path: image::guest_module_path(&kernel.release, name),
                     params: if i == last {
                         test.params.clone()
                     } else {
@@ -414,7 +274,17 @@ fn run_in_order(
 
     let mut vms = 0;
     if !jobs.is_empty() {
-        let accel = choose_accelerator(opts, &kernel, &run_dir, listener)?;
+        let (accel, reason) = accel::choose(opts.accel, &opts.qemu, |accel| {
+            accel::probe_boot(&ProbeBoot {
+                qemu: &opts.qemu,
+                kernel: &kernel,
+                agent: &opts.agent,
+                dir: &run_dir,
+                memory_mb: opts.memory_mb,
+                accel,
+            })
+        })?;
+        listener(&RunEvent::Accelerator { accel, reason });
         let mut pending: Vec<u32> = jobs.keys().copied().collect();
         let mut failed_boots = 0;
         let run_deadline = opts.run_timeout.map(|limit| started + limit);
@@ -458,7 +328,14 @@ fn run_in_order(
             };
             let initramfs = run_dir.join(format!("{label}.initramfs"));
             let initramfs_started = Instant::now();
-            write_initramfs(&initramfs, &opts.agent, &plan, &kernel, &objects, &programs)?;
+            image::write_test_initramfs(
+                &initramfs,
+                &opts.agent,
+                &plan,
+                &kernel.release,
+                &products.objects,
+                &products.programs,
+            )?;
             timings.initramfs += initramfs_started.elapsed();
             let config = VmConfig {
                 qemu: opts.qemu.clone(),
@@ -765,183 +642,6 @@ fn finish(
     Some(outcome)
 }
 
-fn kernel_has(kernel: &Kernel, option: &str) -> bool {
-    matches!(kernel.option(option), Some("y") | Some("m"))
-}
-
-/// `the kernel lacks CONFIG_KASAN (fragments: base + rust); ... run with --kernel-config kasan`
-fn skip_reason(kernel: &Kernel, missing: &[&str]) -> String {
-    if kernel.is_prebuilt() {
-        return format!(
-            "Debian's prebuilt kernel lacks {}; run without --kernel-prebuilt to build a kernel that has it",
-            missing.join(", ")
-        );
-    }
-    let mut reason = format!(
-        "the kernel lacks {} (fragments: {})",
-        missing.join(", "),
-        fragment_names(kernel)
-    );
-    // Fragments beside the ones in use (kernel-configs/) that set every missing option.
-    let Some(dir) = kernel.fragments.first().and_then(|f| f.parent()) else {
-        return reason;
-    };
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return reason;
-    };
-    let mut providers: Vec<String> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "config") && !kernel.fragments.contains(p))
-        .filter(|p| {
-            std::fs::read_to_string(p).is_ok_and(|text| {
-                missing.iter().all(|option| {
-                    text.lines().any(|l| {
-                        l.trim() == format!("{option}=y") || l.trim() == format!("{option}=m")
-                    })
-                })
-            })
-        })
-        .filter_map(|p| p.file_stem().map(|n| n.to_string_lossy().into_owned()))
-        .collect();
-    providers.sort();
-    // Only the providing fragment is suggested: it always builds on top of base, whereas adding it
-    // to the current ones may not (6.12 cannot build Rust with KASAN under GCC).
-    if let Some(provider) = providers.first() {
-        reason.push_str(&format!(
-            "; kernel-configs/{provider}.config sets it: run with --kernel-config {provider}"
-        ));
-    }
-    reason
-}
-
-fn fragment_names(kernel: &Kernel) -> String {
-    kernel
-        .fragments
-        .iter()
-        .map(|f| {
-            f.file_name().map_or_else(
-                || f.display().to_string(),
-                |n| n.to_string_lossy().into_owned(),
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(" + ")
-}
-
-fn guest_module_path(kernel: &Kernel, name: &str) -> String {
-    format!("/lib/modules/{}/extra/{name}.ko", kernel.release)
-}
-
-/// The guest's whole filesystem: agent as /init, the plan, the modules, the programs the plan runs.
-fn write_initramfs(
-    path: &Path,
-    agent: &Path,
-    plan: &Plan,
-    kernel: &Kernel,
-    objects: &BTreeMap<String, PathBuf>,
-    programs: &BTreeMap<String, PathBuf>,
-) -> Result<()> {
-    let file =
-        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let mut archive = Writer::new(std::io::BufWriter::new(file));
-    archive.base_layout()?;
-    archive.file_from_path("/init", 0o755, agent)?;
-    let plan_json = serde_json::to_vec(plan).context("encoding the test plan")?;
-    archive.file(PLAN_PATH, 0o644, &plan_json)?;
-    let mut wanted: Vec<&str> = plan
-        .tests
-        .iter()
-        .flat_map(|t| t.modules.iter().map(|m| m.name.as_str()))
-        .collect();
-    wanted.sort_unstable();
-    wanted.dedup();
-    for name in wanted {
-        let source = objects
-            .get(name)
-            .ok_or_else(|| anyhow!("no built object for module {name}"))?;
-        archive.file_from_path(&guest_module_path(kernel, name), 0o644, source)?;
-    }
-    let mut wanted: Vec<&str> = plan
-        .tests
-        .iter()
-        .flat_map(|t| t.run.iter().map(|p| p.path.as_str()))
-        .collect();
-    wanted.sort_unstable();
-    wanted.dedup();
-    for guest in wanted {
-        let source = programs
-            .get(guest)
-            .ok_or_else(|| anyhow!("no built companion for {guest}"))?;
-        archive.file_from_path(guest, 0o755, source)?;
-    }
-    let mut out = archive.finish()?;
-    std::io::Write::flush(&mut out).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
-}
-
-fn choose_accelerator(
-    opts: &RunOptions,
-    kernel: &Kernel,
-    run_dir: &Path,
-    listener: &mut dyn FnMut(&RunEvent),
-) -> Result<Accelerator> {
-    let (accel, reason) = match opts.accel {
-        AccelChoice::Tcg => (Accelerator::Tcg, "requested".to_string()),
-        AccelChoice::Kvm => (Accelerator::Kvm, "requested".to_string()),
-        AccelChoice::Auto => {
-            crate::guest::accel::auto(&opts.qemu, |accel| probe_boot(opts, kernel, run_dir, accel))?
-        }
-    };
-    listener(&RunEvent::Accelerator { accel, reason });
-    Ok(accel)
-}
-
-/// Boots the kernel with an empty plan on `accel`; true when the agent greets and finishes in time.
-fn probe_boot(
-    opts: &RunOptions,
-    kernel: &Kernel,
-    run_dir: &Path,
-    accel: Accelerator,
-) -> Result<bool> {
-    let initramfs = run_dir.join("probe.initramfs");
-    write_initramfs(
-        &initramfs,
-        &opts.agent,
-        &Plan { tests: vec![] },
-        kernel,
-        &BTreeMap::new(),
-        &BTreeMap::new(),
-    )?;
-    let config = VmConfig {
-        qemu: opts.qemu.clone(),
-        kernel_image: kernel.boot_image(),
-        initramfs: initramfs.clone(),
-        cmdline: vm::cmdline_for(kernel, accel, &kernel.detector_args()),
-        accel,
-        memory_mb: opts.memory_mb,
-        cpus: 1,
-        dir: run_dir.to_path_buf(),
-        label: format!("probe-{accel}"),
-    };
-    let mut vm = Vm::start(&config)?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut works = false;
-    while let Some(event) = vm.next_event(deadline) {
-        match event {
-            VmEvent::Agent(Event::Done) => {
-                works = true;
-                break;
-            }
-            VmEvent::ConsoleClosed | VmEvent::ChannelError(_) => break,
-            _ => {}
-        }
-    }
-    vm.stop();
-    let _ = std::fs::remove_file(&initramfs);
-    Ok(works)
-}
-
 /// `runs/20261122-031500-4242`, plus a `latest` link beside it.
 fn create_run_dir(runs_dir: Option<&Path>) -> Result<PathBuf> {
     let runs = match runs_dir {
@@ -1050,12 +750,5 @@ mod tests {
         assert_eq!(utc_stamp(0), "19700101-000000");
         assert_eq!(utc_stamp(1_795_321_335), "20261122-042215");
         assert_eq!(utc_stamp(951_782_400), "20000229-000000");
-    }
-
-    #[test]
-    fn close_names_are_suggested() {
-        assert_eq!(edit_distance("workqueue", "workqeue"), 1);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("hello", "hello"), 0);
     }
 }

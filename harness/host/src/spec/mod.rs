@@ -35,6 +35,7 @@
 //! Every mistake is reported as `file:line:column: what is wrong`, naming the field.
 
 pub mod scaffold;
+pub mod select;
 
 use anyhow::{anyhow, bail, Context, Result};
 use nix::errno::Errno;

@@ -1,0 +1,148 @@
+//! Kconfig fragments by name: `base` and the profiles merged onto it (`rust`, `debug`, `kasan`),
+//! found in a `kernel-configs/` folder or, outside this repository, in the binary itself; and which
+//! fragment to suggest when a test needs an option the kernel lacks.
+
+use super::Kernel;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+/// The fragment every kernel starts from: a small x86_64 guest for QEMU microvm.
+pub const BASE_FRAGMENT: &str = "base";
+
+/// The fragments merged onto `base` when none are named.
+pub const DEFAULT_FRAGMENTS: [&str; 1] = ["rust"];
+
+/// Fragments built into the binary, for use outside this repository.
+const EMBEDDED_FRAGMENTS: [(&str, &str); 2] = [
+    (
+        "base",
+        include_str!("../../../../kernel-configs/base.config"),
+    ),
+    (
+        "rust",
+        include_str!("../../../../kernel-configs/rust.config"),
+    ),
+];
+
+/// The fragments a run merges, in order: `base`, then the named ones (by default [`DEFAULT_FRAGMENTS`]).
+pub fn requested(names: &[String], configs_dir: Option<&Path>) -> Result<Vec<PathBuf>> {
+    let mut all: Vec<&str> = vec![BASE_FRAGMENT];
+    if names.is_empty() {
+        all.extend(DEFAULT_FRAGMENTS);
+    } else {
+        all.extend(
+            names
+                .iter()
+                .map(String::as_str)
+                .filter(|n| *n != BASE_FRAGMENT),
+        );
+    }
+    all.into_iter()
+        .map(|name| resolve(name, configs_dir))
+        .collect()
+}
+
+/// `base` → `<configs>/base.config`; a path is taken as it is.
+pub fn resolve(name: &str, configs_dir: Option<&Path>) -> Result<PathBuf> {
+    let as_path = Path::new(name);
+    if name.contains('/') || name.ends_with(".config") {
+        if as_path.is_file() {
+            return Ok(as_path.to_path_buf());
+        }
+        bail!("kernel config fragment {name} does not exist");
+    }
+    if let Some(dir) = configs_dir {
+        let path = dir.join(format!("{name}.config"));
+        if path.is_file() {
+            return Ok(path);
+        }
+        let known: Vec<String> = std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter_map(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .strip_suffix(".config")
+                            .map(str::to_string)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        bail!(
+            "no kernel config fragment `{name}` in {} (known: {})",
+            dir.display(),
+            known.join(", ")
+        );
+    }
+    match EMBEDDED_FRAGMENTS.iter().find(|(n, _)| *n == name) {
+        Some((n, text)) => {
+            let path = crate::host::cache::dir("configs")?.join(format!("{n}.config"));
+            if std::fs::read_to_string(&path).ok().as_deref() != Some(*text) {
+                std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            }
+            Ok(path)
+        }
+        None => bail!("no built-in kernel config fragment `{name}` (built in: base, rust); give a path instead"),
+    }
+}
+
+/// `the kernel lacks CONFIG_KASAN (fragments: base + rust); ... run with --kernel-config kasan`
+pub fn skip_reason(kernel: &Kernel, missing: &[&str]) -> String {
+    if kernel.is_prebuilt() {
+        return format!(
+            "Debian's prebuilt kernel lacks {}; run without --kernel-prebuilt to build a kernel that has it",
+            missing.join(", ")
+        );
+    }
+    let mut reason = format!(
+        "the kernel lacks {} (fragments: {})",
+        missing.join(", "),
+        fragment_names(kernel)
+    );
+    // Fragments beside the ones in use (kernel-configs/) that set every missing option.
+    let Some(dir) = kernel.fragments.first().and_then(|f| f.parent()) else {
+        return reason;
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return reason;
+    };
+    let mut providers: Vec<String> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "config") && !kernel.fragments.contains(p))
+        .filter(|p| {
+            std::fs::read_to_string(p).is_ok_and(|text| {
+                missing.iter().all(|option| {
+                    text.lines().any(|l| {
+                        l.trim() == format!("{option}=y") || l.trim() == format!("{option}=m")
+                    })
+                })
+            })
+        })
+        .filter_map(|p| p.file_stem().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    providers.sort();
+    // Only the providing fragment is suggested: it always builds on top of base, whereas adding it
+    // to the current ones may not (6.12 cannot build Rust with KASAN under GCC).
+    if let Some(provider) = providers.first() {
+        reason.push_str(&format!(
+            "; kernel-configs/{provider}.config sets it: run with --kernel-config {provider}"
+        ));
+    }
+    reason
+}
+
+fn fragment_names(kernel: &Kernel) -> String {
+    kernel
+        .fragments
+        .iter()
+        .map(|f| {
+            f.file_name().map_or_else(
+                || f.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" + ")
+}

@@ -1,0 +1,120 @@
+//! Choosing the module folders (and tests) a command works on: `name`, `name/test`, or a path.
+
+use super::{self as spec, ModuleSpec};
+use crate::build::module;
+use anyhow::{anyhow, bail, Result};
+use std::path::Path;
+
+/// A module folder chosen for the run, and optionally which of its tests.
+#[derive(Debug, Clone)]
+pub struct Selected {
+    pub spec: ModuleSpec,
+    /// `None`: all tests.
+    pub tests: Option<Vec<String>>,
+}
+
+/// Finds the named modules: `name`, `name/test`, or a path to a module folder.
+pub fn select(modules_dir: &Path, names: &[String]) -> Result<Vec<Selected>> {
+    if names.is_empty() {
+        let dirs = spec::discover(modules_dir)?;
+        if dirs.is_empty() {
+            bail!(
+                "no module folders (with a {}) in {}",
+                spec::SPEC_FILE,
+                modules_dir.display()
+            );
+        }
+        return dirs
+            .iter()
+            .map(|d| {
+                Ok(Selected {
+                    spec: spec::load(d)?,
+                    tests: None,
+                })
+            })
+            .collect();
+    }
+    let mut selected: Vec<Selected> = Vec::new();
+    for name in names {
+        let as_path = Path::new(name);
+        let (dir, test) = if as_path.join(spec::SPEC_FILE).is_file() {
+            (as_path.to_path_buf(), None)
+        } else {
+            let (module, test) = match name.split_once('/') {
+                Some((m, t)) if !t.contains('/') && !m.is_empty() && !t.is_empty() => {
+                    (m, Some(t.to_string()))
+                }
+                _ => (name.as_str(), None),
+            };
+            let dir = modules_dir.join(module);
+            if !dir.join(spec::SPEC_FILE).is_file() {
+                return Err(unknown_module(modules_dir, name));
+            }
+            (dir, test)
+        };
+        let spec = spec::load(&dir)?;
+        if let Some(test) = &test {
+            if !spec.tests.iter().any(|t| &t.name == test) {
+                let names: Vec<&str> = spec.tests.iter().map(|t| t.name.as_str()).collect();
+                bail!(
+                    "module `{}` has no test `{test}`; its tests: {}",
+                    spec.name,
+                    names.join(", ")
+                );
+            }
+        }
+        match selected.iter_mut().find(|s| s.spec.dir == spec.dir) {
+            Some(existing) => match (&mut existing.tests, test) {
+                (Some(list), Some(test)) if !list.contains(&test) => list.push(test),
+                (tests, None) => *tests = None,
+                _ => {}
+            },
+            None => selected.push(Selected {
+                spec,
+                tests: test.map(|t| vec![t]),
+            }),
+        }
+    }
+    Ok(selected)
+}
+
+fn unknown_module(modules_dir: &Path, name: &str) -> anyhow::Error {
+    let known: Vec<String> = spec::discover(modules_dir)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    let closest = known
+        .iter()
+        .min_by_key(|k| strsim::levenshtein(k, name))
+        .filter(|k| strsim::levenshtein(k, name) <= 3);
+    let mut message = format!(
+        "no module named `{name}` in {}",
+        module::display_path(modules_dir).display()
+    );
+    if let Some(closest) = closest {
+        message.push_str(&format!("; did you mean `{closest}`?"));
+    }
+    if !known.is_empty() {
+        message.push_str(&format!("\navailable: {}", known.join(", ")));
+    }
+    anyhow!(message)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_close_name_is_suggested_and_a_far_one_is_not() {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        for name in ["workqueue", "hello"] {
+            let module = dir.path().join(name);
+            std::fs::create_dir(&module).expect("module folder");
+            std::fs::write(module.join(super::spec::SPEC_FILE), "").expect("spec");
+        }
+        let near = super::unknown_module(dir.path(), "workqeue").to_string();
+        assert!(near.contains("did you mean `workqueue`?"), "{near}");
+        assert!(near.contains("available: hello, workqueue"), "{near}");
+        let far = super::unknown_module(dir.path(), "zzzzzzzzz").to_string();
+        assert!(!far.contains("did you mean"), "{far}");
+    }
+}
