@@ -6,8 +6,8 @@
 
 use clap::Parser;
 use kmodlab::cli::{run_cli, Cli, EXIT_PASS};
-use kmodlab::guest::shell::{self, Boot};
-use kmodlab::guest::vm::Accelerator;
+use kmodlab::guest::qemu::Boot;
+use kmodlab::guest::vm::{self, Accelerator};
 use kmodlab_e2e::{context, root};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -104,7 +104,7 @@ fn an_initramfs_from_a_description_boots_the_configured_kernel() {
         cpus: 1,
     };
     // run_bounded kills QEMU at the limit and on every path out; the guest must end it first.
-    let run = shell::run_bounded(&boot, Duration::from_secs(60)).expect("boot");
+    let run = vm::run_bounded(&boot, Duration::from_secs(60)).expect("boot");
     println!("booted and rebooted in {:?}", run.duration);
     assert!(
         run.exited_by_itself,

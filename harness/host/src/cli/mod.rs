@@ -779,9 +779,15 @@ fn shell_command(args: ShellArgs, ctx: &Context) -> Result<i32> {
         memory_mb: args.memory,
         cpus: 2,
         busybox: args.busybox,
+        agent: agent_binary(ctx)?,
         append: args.append.unwrap_or_default(),
     };
-    crate::guest::shell::run(&options)
+    use crate::guest::shell::ShellEnd;
+    Ok(match crate::guest::shell::run(&options)? {
+        ShellEnd::ExitKey | ShellEnd::Halted | ShellEnd::Rebooted => EXIT_PASS,
+        ShellEnd::Panicked => EXIT_FAIL,
+        ShellEnd::Signal(sig) => 128 + sig,
+    })
 }
 
 fn initramfs_command(args: InitramfsArgs) -> Result<i32> {

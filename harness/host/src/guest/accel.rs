@@ -4,6 +4,7 @@
 //! the answer per host kernel and QEMU version.
 
 use crate::guest::image;
+use crate::guest::qemu;
 use crate::guest::vm::{self, Accelerator, Vm, VmConfig, VmEvent};
 use crate::host::cache::{self, KeyBuilder};
 use crate::kernel::Kernel;
@@ -35,7 +36,7 @@ pub fn auto(
         .unwrap_or_default();
     let key = KeyBuilder::new()
         .part("host", &host_release)
-        .part("qemu", vm::qemu_version(qemu)?)
+        .part("qemu", qemu::version(qemu)?)
         .finish();
     let path = cache::dir("probes")?.join(format!("kvm-{key}.json"));
     let remembered: Option<ProbeResult> = std::fs::read(&path)

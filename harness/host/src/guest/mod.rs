@@ -4,5 +4,6 @@
 pub mod accel;
 pub mod image;
 pub mod initramfs;
+pub mod qemu;
 pub mod shell;
 pub mod vm;

@@ -5,14 +5,15 @@
 //! Starting a VM is one operation ([`Vm::start`]) so that it can later mean "restore a snapshot".
 //! The host always ends QEMU itself ([`Vm::stop`], or on drop); it never relies on the guest powering off.
 
-use anyhow::{bail, Context, Result};
+use crate::guest::qemu::{self, Boot, Console, Wiring};
+use crate::host::child::KillOnDrop;
+use anyhow::{anyhow, Context, Result};
 use kmodlab_protocol::Event;
 use std::io::{BufRead, BufReader, Write};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
@@ -49,6 +50,21 @@ pub struct VmConfig {
     pub dir: PathBuf,
     /// Short name used in file names and messages, e.g. `vm1`.
     pub label: String,
+}
+
+impl VmConfig {
+    /// What QEMU boots.
+    pub fn boot(&self) -> Boot {
+        Boot {
+            qemu: self.qemu.clone(),
+            image: self.kernel_image.clone(),
+            initramfs: self.initramfs.clone(),
+            cmdline: self.cmdline.clone(),
+            accel: self.accel,
+            memory_mb: self.memory_mb,
+            cpus: self.cpus,
+        }
+    }
 }
 
 /// What a running guest produced, in arrival order per channel.
@@ -189,8 +205,9 @@ fn cmdline_with(accel: Accelerator, tcg_tuning: &str, extra: &str) -> String {
 
 /// A running guest. Dropping it ends QEMU.
 pub struct Vm {
-    child: Child,
+    child: KillOnDrop,
     events: Receiver<VmEvent>,
+    /// Tells the agent channel's reader to stop waiting for QEMU to connect.
     stop: Arc<AtomicBool>,
     pub label: String,
     pub started: Instant,
@@ -208,38 +225,18 @@ impl Vm {
         let events_log = cfg.dir.join(format!("{}.events.jsonl", cfg.label));
         let qemu_log = cfg.dir.join(format!("{}.qemu.txt", cfg.label));
 
-        let args = qemu_args(cfg, &socket_name);
-        let mut record = std::fs::File::create(&qemu_log)
-            .with_context(|| format!("creating {}", qemu_log.display()))?;
-        writeln!(record, "{} {}", cfg.qemu.display(), shell_words(&args))
-            .with_context(|| format!("writing {}", qemu_log.display()))?;
-        writeln!(record, "--- QEMU's own messages ---")
-            .with_context(|| format!("writing {}", qemu_log.display()))?;
-
-        let mut command = Command::new(&cfg.qemu);
-        command
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(record));
-        // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill QEMU if we die,
-        // so that no error path, panic or SIGKILL of ours leaves a QEMU behind.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let started = Instant::now();
-        let mut child = command
-            .spawn()
-            .with_context(|| format!("starting {}", cfg.qemu.display()))?;
-        let stdout = match child.stdout.take() {
-            Some(out) => out,
-            None => bail!("QEMU's console pipe is missing"),
+        let wiring = Wiring {
+            console: Console::Recorded,
+            agent_socket: Some(&socket_name),
         };
+        let mut command = qemu::command(&cfg.boot(), &wiring);
+        command.stderr(Stdio::from(start_record(&qemu_log, &command)?));
+        let started = Instant::now();
+        let mut child = KillOnDrop::spawn(&mut command)
+            .with_context(|| format!("starting {}", cfg.qemu.display()))?;
+        let stdout = child
+            .take_stdout()
+            .ok_or_else(|| anyhow!("QEMU's console pipe is missing"))?;
 
         let (tx, rx) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
@@ -272,8 +269,7 @@ impl Vm {
     /// Ends QEMU now and waits for it; every event still buffered can be drained afterwards.
     pub fn stop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.stop();
     }
 
     /// Events that arrived but were not read yet (after [`Vm::stop`], what the channels flushed).
@@ -289,53 +285,84 @@ impl Vm {
 }
 
 impl Drop for Vm {
+    /// Beyond what [`KillOnDrop`] does for QEMU: tells the agent channel's reader to give up.
     fn drop(&mut self) {
         self.stop();
     }
 }
 
-/// QEMU's `-cpu` for the accelerator.
-pub fn cpu_model(accel: Accelerator) -> &'static str {
-    match accel {
-        Accelerator::Kvm => "host",
-        Accelerator::Tcg => "max",
-    }
+/// Creates the VM's `<label>.qemu.txt`: the command line, then (as QEMU's stderr) its own messages.
+fn start_record(path: &Path, command: &std::process::Command) -> Result<std::fs::File> {
+    let mut record =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    writeln!(record, "{}", qemu::command_line(command)?)
+        .and_then(|()| writeln!(record, "--- QEMU's own messages ---"))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(record)
 }
 
-fn qemu_args(cfg: &VmConfig, socket_name: &str) -> Vec<String> {
-    let cpu = cpu_model(cfg.accel);
-    let mut args: Vec<String> = vec![
-        "-M".into(),
-        "microvm".into(),
-        "-accel".into(),
-        cfg.accel.to_string(),
-        "-cpu".into(),
-        cpu.into(),
-        "-m".into(),
-        cfg.memory_mb.to_string(),
-        "-smp".into(),
-        cfg.cpus.to_string(),
-        "-nodefaults".into(),
-        "-no-user-config".into(),
-        "-display".into(),
-        "none".into(),
-        "-no-reboot".into(),
-        "-kernel".into(),
-        cfg.kernel_image.display().to_string(),
-        "-initrd".into(),
-        cfg.initramfs.display().to_string(),
-        "-append".into(),
-        cfg.cmdline.clone(),
-        "-serial".into(),
-        "stdio".into(),
-    ];
-    // On microvm a second `-serial` gives a UART that fails with EIO; an explicit isa-serial works
-    // (both tried on QEMU 7.2 here).
-    args.push("-chardev".into());
-    args.push(format!("socket,id=agent,path={socket_name},abstract=on"));
-    args.push("-device".into());
-    args.push("isa-serial,chardev=agent,index=1".into());
-    args
+/// What [`run_bounded`] saw.
+#[derive(Debug, Clone)]
+pub struct BoundedRun {
+    /// Everything on the console.
+    pub console: String,
+    /// True if QEMU ended before the time limit (and was not killed).
+    pub exited_by_itself: bool,
+    pub status: Option<std::process::ExitStatus>,
+    pub duration: Duration,
+}
+
+/// Boots a guest that has only a console (no agent) with stdin closed and waits at most `limit`
+/// for QEMU to end, killing it otherwise; QEMU never outlives this call.
+pub fn run_bounded(boot: &Boot, limit: Duration) -> Result<BoundedRun> {
+    let started = Instant::now();
+    let wiring = Wiring {
+        console: Console::Recorded,
+        agent_socket: None,
+    };
+    let mut qemu = KillOnDrop::spawn(qemu::command(boot, &wiring).stderr(Stdio::piped()))
+        .with_context(|| format!("starting {}", boot.qemu.display()))?;
+    let out = read_all_in_thread(qemu.take_stdout());
+    let err = read_all_in_thread(qemu.take_stderr());
+    let deadline = started + limit;
+    let mut exited_by_itself = false;
+    while Instant::now() < deadline {
+        if qemu.try_wait().context("checking on QEMU")?.is_some() {
+            exited_by_itself = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = qemu.stop();
+    let mut console = out
+        .join()
+        .map_err(|_| anyhow!("the console reader panicked"))?;
+    let messages = err
+        .join()
+        .map_err(|_| anyhow!("the QEMU message reader panicked"))?;
+    if !messages.trim().is_empty() {
+        console.push_str("\n--- QEMU's own messages ---\n");
+        console.push_str(&messages);
+    }
+    Ok(BoundedRun {
+        console,
+        exited_by_itself,
+        status,
+        duration: started.elapsed(),
+    })
+}
+
+/// Reads a pipe to its end on a thread of its own, so that no pipe fills up and stalls QEMU.
+fn read_all_in_thread(
+    pipe: Option<impl std::io::Read + Send + 'static>,
+) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut text);
+        }
+        String::from_utf8_lossy(&text).into_owned()
+    })
 }
 
 fn unique_socket_name() -> String {
@@ -453,36 +480,6 @@ fn for_each_line(
     }
 }
 
-/// Quotes arguments so the recorded command line can be pasted into a shell.
-pub fn shell_words(args: &[String]) -> String {
-    args.iter()
-        .map(|a| {
-            if !a.is_empty()
-                && a.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./=,:+@".contains(c))
-            {
-                a.clone()
-            } else {
-                format!("'{}'", a.replace('\'', r"'\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// `qemu-system-x86_64 --version`'s first line, for cache keys and `doctor`.
-pub fn qemu_version(qemu: &Path) -> Result<String> {
-    let out = Command::new(qemu)
-        .arg("--version")
-        .output()
-        .with_context(|| format!("running {} --version", qemu.display()))?;
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -518,38 +515,5 @@ mod tests {
         );
         assert_eq!(tcg_tuning(None), "noapictimer tsc=unstable lpj=726528");
         assert!(!prebuilt_tcg_tuning(None).contains("noapictimer"));
-    }
-
-    #[test]
-    fn recorded_command_lines_survive_a_shell() {
-        let words = vec![
-            "-append".to_string(),
-            "console=ttyS0 panic=-1".to_string(),
-            "it's".to_string(),
-        ];
-        assert_eq!(
-            shell_words(&words),
-            r"-append 'console=ttyS0 panic=-1' 'it'\''s'"
-        );
-    }
-
-    #[test]
-    fn the_agent_uart_is_an_isa_serial_on_a_socket() {
-        let cfg = VmConfig {
-            qemu: "qemu-system-x86_64".into(),
-            kernel_image: "/k/bzImage".into(),
-            initramfs: "/r/initrd".into(),
-            cmdline: default_cmdline(Accelerator::Kvm, "quiet"),
-            accel: Accelerator::Tcg,
-            memory_mb: 256,
-            cpus: 2,
-            dir: "/r".into(),
-            label: "vm1".into(),
-        };
-        let args = qemu_args(&cfg, "sock");
-        let joined = args.join(" ");
-        assert!(joined.contains("-chardev socket,id=agent,path=sock,abstract=on -device isa-serial,chardev=agent,index=1"));
-        assert!(joined.contains("-accel tcg -cpu max"));
-        assert!(joined.contains("-append console=ttyS0 loglevel=5 panic=-1 reboot=t quiet"));
     }
 }

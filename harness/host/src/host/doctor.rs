@@ -60,7 +60,7 @@ pub fn diagnose(host: &Host) -> Vec<Finding> {
         });
     }
     if let Some(qemu) = setup::find_in(&host.path, "qemu-system-x86_64") {
-        let version = crate::guest::vm::qemu_version(&qemu).unwrap_or_else(|e| format!("{e:#}"));
+        let version = crate::guest::qemu::version(&qemu).unwrap_or_else(|e| format!("{e:#}"));
         findings.push(note("QEMU version", version));
     }
     findings.push(kvm_finding());

@@ -2,6 +2,7 @@
 //! folder, and the progress a person sees while it works.
 
 pub mod cache;
+pub mod child;
 pub mod doctor;
 pub mod progress;
 pub mod setup;

@@ -10,7 +10,6 @@
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
 use std::fmt;
-use std::io::Read;
 use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -405,35 +404,22 @@ fn file_matches(pattern: &Path) -> bool {
 }
 
 /// Whether an ELF executable has no program interpreter (PT_INTERP), i.e. is statically linked.
+/// Only the headers are read, not the whole file.
 pub fn is_static_elf(path: &Path) -> Result<bool> {
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut head = vec![0u8; 64 * 1024];
-    let n = file
-        .read(&mut head)
-        .with_context(|| format!("reading {}", path.display()))?;
-    head.truncate(n);
-    // 64-bit little-endian ELF only: the only kind this x86_64 tool needs to judge.
-    if head.len() < 64 || &head[..4] != b"\x7fELF" || head[4] != 2 || head[5] != 1 {
-        bail!("{} is not a 64-bit little-endian ELF file", path.display());
-    }
-    let u16_at = |o: usize| u16::from_le_bytes([head[o], head[o + 1]]) as usize;
-    let phoff = u64::from_le_bytes(head[32..40].try_into().context("ELF header")?) as usize;
-    let (phentsize, phnum) = (u16_at(54), u16_at(56));
-    for i in 0..phnum {
-        let at = phoff + i * phentsize;
-        let Some(entry) = head.get(at..at + 4) else {
-            bail!(
-                "{}: program headers beyond the first 64 KiB",
-                path.display()
-            );
-        };
-        const PT_INTERP: u32 = 3;
-        if u32::from_le_bytes(entry.try_into().context("ELF program header")?) == PT_INTERP {
-            return Ok(false);
-        }
-    }
-    Ok(true)
+    use object::read::elf::{FileHeader, ProgramHeader};
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let data = object::ReadCache::new(file);
+    // 64-bit only: the only kind this x86_64 tool needs to judge.
+    let not_elf = || format!("{} is not a 64-bit ELF file", path.display());
+    let header =
+        object::elf::FileHeader64::<object::Endianness>::parse(&data).with_context(not_elf)?;
+    let endian = header.endian().with_context(not_elf)?;
+    let segments = header
+        .program_headers(endian, &data)
+        .with_context(|| format!("reading the program headers of {}", path.display()))?;
+    Ok(!segments
+        .iter()
+        .any(|segment| segment.p_type(endian) == object::elf::PT_INTERP))
 }
 
 /// Cargo's bin folder (`$CARGO_HOME/bin`, else `~/.cargo/bin`), where rustup and `cargo install` put tools.
@@ -756,7 +742,7 @@ mod tests {
     /// A minimal ELF64 header with one program header: PT_INTERP when `dynamic`, PT_LOAD otherwise.
     fn elf(dynamic: bool) -> Vec<u8> {
         let mut b = vec![0u8; 64 + 56];
-        b[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        b[..7].copy_from_slice(b"\x7fELF\x02\x01\x01");
         b[32..40].copy_from_slice(&64u64.to_le_bytes());
         b[54..56].copy_from_slice(&56u16.to_le_bytes());
         b[56..58].copy_from_slice(&1u16.to_le_bytes());
