@@ -64,7 +64,7 @@ fn an_initramfs_from_a_description_boots_the_configured_kernel() {
     );
 
     // Its entries, as kmodlab lists them and as GNU cpio does.
-    let ours: Vec<String> = kmodlab::guest::initramfs::desc::list(&archive)
+    let ours: Vec<String> = kmodlab::guest::initramfs::list(&archive)
         .expect("list")
         .into_iter()
         .map(|l| l.entry.name)

@@ -3,7 +3,7 @@
 //!
 //! Needs the static busybox (`/bin/busybox`, Debian package busybox-static) and `cpio`.
 
-use kmodlab::guest::initramfs::desc::list;
+use kmodlab::guest::initramfs::list;
 use kmodlab::guest::shell::{write_guest_initramfs, GuestModule, GuestSpec};
 use std::path::Path;
 use std::process::Command;

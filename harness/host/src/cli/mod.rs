@@ -791,11 +791,11 @@ fn shell_command(args: ShellArgs, ctx: &Context) -> Result<i32> {
 }
 
 fn initramfs_command(args: InitramfsArgs) -> Result<i32> {
-    use crate::guest::initramfs::desc::{self, Compression};
+    use crate::guest::initramfs::{self, Compression};
     use std::io::Write as _;
     if let Some(path) = &args.list {
         let mut out = std::io::stdout().lock();
-        let listed = desc::list(path)?;
+        let listed = initramfs::list(path)?;
         let parts = listed.last().map_or(0, |l| l.part);
         let mut part = 0;
         for entry in &listed {
@@ -816,7 +816,7 @@ fn initramfs_command(args: InitramfsArgs) -> Result<i32> {
         Some(Compress::Zstd) => Compression::Zstd,
     };
     let started = std::time::Instant::now();
-    let built = desc::build(input, output, compression)?;
+    let built = initramfs::build(input, output, compression)?;
     let size = if compression == Compression::None {
         format!("{} bytes", built.file_bytes)
     } else {

@@ -115,7 +115,7 @@ pub struct ProbeBoot<'a> {
 }
 
 /// Boots the kernel with the agent and an empty plan on `accel`; true when the agent greets and
-/// finishes within [`PROBE_LIMIT`].
+/// finishes within `PROBE_LIMIT`.
 pub fn probe_boot(probe: &ProbeBoot) -> Result<bool> {
     let accel = probe.accel;
     let initramfs = probe.dir.join("probe.initramfs");

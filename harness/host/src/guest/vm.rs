@@ -175,7 +175,7 @@ pub fn default_cmdline(accel: Accelerator, extra: &str) -> String {
     cmdline_with(accel, &tcg_tuning(host_tsc()), extra)
 }
 
-/// [`default_cmdline`] with the TCG tuning the kernel needs: [`prebuilt_tcg_tuning`] for Debian's
+/// [`default_cmdline`] with the TCG tuning the kernel needs: `prebuilt_tcg_tuning` for Debian's
 /// prebuilt kernel, the usual one for every kernel kmodlab builds.
 pub fn cmdline_for(kernel: &crate::kernel::Kernel, accel: Accelerator, extra: &str) -> String {
     if kernel.is_prebuilt() {
