@@ -23,27 +23,21 @@ pub fn write_test_initramfs(
     archive.file_from_path("/init", 0o755, agent)?;
     let plan_json = serde_json::to_vec(plan).context("encoding the test plan")?;
     archive.file(PLAN_PATH, 0o644, &plan_json)?;
-    let mut wanted: Vec<&str> = plan
+    let modules = plan
         .tests
         .iter()
-        .flat_map(|t| t.modules.iter().map(|m| m.name.as_str()))
-        .collect();
-    wanted.sort_unstable();
-    wanted.dedup();
-    for name in wanted {
+        .flat_map(|t| t.modules.iter().map(|m| m.name.as_str()));
+    for name in sorted_once(modules) {
         let source = objects
             .get(name)
             .ok_or_else(|| anyhow!("no built object for module {name}"))?;
         archive.file_from_path(&guest_module_path(release, name), 0o644, source)?;
     }
-    let mut wanted: Vec<&str> = plan
+    let companions = plan
         .tests
         .iter()
-        .flat_map(|t| t.run.iter().map(|p| p.path.as_str()))
-        .collect();
-    wanted.sort_unstable();
-    wanted.dedup();
-    for guest in wanted {
+        .flat_map(|t| t.run.iter().map(|p| p.path.as_str()));
+    for guest in sorted_once(companions) {
         let source = programs
             .get(guest)
             .ok_or_else(|| anyhow!("no built companion for {guest}"))?;
@@ -52,6 +46,14 @@ pub fn write_test_initramfs(
     let mut out = archive.finish()?;
     std::io::Write::flush(&mut out).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+/// Each name once, sorted, so that the archive does not depend on the plan's order.
+fn sorted_once<'a>(names: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut names: Vec<&str> = names.collect();
+    names.sort_unstable();
+    names.dedup();
+    names
 }
 
 /// Where a module file sits in the guest: where `modprobe` would look for an out-of-tree module.

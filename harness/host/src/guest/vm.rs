@@ -387,23 +387,31 @@ fn bind_abstract(name: &str) -> Result<UnixListener> {
     Ok(listener)
 }
 
+/// Creates `log` and starts the thread `name` that copies a channel into it.
+fn spawn_reader(
+    name: &str,
+    log: &Path,
+    read: impl FnOnce(std::fs::File) + Send + 'static,
+) -> Result<()> {
+    let file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || read(file))
+        .with_context(|| format!("starting the thread {name}"))?;
+    Ok(())
+}
+
 fn spawn_console_reader(
     stdout: std::process::ChildStdout,
     log: &Path,
     tx: Sender<VmEvent>,
 ) -> Result<()> {
-    let mut file =
-        std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-    std::thread::Builder::new()
-        .name("vm-console".into())
-        .spawn(move || {
-            for_each_line(stdout, &mut file, |line| {
-                tx.send(VmEvent::Console(line)).is_ok()
-            });
-            let _ = tx.send(VmEvent::ConsoleClosed);
-        })
-        .context("starting the console reader")?;
-    Ok(())
+    spawn_reader("vm-console", log, move |mut file| {
+        for_each_line(stdout, &mut file, |line| {
+            tx.send(VmEvent::Console(line)).is_ok()
+        });
+        let _ = tx.send(VmEvent::ConsoleClosed);
+    })
 }
 
 fn spawn_agent_reader(
@@ -412,46 +420,48 @@ fn spawn_agent_reader(
     tx: Sender<VmEvent>,
     stop: Arc<AtomicBool>,
 ) -> Result<()> {
-    let mut file =
-        std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-    std::thread::Builder::new()
-        .name("vm-agent".into())
-        .spawn(move || {
-            // QEMU connects while it starts, before the guest runs; poll so that a QEMU that died
-            // first does not leave this thread waiting forever.
-            let give_up = Instant::now() + Duration::from_secs(30);
-            let stream = loop {
-                match listener.accept() {
-                    Ok((stream, _)) => break stream,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        if stop.load(Ordering::Relaxed) || Instant::now() > give_up {
-                            let _ = tx.send(VmEvent::ChannelError(
-                                "QEMU never connected the agent channel".into(),
-                            ));
-                            return;
-                        }
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
-                    Err(e) => {
-                        let _ = tx.send(VmEvent::ChannelError(format!("agent channel: {e}")));
-                        return;
-                    }
-                }
+    spawn_reader("vm-agent", log, move |mut file| {
+        let stream = match accept_agent(&listener, &stop) {
+            Ok(stream) => stream,
+            Err(why) => {
+                let _ = tx.send(VmEvent::ChannelError(why));
+                return;
+            }
+        };
+        let _ = stream.set_nonblocking(false);
+        for_each_line(stream, &mut file, |line| {
+            if line.is_empty() {
+                return true;
+            }
+            let event = match Event::from_line(&line) {
+                Ok(event) => VmEvent::Agent(event),
+                Err(_) => VmEvent::AgentNoise(line),
             };
-            let _ = stream.set_nonblocking(false);
-            for_each_line(stream, &mut file, |line| {
-                if line.is_empty() {
-                    return true;
+            tx.send(event).is_ok()
+        });
+    })
+}
+
+/// Waits for QEMU to connect the agent channel. QEMU connects while it starts, before the guest
+/// runs; poll so that a QEMU that died first (or a VM stopped meanwhile) does not leave the reader
+/// waiting forever.
+fn accept_agent(
+    listener: &UnixListener,
+    stop: &AtomicBool,
+) -> Result<std::os::unix::net::UnixStream, String> {
+    let give_up = Instant::now() + Duration::from_secs(30);
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => return Ok(stream),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if stop.load(Ordering::Relaxed) || Instant::now() > give_up {
+                    return Err("QEMU never connected the agent channel".into());
                 }
-                let event = match Event::from_line(&line) {
-                    Ok(event) => VmEvent::Agent(event),
-                    Err(_) => VmEvent::AgentNoise(line),
-                };
-                tx.send(event).is_ok()
-            });
-        })
-        .context("starting the agent channel reader")?;
-    Ok(())
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(e) => return Err(format!("agent channel: {e}")),
+        }
+    }
 }
 
 /// Copies every line of `source` to `log` as it came, and hands it to `take` without its line
