@@ -1,9 +1,11 @@
 //! QEMU: start a guest, read its two channels, end it.
 //!
 //! The console (first UART) goes to QEMU's stdout and carries everything the kernel prints, crash
-//! reports included; the agent channel (second UART) is a unix socket carrying the agent's JSON events.
-//! Starting a VM is one operation ([`Vm::start`]) so that it can later mean "restore a snapshot".
-//! The host always ends QEMU itself ([`Vm::stop`], or on drop); it never relies on the guest powering off.
+//! reports included; the agent channel (second UART) is a unix socket carrying the agent's JSON
+//! events. The command line comes from [`crate::guest::qemu`]. Starting a VM is one operation
+//! ([`Vm::start`]) so that it can later mean "restore a snapshot" or "boot an arm64 guest".
+//! The host always ends QEMU itself ([`Vm::stop`], or on drop); it never relies on the guest
+//! powering off. [`run_bounded`] boots a guest without the agent (console only) to its end.
 
 use crate::guest::qemu::{self, Boot, Console, Wiring};
 use crate::host::child::KillOnDrop;

@@ -94,7 +94,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     fn alive(pid: u32) -> bool {
-        // A zombie (killed, not yet reaped) would still have /proc/<pid>; only a reaped child is gone.
+        // A zombie (killed, not yet reaped) still has /proc/<pid>; only a reaped child is gone.
         std::path::Path::new(&format!("/proc/{pid}")).exists()
     }
 

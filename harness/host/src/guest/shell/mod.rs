@@ -12,7 +12,8 @@
 //! reaches the guest except the exit key, [`EXIT_KEY_NAME`]. Leaving always ends QEMU and restores
 //! the terminal: on the exit key, when QEMU ends, on SIGINT/SIGTERM/SIGHUP, on errors (a drop
 //! guard) and on panics (a panic hook, which also covers `panic = "abort"` builds). QEMU gets
-//! `PR_SET_PDEATHSIG` ([`crate::host::child::KillOnDrop`]), so even a SIGKILL of kmodlab leaves no QEMU behind.
+//! `PR_SET_PDEATHSIG` ([`crate::host::child::KillOnDrop`]), so even a SIGKILL of kmodlab leaves
+//! no QEMU behind.
 //!
 //! microvm has no ACPI, so a guest power-off only halts the CPU, and QEMU would run on. kmodlab
 //! watches the console for the kernel's last words on a halt or power-off (`reboot: System
@@ -45,6 +46,7 @@ pub const EXIT_KEY: u8 = 0x1d;
 pub const EXIT_KEY_NAME: &str = "Ctrl-]";
 /// The guest's host name; the prompt shows it (`root@kmodlab-guest:~# `).
 pub const GUEST_HOSTNAME: &str = "kmodlab-guest";
+
 /// What `shell` needs.
 #[derive(Debug, Clone)]
 pub struct ShellOptions {
