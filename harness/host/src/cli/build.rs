@@ -4,6 +4,7 @@ use super::args::{BuildArgs, KernelArgs, Lang, ListArgs, NewArgs};
 use super::exit::{EXIT_FAIL, EXIT_PASS};
 use super::{kernel_request, Context};
 use crate::build::module;
+use crate::host::paths::display_path;
 use crate::host::setup;
 use crate::kernel::{self, Kernel};
 use crate::spec::{self, select};
@@ -127,7 +128,7 @@ pub(super) fn new_module(args: NewArgs, ctx: &Context) -> Result<i32> {
         }
     });
     let dir = spec::scaffold::create(&modules_dir, &args.name, language, from.as_deref())?;
-    println!("created {}", module::display_path(&dir).display());
+    println!("created {}", display_path(&dir).display());
     println!("next: cargo xtask test {}", args.name);
     Ok(EXIT_PASS)
 }

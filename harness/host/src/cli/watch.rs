@@ -3,7 +3,9 @@
 use super::args::WatchArgs;
 use super::exit::EXIT_PASS;
 use super::{agent_binary, kernel_request};
+use crate::build::copy::{is_source_name, walk_sources};
 use crate::guest::accel::AccelChoice;
+use crate::host::cache::KeyBuilder;
 use crate::host::progress::Live;
 use crate::host::setup;
 use crate::judge::verdict::{Outcome, Verdict};
@@ -162,28 +164,16 @@ pub fn watch(
 
 /// A hash of every relevant file's path and contents below `dirs`.
 fn fingerprint(dirs: &[PathBuf]) -> String {
-    fn walk(dir: &Path, key: &mut crate::host::cache::KeyBuilder) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        let mut paths: Vec<PathBuf> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| is_relevant(p))
-            .collect();
-        paths.sort();
-        for path in paths {
-            if path.is_dir() {
-                walk(&path, key);
-            } else if let Ok(bytes) = std::fs::read(&path) {
+    let mut key = KeyBuilder::new();
+    for dir in dirs {
+        // What cannot be listed or read now is left out: a save in progress settles into the next look.
+        for rel in walk_sources(dir).flatten().filter(|rel| is_relevant(rel)) {
+            let path = dir.join(rel);
+            if let Ok(bytes) = std::fs::read(&path) {
                 key.part("path", path.to_string_lossy().as_bytes());
                 key.part("data", bytes);
             }
         }
-    }
-    let mut key = crate::host::cache::KeyBuilder::new();
-    for dir in dirs {
-        walk(dir, &mut key);
     }
     key.finish()
 }
@@ -228,16 +218,12 @@ fn describe_changes(previous: Option<&Seen>, now: &Seen, verdicts: &[Verdict]) -
     lines
 }
 
-/// Sources and specs, not the files editors and builds leave around.
+/// Sources and specs (what the build copies), not the files editors leave around.
 fn is_relevant(path: &Path) -> bool {
     let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
         return false;
     };
-    !(name.starts_with('.')
-        || name.ends_with('~')
-        || name.ends_with(".swp")
-        || name.ends_with(".tmp")
-        || crate::build::module::is_build_product(&name))
+    is_source_name(&name) && !(name.ends_with('~') || name.ends_with(".swp"))
 }
 
 #[cfg(test)]

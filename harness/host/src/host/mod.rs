@@ -1,7 +1,8 @@
 //! The machine kmodlab runs on: the tools it needs and how to install them, `doctor`, the cache
-//! folder, and the progress a person sees while it works.
+//! folder, paths as messages show them, and the progress a person sees while it works.
 
 pub mod cache;
 pub mod doctor;
+pub mod paths;
 pub mod progress;
 pub mod setup;
