@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use walkdir::WalkDir;
 
 /// One option a fragment asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,11 +275,8 @@ pub(crate) struct Entry {
 
 /// Finds the Kconfig entries of `symbols` (without `CONFIG_`) in an x86_64 kernel tree.
 pub(crate) fn find_entries(src: &Path, symbols: &[&str]) -> Vec<Entry> {
-    let mut files = Vec::new();
-    collect_kconfig_files(src, src, &mut files);
-    files.sort();
     let mut entries = Vec::new();
-    for file in files {
+    for file in kconfig_files(src) {
         if let Ok(text) = std::fs::read_to_string(&file) {
             let relative = file.strip_prefix(src).unwrap_or(&file).to_path_buf();
             entries.extend(scan_kconfig(&relative, &text, symbols));
@@ -287,27 +285,28 @@ pub(crate) fn find_entries(src: &Path, symbols: &[&str]) -> Vec<Entry> {
     entries
 }
 
-fn collect_kconfig_files(src: &Path, dir: &Path, files: &mut Vec<PathBuf>) {
-    let Ok(read) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in read.flatten() {
-        let path = entry.path();
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let Ok(kind) = entry.file_type() else {
-            continue;
-        };
-        if kind.is_dir() {
-            // Other architectures' symbols only confuse an x86_64 answer.
-            let other_arch = path.parent() == Some(&src.join("arch")) && name != "x86";
-            if !name.starts_with('.') && !other_arch {
-                collect_kconfig_files(src, &path, files);
-            }
-        } else if name.starts_with("Kconfig") {
-            files.push(path);
-        }
-    }
+/// The tree's `Kconfig*` files, sorted, leaving out hidden folders and other architectures'
+/// (their symbols only confuse an x86_64 answer). What cannot be read is left out: this only
+/// explains an error.
+fn kconfig_files(src: &Path) -> Vec<PathBuf> {
+    let arch = src.join("arch");
+    let mut files: Vec<PathBuf> = WalkDir::new(src)
+        .min_depth(1)
+        .into_iter()
+        .filter_entry(|entry| {
+            let name = entry.file_name().to_string_lossy();
+            let other_arch = entry.path().parent() == Some(arch.as_path()) && name != "x86";
+            !entry.file_type().is_dir() || !(name.starts_with('.') || other_arch)
+        })
+        .flatten()
+        .filter(|entry| {
+            !entry.file_type().is_dir()
+                && entry.file_name().to_string_lossy().starts_with("Kconfig")
+        })
+        .map(walkdir::DirEntry::into_path)
+        .collect();
+    files.sort();
+    files
 }
 
 /// A block around the lines being read: an `if`, a `menu` (its `depends on` guard its entries) or
