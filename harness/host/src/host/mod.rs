@@ -5,4 +5,5 @@ pub mod cache;
 pub mod doctor;
 pub mod paths;
 pub mod progress;
+mod requirements;
 pub mod setup;
