@@ -39,11 +39,7 @@ enum Task {
 }
 
 fn main() {
-    // Output piped into `head` should end quietly, as other command-line tools do, not panic.
-    // SAFETY: restoring the default disposition of SIGPIPE at start-up, before any thread exists.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    kmodlab::cli::quiet_on_broken_pipe();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(PathBuf::from)
@@ -56,37 +52,35 @@ fn main() {
     let code = match Xtask::parse().command {
         Task::Kmodlab(command) => kmodlab::cli::run_command(command, &ctx),
         Task::Ci => ci(&root, &ctx),
-        Task::Bench { module, runs } => match bench::bench(&root, &ctx, &module, runs.max(1)) {
-            Ok(()) => kmodlab::cli::EXIT_PASS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                kmodlab::cli::EXIT_UNABLE
-            }
-        },
+        Task::Bench { module, runs } => kmodlab::cli::code_or_unable(
+            bench::bench(&root, &ctx, &module, runs.max(1)).map(|()| kmodlab::cli::EXIT_PASS),
+        ),
     };
     std::process::exit(code);
 }
 
 fn ci(root: &Path, ctx: &Context) -> i32 {
     // Set-up and the kernel first, with their progress visible, so the tests find them ready.
-    let prepare = || -> anyhow::Result<()> {
-        // What kmodlab needs and what only this project's tests need (a headless browser, ...),
-        // in one install: `test` itself never installs the test-only tools.
-        let requirements = [
-            kmodlab::host::setup::REQUIREMENTS,
-            kmodlab::host::setup::TEST_REQUIREMENTS,
-        ]
-        .concat();
-        kmodlab::host::setup::ensure_requirements(&requirements, true)?;
-        let request = kmodlab::cli::kernel_request(&Default::default(), ctx)?;
-        kmodlab::kernel::ensure(&request)?;
-        kmodlab::build::agent::build_in_workspace(root)?;
-        Ok(())
-    };
-    if let Err(e) = prepare() {
-        eprintln!("error: {e:#}");
-        return kmodlab::cli::EXIT_UNABLE;
-    }
+    kmodlab::cli::code_or_unable(prepare_ci(root, ctx).map(|()| run_checks(root)))
+}
+
+fn prepare_ci(root: &Path, ctx: &Context) -> anyhow::Result<()> {
+    // What kmodlab needs and what only this project's tests need (a headless browser, ...), in one
+    // install: `test` itself never installs the test-only tools.
+    let requirements = [
+        kmodlab::host::setup::REQUIREMENTS,
+        kmodlab::host::setup::TEST_REQUIREMENTS,
+    ]
+    .concat();
+    kmodlab::host::setup::ensure_requirements(&requirements, true)?;
+    let request = kmodlab::cli::kernel_request(&Default::default(), ctx)?;
+    kmodlab::kernel::ensure(&request)?;
+    kmodlab::build::agent::build_in_workspace(root)?;
+    Ok(())
+}
+
+/// fmt, clippy and the tests, each as its own cargo run; the first failure ends the run.
+fn run_checks(root: &Path) -> i32 {
     let steps: [(&str, &[&str]); 4] = [
         ("formatting", &["fmt", "--all", "--", "--check"]),
         (

@@ -1,11 +1,7 @@
 //! `kmodlab`: the standalone command, for module repositories outside this one.
 
 fn main() {
-    // Output piped into `head` should end quietly, as other command-line tools do, not panic.
-    // SAFETY: restoring the default disposition of SIGPIPE at start-up, before any thread exists.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    kmodlab::cli::quiet_on_broken_pipe();
     let ctx = kmodlab::cli::Context {
         modules_dir: std::env::current_dir().unwrap_or_else(|_| ".".into()),
         configs_dir: None,

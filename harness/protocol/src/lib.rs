@@ -224,8 +224,19 @@ impl Event {
     /// The line sent on the channel (without its newline).
     pub fn to_line(&self) -> String {
         // Serialising these plain types cannot fail; fall back to a valid event rather than panic.
-        serde_json::to_string(self).unwrap_or_else(|e| {
-            format!(r#"{{"event":"agent_error","context":"encode event","message":"{e}"}}"#)
+        serde_json::to_string(self).unwrap_or_else(|e| Event::encoding_failed(&e.to_string()))
+    }
+
+    /// The line of an [`Event::AgentError`] saying that an event could not be encoded, with
+    /// `message` escaped as JSON wants it.
+    fn encoding_failed(message: &str) -> String {
+        let error = Event::AgentError {
+            context: "encode event".to_string(),
+            message: message.to_string(),
+        };
+        // Two strings always encode; should even that fail, a fixed line is still a valid event.
+        serde_json::to_string(&error).unwrap_or_else(|_| {
+            r#"{"event":"agent_error","context":"encode event","message":"unknown"}"#.to_string()
         })
     }
 
@@ -306,6 +317,20 @@ mod tests {
                 event
             );
         }
+    }
+
+    #[test]
+    fn an_encoding_error_is_a_valid_event_whatever_its_message_says() {
+        let message = "key \"a\\b\"\nmust be a string\t\u{1}";
+        let line = Event::encoding_failed(message);
+        assert!(!line.contains('\n'), "{line}");
+        assert_eq!(
+            Event::from_line(&line).expect("parses"),
+            Event::AgentError {
+                context: "encode event".into(),
+                message: message.into(),
+            }
+        );
     }
 
     #[test]

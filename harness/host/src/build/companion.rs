@@ -17,8 +17,9 @@
 //!
 //! In the guest each companion is `/kmodlab/bin/<module>/<name>` (see [`guest_path`]).
 
-use crate::build::module;
+use crate::build::copy::{key_sources, relocate, source_files, BuildCopy};
 use crate::host::cache::{self, KeyBuilder};
+use crate::host::paths::display_path;
 use crate::spec::ModuleSpec;
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -134,7 +135,7 @@ pub fn build(spec: &ModuleSpec) -> Result<CompanionsBuild> {
     }
     // Companions may include any file of the folder (the module's UAPI header), so all of them
     // count, as for the module build.
-    let sources = module::source_files(&spec.dir)?;
+    let sources = source_files(&spec.dir)?;
     let mut key = KeyBuilder::new();
     key.part("layout", "companions v1");
     for var in ["CC", "CFLAGS", "RUSTFLAGS", "RUSTUP_TOOLCHAIN"] {
@@ -143,41 +144,47 @@ pub fn build(spec: &ModuleSpec) -> Result<CompanionsBuild> {
             std::env::var_os(var).unwrap_or_default().as_encoded_bytes(),
         );
     }
-    for rel in &sources {
-        key.part("path", rel.to_string_lossy().as_bytes());
-        key.file("file", &spec.dir.join(rel))?;
-    }
+    key_sources(&mut key, &spec.dir, &sources)?;
     let key = key.finish();
 
-    let root = build_root(spec)?;
-    let copy = root.join("src");
-    let bin = root.join("bin");
-    let stamp_path = root.join("stamp.json");
-    let previous = module::Stamp::read(&stamp_path);
-    let programs: Vec<(String, PathBuf)> = companions
-        .iter()
-        .map(|c| (c.name.clone(), bin.join(&c.name)))
-        .collect();
-    if previous.key == key && programs.iter().all(|(_, path)| path.is_file()) {
-        return Ok(CompanionsBuild {
-            programs,
-            reused: true,
-            duration: started.elapsed(),
-            warnings: String::new(),
-        });
+    // One copy per module folder, shared by all kernels.
+    let mut build_copy = BuildCopy::open(&cache::dir("companions")?, spec)?;
+    let copy = build_copy.root.join("src");
+    let bin = build_copy.root.join("bin");
+    let mut build = CompanionsBuild {
+        programs: companions
+            .iter()
+            .map(|c| (c.name.clone(), bin.join(&c.name)))
+            .collect(),
+        reused: true,
+        duration: Duration::ZERO,
+        warnings: String::new(),
+    };
+    if !build_copy.is_current(&key, build.programs.iter().map(|(_, path)| path.as_path())) {
+        // Rewrite only changed files, so cargo's own change detection keeps Rust builds incremental.
+        build_copy.sync(&spec.dir, &sources, &copy)?;
+        std::fs::create_dir_all(&bin).with_context(|| format!("creating {}", bin.display()))?;
+        build.warnings = build_each(spec, &companions, &copy, &bin)?;
+        build_copy.finish(key)?;
+        build.reused = false;
     }
+    build.duration = started.elapsed();
+    Ok(build)
+}
 
-    // Rewrite only changed files, so cargo's own change detection keeps Rust builds incremental.
-    let current = module::sync_copy(&spec.dir, &sources, &copy, &previous.files)?;
-    let _ = std::fs::remove_file(&stamp_path);
-    std::fs::create_dir_all(&bin).with_context(|| format!("creating {}", bin.display()))?;
-
+/// Builds each companion from the copy into `bin`; returns what the compilers said.
+fn build_each(
+    spec: &ModuleSpec,
+    companions: &[Companion],
+    copy: &Path,
+    bin: &Path,
+) -> Result<String> {
     let mut warnings = String::new();
-    for companion in &companions {
+    for companion in companions {
         let out = bin.join(&companion.name);
         let said = match companion.kind {
-            Kind::C => build_c(spec, companion, &copy, &out)?,
-            Kind::Rust => build_rust(spec, companion, &copy, &out)?,
+            Kind::C => build_c(spec, companion, copy, &out)?,
+            Kind::Rust => build_rust(spec, companion, copy, &out)?,
         };
         if !said.trim().is_empty() {
             warnings.push_str(&said);
@@ -186,31 +193,7 @@ pub fn build(spec: &ModuleSpec) -> Result<CompanionsBuild> {
             }
         }
     }
-    module::Stamp {
-        key,
-        files: current,
-    }
-    .write(&stamp_path)?;
-    Ok(CompanionsBuild {
-        programs,
-        reused: false,
-        duration: started.elapsed(),
-        warnings,
-    })
-}
-
-/// The module folder's companion build folder: one per folder, shared by all kernels.
-fn build_root(spec: &ModuleSpec) -> Result<PathBuf> {
-    let canonical = spec
-        .dir
-        .canonicalize()
-        .with_context(|| format!("finding {}", spec.dir.display()))?;
-    let folder_key = KeyBuilder::new()
-        .part("dir", canonical.to_string_lossy().as_bytes())
-        .finish();
-    let root = cache::dir("companions")?.join(format!("{}-{}", spec.name, &folder_key[..8]));
-    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
-    Ok(root)
+    Ok(warnings)
 }
 
 /// The C compiler and flags for the guest, as the `cc` crate chooses them.
@@ -293,7 +276,7 @@ fn build_rust(spec: &ModuleSpec, companion: &Companion, copy: &Path, out: &Path)
     // rustc names the package's files relative to the package (`--> src/main.rs:3:5`).
     let said = package_paths(
         &shown(&output.stderr, copy, spec),
-        &module::display_path(&spec.dir).join(&companion.source),
+        &display_path(&spec.dir).join(&companion.source),
     );
     if !output.status.success() {
         bail!(
@@ -374,7 +357,7 @@ fn package_paths(text: &str, package: &Path) -> String {
 
 /// Compiler output with the copy's paths turned into the user's.
 fn shown(bytes: &[u8], copy: &Path, spec: &ModuleSpec) -> String {
-    module::relocate(&String::from_utf8_lossy(bytes), copy, &spec.dir)
+    relocate(&String::from_utf8_lossy(bytes), copy, &spec.dir)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod companion;
+pub mod copy;
 pub mod module;
 
 use anyhow::{bail, Result};

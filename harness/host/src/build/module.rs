@@ -4,6 +4,7 @@
 //! `kmodlab/ktap.h`), so a module's Kbuild can say `ccflags-y += -I$(src)/../include` wherever it comes from.
 //! A content hash of the sources, the helpers and the kernel skips `make` entirely when nothing changed.
 
+use crate::build::copy::{key_sources, relocate, source_files, write_if_changed, BuildCopy};
 use crate::host::cache::{self, KeyBuilder};
 use crate::kernel::Kernel;
 use crate::spec::ModuleSpec;
@@ -42,29 +43,6 @@ pub struct ModuleBuild {
     pub companions: Vec<(String, PathBuf)>,
 }
 
-/// What a build copy was last built from: the content key of its inputs, and the files synced
-/// into it. Written only after a successful build, so a missing or unreadable stamp means "build".
-#[derive(serde::Serialize, serde::Deserialize, Default)]
-pub(crate) struct Stamp {
-    pub key: String,
-    pub files: Vec<String>,
-}
-
-impl Stamp {
-    /// The stamp at `path`, or an empty one.
-    pub fn read(path: &Path) -> Stamp {
-        std::fs::read(path)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default()
-    }
-
-    pub fn write(&self, path: &Path) -> Result<()> {
-        std::fs::write(path, serde_json::to_vec(self)?)
-            .with_context(|| format!("writing {}", path.display()))
-    }
-}
-
 /// Builds `spec`'s folder against `kernel`: its modules, then its companions.
 pub fn build(spec: &ModuleSpec, kernel: &Kernel) -> Result<ModuleBuild> {
     let mut build = build_modules(spec, kernel)?;
@@ -84,40 +62,42 @@ fn build_modules(spec: &ModuleSpec, kernel: &Kernel) -> Result<ModuleBuild> {
     for (name, text) in HELPERS {
         key.part(name, text);
     }
-    for rel in &sources {
-        key.part("path", rel.to_string_lossy().as_bytes());
-        key.file("file", &spec.dir.join(rel))?;
-    }
+    key_sources(&mut key, &spec.dir, &sources)?;
     let key = key.finish();
 
-    let root = copy_root(spec, kernel)?;
-    let copy = root.join(&spec.name);
-    let stamp_path = root.join("stamp.json");
-    let previous = Stamp::read(&stamp_path);
+    let mut build_copy = BuildCopy::open(&cache::dir("modules")?.join(&kernel.key), spec)?;
+    let copy = build_copy.root.join(&spec.name);
     let objects: Vec<(String, PathBuf)> = spec
         .build
         .iter()
         .map(|name| (name.clone(), copy.join(format!("{name}.ko"))))
         .collect();
-    if previous.key == key && objects.iter().all(|(_, path)| path.is_file()) {
-        return Ok(ModuleBuild {
-            module: spec.name.clone(),
-            objects,
-            reused: true,
-            duration: started.elapsed(),
-            warnings: String::new(),
-            copy_dir: copy.clone(),
-            companions: vec![],
-        });
+    let mut build = ModuleBuild {
+        module: spec.name.clone(),
+        objects,
+        reused: true,
+        duration: Duration::ZERO,
+        warnings: String::new(),
+        copy_dir: copy.clone(),
+        companions: vec![],
+    };
+    if !build_copy.is_current(&key, build.objects.iter().map(|(_, path)| path.as_path())) {
+        // Sync the copy: rewrite only changed files so make's own timestamps keep builds incremental.
+        for (name, text) in HELPERS {
+            write_if_changed(&build_copy.root.join("include").join(name), text.as_bytes())?;
+        }
+        build_copy.sync(&spec.dir, &sources, &copy)?;
+        build.warnings = make_modules(spec, kernel, &copy)?;
+        check_objects(spec, &build.objects, &kernel.release)?;
+        build_copy.finish(key)?;
+        build.reused = false;
     }
+    build.duration = started.elapsed();
+    Ok(build)
+}
 
-    // Sync the copy: rewrite only changed files so make's own timestamps keep builds incremental.
-    for (name, text) in HELPERS {
-        write_if_changed(&root.join("include").join(name), text.as_bytes())?;
-    }
-    let current = sync_copy(&spec.dir, &sources, &copy, &previous.files)?;
-    let _ = std::fs::remove_file(&stamp_path);
-
+/// `make -C KDIR M=<copy> modules`; returns its warnings, with paths pointing into the user's folder.
+fn make_modules(spec: &ModuleSpec, kernel: &Kernel, copy: &Path) -> Result<String> {
     let output = Command::new("make")
         .arg("-C")
         .arg(&kernel.build_dir)
@@ -130,7 +110,7 @@ fn build_modules(spec: &ModuleSpec, kernel: &Kernel) -> Result<ModuleBuild> {
         .env("PATH", crate::host::setup::build_env_path())
         .output()
         .context("running make for the module build (is `make` installed? Debian package: make)")?;
-    let shown = |bytes: &[u8]| relocate(&String::from_utf8_lossy(bytes), &copy, &spec.dir);
+    let shown = |bytes: &[u8]| relocate(&String::from_utf8_lossy(bytes), copy, &spec.dir);
     // Debian's prebuilt headers have no vmlinux to base module BTF on (kmodlab removes its BTF-only
     // one so that builds need no pahole); kbuild's note about skipping BTF is no compiler warning.
     let stderr: String = shown(&output.stderr)
@@ -159,7 +139,12 @@ fn build_modules(spec: &ModuleSpec, kernel: &Kernel) -> Result<ModuleBuild> {
             }
         );
     }
-    for (name, path) in &objects {
+    Ok(stderr)
+}
+
+/// Every `.ko` the spec lists is there and built for `release`.
+fn check_objects(spec: &ModuleSpec, objects: &[(String, PathBuf)], release: &str) -> Result<()> {
+    for (name, path) in objects {
         if !path.is_file() {
             bail!(
                 "building module `{}`: Kbuild did not produce {name}.ko; is `{name}` in its Kbuild's obj-m? \
@@ -169,23 +154,10 @@ fn build_modules(spec: &ModuleSpec, kernel: &Kernel) -> Result<ModuleBuild> {
             );
         }
     }
-    for (_, path) in &objects {
-        check_release(path, &kernel.release)?;
+    for (_, path) in objects {
+        check_release(path, release)?;
     }
-    Stamp {
-        key,
-        files: current,
-    }
-    .write(&stamp_path)?;
-    Ok(ModuleBuild {
-        module: spec.name.clone(),
-        objects,
-        reused: false,
-        duration: started.elapsed(),
-        warnings: stderr,
-        copy_dir: copy.clone(),
-        companions: vec![],
-    })
+    Ok(())
 }
 
 /// The `key=value` pairs of a module's `.modinfo` section (what `modinfo` shows).
@@ -233,160 +205,9 @@ pub fn check_release(ko: &Path, release: &str) -> Result<()> {
     Ok(())
 }
 
-/// Makes `copy` hold `sources` as they are in `dir`: rewrites only the files that changed (so the
-/// build tools' own timestamps keep builds incremental) and removes the ones listed in `previous`
-/// that are gone. Returns the new list, for the next build's stamp.
-pub fn sync_copy(
-    dir: &Path,
-    sources: &[PathBuf],
-    copy: &Path,
-    previous: &[String],
-) -> Result<Vec<String>> {
-    for rel in sources {
-        let data = std::fs::read(dir.join(rel))
-            .with_context(|| format!("reading {}", dir.join(rel).display()))?;
-        write_if_changed(&copy.join(rel), &data)?;
-    }
-    let current: Vec<String> = sources
-        .iter()
-        .map(|p| p.to_string_lossy().into_owned())
-        .collect();
-    for gone in previous.iter().filter(|f| !current.contains(f)) {
-        let _ = std::fs::remove_file(copy.join(gone));
-    }
-    Ok(current)
-}
-
-/// The copy's folder: one per kernel and module folder.
-fn copy_root(spec: &ModuleSpec, kernel: &Kernel) -> Result<PathBuf> {
-    let canonical = spec
-        .dir
-        .canonicalize()
-        .with_context(|| format!("finding {}", spec.dir.display()))?;
-    let folder_key = KeyBuilder::new()
-        .part("dir", canonical.to_string_lossy().as_bytes())
-        .finish();
-    let root = cache::dir("modules")?.join(&kernel.key).join(format!(
-        "{}-{}",
-        spec.name,
-        &folder_key[..8]
-    ));
-    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
-    Ok(root)
-}
-
-/// Whether a file name is something Kbuild writes (a user may have run make in the folder itself).
-pub fn is_build_product(name: &str) -> bool {
-    const SUFFIXES: [&str; 12] = [
-        ".o", ".ko", ".mod", ".mod.c", ".symvers", ".order", ".a", ".rmeta", ".d", ".cmd", ".so",
-        ".tmp",
-    ];
-    SUFFIXES.iter().any(|s| name.ends_with(s))
-}
-
-/// The module's own files, relative to its folder, sorted; build products and hidden files are left out
-/// (a user may have run make in place before).
-pub(crate) fn source_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    fn walk(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-        let dir = root.join(rel);
-        for entry in
-            std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?
-        {
-            let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') || is_build_product(&name) || name == "target" {
-                continue;
-            }
-            let file_type = entry
-                .file_type()
-                .with_context(|| format!("reading {}", entry.path().display()))?;
-            if file_type.is_dir() {
-                walk(root, &rel.join(&name), out)?;
-            } else if file_type.is_file() {
-                out.push(rel.join(&name));
-            }
-        }
-        Ok(())
-    }
-    let mut files = Vec::new();
-    walk(dir, Path::new(""), &mut files)?;
-    files.sort();
-    Ok(files)
-}
-
-pub(crate) fn write_if_changed(path: &Path, data: &[u8]) -> Result<()> {
-    if std::fs::read(path).is_ok_and(|old| old == data) {
-        return Ok(());
-    }
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
-    std::fs::write(path, data).with_context(|| format!("writing {}", path.display()))
-}
-
-/// Points compiler and kernel messages at the user's files instead of the build copy.
-pub fn relocate(text: &str, copy: &Path, original: &Path) -> String {
-    let shown = display_path(original);
-    text.replace(
-        &format!("{}/", copy.display()),
-        &format!("{}/", shown.display()),
-    )
-    .replace(&copy.display().to_string(), &shown.display().to_string())
-}
-
-/// A path relative to the current folder when it lies below it, for shorter messages.
-pub fn display_path(path: &Path) -> PathBuf {
-    let absolute = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-    match std::env::current_dir() {
-        // The working directory itself is `.`, not an empty path that prints as nothing.
-        Ok(cwd) if absolute == cwd => PathBuf::from("."),
-        Ok(cwd) => absolute
-            .strip_prefix(&cwd)
-            .map(Path::to_path_buf)
-            .unwrap_or(absolute),
-        Err(_) => absolute,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn paths_show_relative_to_the_working_directory() {
-        let cwd = std::env::current_dir().unwrap();
-        assert_eq!(display_path(&cwd), PathBuf::from("."));
-        assert_eq!(
-            display_path(&cwd.join("no_such_dir")),
-            PathBuf::from("no_such_dir")
-        );
-        assert_eq!(display_path(Path::new("/")), PathBuf::from("/"));
-    }
-
-    #[test]
-    fn sources_leave_out_build_products_and_hidden_files() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        for name in [
-            "hello.c",
-            "Kbuild",
-            "hello.o",
-            "hello.ko",
-            ".hello.o.cmd",
-            "hello.mod.c",
-            "sub/util.h",
-        ] {
-            let path = dir.path().join(name);
-            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-            std::fs::write(path, name).expect("write");
-        }
-        let files = source_files(dir.path()).expect("walk");
-        let names: Vec<_> = files
-            .iter()
-            .map(|p| p.to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(names, ["Kbuild", "hello.c", "sub/util.h"]);
-    }
 
     #[test]
     fn a_module_for_another_release_is_refused_before_boot() {
@@ -435,20 +256,5 @@ mod tests {
             .expect_err("not ELF")
             .to_string()
             .contains("not an ELF object"));
-    }
-
-    #[test]
-    fn compiler_paths_point_at_the_users_folder() {
-        let text = "/cache/m/hello/hello.c:3:1: error: expected ';'\nmake[2]: *** [/cache/m/hello/Makefile] Error 1";
-        let out = relocate(
-            text,
-            Path::new("/cache/m/hello"),
-            Path::new("/no/such/modules/hello"),
-        );
-        assert!(
-            out.starts_with("/no/such/modules/hello/hello.c:3:1: error"),
-            "{out}"
-        );
-        assert!(!out.contains("/cache/m"), "{out}");
     }
 }

@@ -1,7 +1,17 @@
 //! `watch`: run the tests, then again on every save, printing only what changed.
 
+use super::args::WatchArgs;
+use super::exit::EXIT_PASS;
+use super::{agent_binary, kernel_request};
+use crate::build::copy::{is_source_name, walk_sources};
+use crate::guest::accel::AccelChoice;
+use crate::host::cache::KeyBuilder;
+use crate::host::progress::Live;
+use crate::host::setup;
 use crate::judge::verdict::{Outcome, Verdict};
-use crate::report::summary_line;
+use crate::report::{self, summary_line};
+use crate::run::{self, Isolation, RunEvent, RunOptions};
+use crate::spec::select;
 use anyhow::{Context, Result};
 use notify_debouncer_mini::{new_debouncer, notify::RecursiveMode, DebounceEventResult};
 use std::collections::BTreeMap;
@@ -15,6 +25,84 @@ const DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// What the loop remembers of a verdict to tell whether it changed.
 type Seen = BTreeMap<String, (Outcome, String)>;
+
+/// The `watch` command: the selected module folders' tests, in one VM, on every save.
+pub(super) fn command(args: WatchArgs, ctx: &super::Context) -> Result<i32> {
+    let modules_dir = args.module_opts.modules_dir_or(&ctx.modules_dir);
+    // Bad names and specs are reported before anything slow happens.
+    let first = select::select(&modules_dir, &args.modules)?;
+    if !args.module_opts.no_setup {
+        setup::ensure(true)?;
+    }
+    let kernel = kernel_request(&args.kernel, ctx)?;
+    let agent = agent_binary(ctx)?;
+    let qemu = setup::require_tool("qemu-system-x86_64")?;
+    let accel: AccelChoice = args.accel.into();
+    let dirs: Vec<PathBuf> = first.iter().map(|s| s.spec.dir.clone()).collect();
+    let run_once = || -> Result<Vec<Verdict>> {
+        // Specs are read again each round: saving kmodlab.toml is an edit like any other.
+        let options = RunOptions {
+            selection: select::select(&modules_dir, &args.modules)?,
+            kernel: kernel.clone(),
+            agent: agent.clone(),
+            accel,
+            qemu: qemu.clone(),
+            runs_dir: None,
+            timeout: None,
+            run_timeout: None,
+            isolation: Isolation::All,
+            memory_mb: 256,
+            cpus: 2,
+        };
+        // On a terminal, what the round is doing now; the round's changes are printed after it.
+        let mut live = Live::stdout();
+        let mut kernel_release = None;
+        let report = run::run(&options, &mut |event| {
+            if let RunEvent::KernelReady { release, .. } = event {
+                kernel_release = Some(release.clone());
+            }
+            let Some(line) = round_progress(event, live.as_mut()) else {
+                return;
+            };
+            match live.as_ref() {
+                Some(live) => live.suspend(|| println!("{line}")),
+                None => println!("{line}"),
+            }
+        });
+        drop(live);
+        let report = report?;
+        if let Some(path) = &args.html {
+            let info = report::json::RunInfo::of(&report, kernel_release, options.cpus);
+            report::html::write(path, &report.verdicts, &info)?;
+        }
+        Ok(report.verdicts)
+    };
+    watch(&dirs, run_once, &mut std::io::stdout())?;
+    Ok(EXIT_PASS)
+}
+
+/// Shows what a round is doing on the spinner line; returns the line to print for what must stay
+/// (notices, compiler warnings).
+fn round_progress(event: &RunEvent, live: Option<&mut Live>) -> Option<String> {
+    let doing = match event {
+        RunEvent::ModuleBuilding { module } => format!("module  {module}: building"),
+        RunEvent::VmStarted { label } => format!("qemu    {label}: booting"),
+        RunEvent::TestStarted { id } => format!("test    {id}: running"),
+        RunEvent::Notice(text) => return Some(format!("note    {text}")),
+        RunEvent::ModuleBuilt(build) if !build.warnings.trim().is_empty() => {
+            return Some(format!(
+                "{}: compiler warnings:\n{}",
+                build.module,
+                build.warnings.trim_end()
+            ))
+        }
+        _ => return None,
+    };
+    if let Some(live) = live {
+        live.show(&doing);
+    }
+    None
+}
 
 /// Runs `run_once` now and after every relevant change below `dirs`, until the watcher stops.
 pub fn watch(
@@ -76,28 +164,16 @@ pub fn watch(
 
 /// A hash of every relevant file's path and contents below `dirs`.
 fn fingerprint(dirs: &[PathBuf]) -> String {
-    fn walk(dir: &Path, key: &mut crate::host::cache::KeyBuilder) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        let mut paths: Vec<PathBuf> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| is_relevant(p))
-            .collect();
-        paths.sort();
-        for path in paths {
-            if path.is_dir() {
-                walk(&path, key);
-            } else if let Ok(bytes) = std::fs::read(&path) {
+    let mut key = KeyBuilder::new();
+    for dir in dirs {
+        // What cannot be listed or read now is left out: a save in progress settles into the next look.
+        for rel in walk_sources(dir).flatten().filter(|rel| is_relevant(rel)) {
+            let path = dir.join(rel);
+            if let Ok(bytes) = std::fs::read(&path) {
                 key.part("path", path.to_string_lossy().as_bytes());
                 key.part("data", bytes);
             }
         }
-    }
-    let mut key = crate::host::cache::KeyBuilder::new();
-    for dir in dirs {
-        walk(dir, &mut key);
     }
     key.finish()
 }
@@ -142,16 +218,12 @@ fn describe_changes(previous: Option<&Seen>, now: &Seen, verdicts: &[Verdict]) -
     lines
 }
 
-/// Sources and specs, not the files editors and builds leave around.
+/// Sources and specs (what the build copies), not the files editors leave around.
 fn is_relevant(path: &Path) -> bool {
     let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
         return false;
     };
-    !(name.starts_with('.')
-        || name.ends_with('~')
-        || name.ends_with(".swp")
-        || name.ends_with(".tmp")
-        || crate::build::module::is_build_product(&name))
+    is_source_name(&name) && !(name.ends_with('~') || name.ends_with(".swp"))
 }
 
 #[cfg(test)]

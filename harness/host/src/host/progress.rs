@@ -39,8 +39,7 @@ impl Step {
     /// Starts a step on stderr: a spinner on a terminal, plain lines otherwise.
     pub fn start(label: &str) -> Step {
         let stderr = std::io::stderr();
-        let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb");
-        if stderr.is_terminal() && !dumb {
+        if is_live_terminal(&stderr) {
             Step::terminal(label)
         } else {
             Step::to_writer(label, Box::new(stderr))
@@ -232,8 +231,7 @@ pub struct Live {
 impl Live {
     /// `None` when stdout is not a terminal (or is a dumb one).
     pub fn stdout() -> Option<Live> {
-        let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb");
-        (std::io::stdout().is_terminal() && !dumb).then_some(Live { current: None })
+        is_live_terminal(&std::io::stdout()).then_some(Live { current: None })
     }
 
     /// Shows `what` with a clock that starts now, replacing whatever was shown.
@@ -268,9 +266,32 @@ impl Drop for Live {
     }
 }
 
+/// Whether `stream` gets displays that redraw their line (spinners, bars): a terminal, and not a
+/// dumb one. Colour is decided apart ([`colour_enabled`]): NO_COLOR takes away the colour, not the
+/// spinner.
+pub fn is_live_terminal(stream: &impl IsTerminal) -> bool {
+    stream.is_terminal() && !std::env::var("TERM").is_ok_and(|t| t == "dumb")
+}
+
+/// Whether what kmodlab writes to `stream` may be coloured: anstream's choice from the stream and
+/// the environment (a terminal that is not dumb; NO_COLOR, CLICOLOR and CLICOLOR_FORCE).
+pub fn colour_enabled<S: anstream::stream::RawStream>(stream: &S) -> bool {
+    anstream::AutoStream::choice(stream) != anstream::ColorChoice::Never
+}
+
+/// The spinner, cyan where colour is enabled on `stream`.
+fn spinner<S: anstream::stream::RawStream>(stream: &S) -> &'static str {
+    if colour_enabled(stream) {
+        "{spinner:.cyan}"
+    } else {
+        "{spinner}"
+    }
+}
+
 fn live_style() -> ProgressStyle {
     // Tenths of a second: most of these steps take well under one.
-    ProgressStyle::with_template("{spinner:.cyan} {msg} {tenths}")
+    let spinner = spinner(&std::io::stdout());
+    ProgressStyle::with_template(&format!("{spinner} {{msg}} {{tenths}}"))
         .unwrap_or_else(|_| ProgressStyle::default_spinner())
         .with_key(
             "tenths",
@@ -281,14 +302,18 @@ fn live_style() -> ProgressStyle {
 }
 
 fn spinner_style() -> ProgressStyle {
-    ProgressStyle::with_template("{spinner:.cyan} {prefix} [{elapsed}] {msg}")
+    let spinner = spinner(&std::io::stderr());
+    ProgressStyle::with_template(&format!("{spinner} {{prefix}} [{{elapsed}}] {{msg}}"))
         .unwrap_or_else(|_| ProgressStyle::default_spinner())
 }
 
 fn bar_style() -> ProgressStyle {
-    ProgressStyle::with_template("{spinner:.cyan} {prefix} [{elapsed}] [{bar:30}] {percent}% {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ")
+    let spinner = spinner(&std::io::stderr());
+    ProgressStyle::with_template(&format!(
+        "{spinner} {{prefix}} [{{elapsed}}] [{{bar:30}}] {{percent}}% {{msg}}"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ")
 }
 
 /// "0.21s", "12.3s", "4m 12s", "1h 02m".
@@ -371,6 +396,17 @@ mod tests {
         let text = out.text();
         assert_eq!(text.lines().count(), 2, "{text}");
         assert!(text.contains("module build: stopped after"), "{text}");
+    }
+
+    #[test]
+    fn a_file_gets_neither_live_displays_nor_colour() {
+        let file = tempfile::tempfile().expect("a file");
+        assert!(!is_live_terminal(&file));
+        // Only CLICOLOR_FORCE colours what is not a terminal.
+        if std::env::var_os("CLICOLOR_FORCE").is_none() {
+            assert!(!colour_enabled(&file));
+            assert_eq!(spinner(&file), "{spinner}");
+        }
     }
 
     #[test]

@@ -71,10 +71,10 @@ impl Verdict {
     /// lines name source files), in every line the verdict carries.
     pub fn relocate_paths(&mut self, copy: &std::path::Path, original: &std::path::Path) {
         for line in self.details.iter_mut().chain(self.log.iter_mut()) {
-            *line = crate::build::module::relocate(line, copy, original);
+            *line = crate::build::copy::relocate(line, copy, original);
         }
         for record in &mut self.records {
-            record.text = crate::build::module::relocate(&record.text, copy, original);
+            record.text = crate::build::copy::relocate(&record.text, copy, original);
         }
     }
 

@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use walkdir::WalkDir;
 
 /// One option a fragment asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,11 +275,8 @@ pub(crate) struct Entry {
 
 /// Finds the Kconfig entries of `symbols` (without `CONFIG_`) in an x86_64 kernel tree.
 pub(crate) fn find_entries(src: &Path, symbols: &[&str]) -> Vec<Entry> {
-    let mut files = Vec::new();
-    collect_kconfig_files(src, src, &mut files);
-    files.sort();
     let mut entries = Vec::new();
-    for file in files {
+    for file in kconfig_files(src) {
         if let Ok(text) = std::fs::read_to_string(&file) {
             let relative = file.strip_prefix(src).unwrap_or(&file).to_path_buf();
             entries.extend(scan_kconfig(&relative, &text, symbols));
@@ -287,27 +285,28 @@ pub(crate) fn find_entries(src: &Path, symbols: &[&str]) -> Vec<Entry> {
     entries
 }
 
-fn collect_kconfig_files(src: &Path, dir: &Path, files: &mut Vec<PathBuf>) {
-    let Ok(read) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in read.flatten() {
-        let path = entry.path();
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let Ok(kind) = entry.file_type() else {
-            continue;
-        };
-        if kind.is_dir() {
-            // Other architectures' symbols only confuse an x86_64 answer.
-            let other_arch = path.parent() == Some(&src.join("arch")) && name != "x86";
-            if !name.starts_with('.') && !other_arch {
-                collect_kconfig_files(src, &path, files);
-            }
-        } else if name.starts_with("Kconfig") {
-            files.push(path);
-        }
-    }
+/// The tree's `Kconfig*` files, sorted, leaving out hidden folders and other architectures'
+/// (their symbols only confuse an x86_64 answer). What cannot be read is left out: this only
+/// explains an error.
+fn kconfig_files(src: &Path) -> Vec<PathBuf> {
+    let arch = src.join("arch");
+    let mut files: Vec<PathBuf> = WalkDir::new(src)
+        .min_depth(1)
+        .into_iter()
+        .filter_entry(|entry| {
+            let name = entry.file_name().to_string_lossy();
+            let other_arch = entry.path().parent() == Some(arch.as_path()) && name != "x86";
+            !entry.file_type().is_dir() || !(name.starts_with('.') || other_arch)
+        })
+        .flatten()
+        .filter(|entry| {
+            !entry.file_type().is_dir()
+                && entry.file_name().to_string_lossy().starts_with("Kconfig")
+        })
+        .map(walkdir::DirEntry::into_path)
+        .collect();
+    files.sort();
+    files
 }
 
 /// A block around the lines being read: an `if`, a `menu` (its `depends on` guard its entries) or
@@ -320,15 +319,13 @@ struct Frame {
 
 /// Reads one Kconfig file and returns the entries that define any of `symbols`.
 pub(crate) fn scan_kconfig(file: &Path, text: &str, symbols: &[&str]) -> Vec<Entry> {
-    let mut found: Vec<Entry> = Vec::new();
-    let mut frames: Vec<Frame> = Vec::new();
-    // Where `depends on` lines go: the entry being read (an index into `found`), a menu, or nowhere.
-    enum Target {
-        Found(usize),
-        Frame,
-        Nothing,
-    }
-    let mut target = Target::Nothing;
+    let mut scan = Scan {
+        file,
+        symbols,
+        found: Vec::new(),
+        frames: Vec::new(),
+        target: Target::Nothing,
+    };
     let mut help_indent: Option<Option<usize>> = None;
     let lines: Vec<&str> = text.lines().collect();
     let mut i = 0;
@@ -336,20 +333,8 @@ pub(crate) fn scan_kconfig(file: &Path, text: &str, symbols: &[&str]) -> Vec<Ent
         let at = i + 1;
         let mut line = lines[i].to_string();
         i += 1;
-        // Help text may hold any words; it ends at the first line indented less than its first line.
-        if let Some(first) = help_indent {
-            let indent = indentation(&line);
-            if line.trim().is_empty() {
-                continue;
-            }
-            match first {
-                None => {
-                    help_indent = Some(Some(indent));
-                    continue;
-                }
-                Some(first) if indent >= first => continue,
-                Some(_) => help_indent = None,
-            }
+        if in_help(&mut help_indent, &line) {
+            continue;
         }
         while line.ends_with('\\') && i < lines.len() {
             line.pop();
@@ -359,61 +344,96 @@ pub(crate) fn scan_kconfig(file: &Path, text: &str, symbols: &[&str]) -> Vec<Ent
         let trimmed = line.trim();
         let keyword = trimmed.split_whitespace().next().unwrap_or("");
         let rest = trimmed[keyword.len()..].trim();
+        if matches!(keyword, "help" | "---help---") {
+            help_indent = Some(None);
+        } else {
+            scan.keyword(at, keyword, rest);
+        }
+    }
+    scan.found
+}
+
+/// Whether `line` belongs to help text, which may hold any words. `help_indent` is `Some` inside
+/// help, with the indentation of its first line once that is known; help ends at the first line
+/// indented less than its first line.
+fn in_help(help_indent: &mut Option<Option<usize>>, line: &str) -> bool {
+    let Some(first) = *help_indent else {
+        return false;
+    };
+    if line.trim().is_empty() {
+        return true;
+    }
+    let indent = indentation(line);
+    match first {
+        None => {
+            *help_indent = Some(Some(indent));
+            true
+        }
+        Some(first) if indent >= first => true,
+        Some(_) => {
+            *help_indent = None;
+            false
+        }
+    }
+}
+
+/// Where `depends on` lines go: the entry being read (an index into the entries found), a menu, or
+/// nowhere.
+enum Target {
+    Found(usize),
+    Frame,
+    Nothing,
+}
+
+/// A Kconfig file being read: the blocks around the current line and the entries found so far.
+struct Scan<'a> {
+    file: &'a Path,
+    symbols: &'a [&'a str],
+    found: Vec<Entry>,
+    frames: Vec<Frame>,
+    target: Target,
+}
+
+impl Scan<'_> {
+    /// One line (outside help text) that starts with `keyword`.
+    fn keyword(&mut self, at: usize, keyword: &str, rest: &str) {
         match keyword {
             "config" | "menuconfig" => {
-                target = Target::Nothing;
-                if symbols.contains(&rest) {
-                    let mut conditions = Vec::new();
-                    for frame in &frames {
-                        for condition in &frame.conditions {
-                            let text = match frame.kind {
-                                "if" => format!("inside `if {condition}`"),
-                                kind => format!("inside a {kind} that {condition}"),
-                            };
-                            conditions.push((frame.line, text));
-                        }
-                    }
-                    found.push(Entry {
-                        symbol: rest.to_string(),
-                        file: file.to_path_buf(),
-                        line: at,
-                        conditions,
-                    });
-                    target = Target::Found(found.len() - 1);
+                self.target = Target::Nothing;
+                if self.symbols.contains(&rest) {
+                    self.entry(at, rest);
                 }
             }
             "if" => {
-                frames.push(Frame {
+                self.frames.push(Frame {
                     line: at,
                     kind: "if",
                     conditions: vec![rest.to_string()],
                 });
-                target = Target::Nothing;
+                self.target = Target::Nothing;
             }
             "menu" | "choice" => {
                 let kind = if keyword == "menu" { "menu" } else { "choice" };
-                frames.push(Frame {
+                self.frames.push(Frame {
                     line: at,
                     kind,
                     conditions: Vec::new(),
                 });
-                target = Target::Frame;
+                self.target = Target::Frame;
             }
             "endif" | "endmenu" | "endchoice" => {
-                frames.pop();
-                target = Target::Nothing;
+                self.frames.pop();
+                self.target = Target::Nothing;
             }
-            "comment" | "source" | "mainmenu" => target = Target::Nothing,
-            "help" | "---help---" => help_indent = Some(None),
+            "comment" | "source" | "mainmenu" => self.target = Target::Nothing,
             "depends" => {
-                let condition = rest.strip_prefix("on").unwrap_or(rest).trim().to_string();
-                match target {
-                    Target::Found(index) => found[index]
-                        .conditions
-                        .push((at, format!("depends on {condition}"))),
+                let condition = rest.strip_prefix("on").unwrap_or(rest).trim();
+                let condition = format!("depends on {condition}");
+                match self.target {
+                    Target::Found(index) => self.found[index].conditions.push((at, condition)),
                     Target::Frame => {
-                        if let Some(frame) = frames.last_mut() {
-                            frame.conditions.push(format!("depends on {condition}"));
+                        if let Some(frame) = self.frames.last_mut() {
+                            frame.conditions.push(condition);
                         }
                     }
                     Target::Nothing => {}
@@ -422,7 +442,27 @@ pub(crate) fn scan_kconfig(file: &Path, text: &str, symbols: &[&str]) -> Vec<Ent
             _ => {}
         }
     }
-    found
+
+    /// A `config` line of a wanted symbol: an entry with the conditions of the blocks around it.
+    fn entry(&mut self, at: usize, symbol: &str) {
+        let mut conditions = Vec::new();
+        for frame in &self.frames {
+            for condition in &frame.conditions {
+                let text = match frame.kind {
+                    "if" => format!("inside `if {condition}`"),
+                    kind => format!("inside a {kind} that {condition}"),
+                };
+                conditions.push((frame.line, text));
+            }
+        }
+        self.found.push(Entry {
+            symbol: symbol.to_string(),
+            file: self.file.to_path_buf(),
+            line: at,
+            conditions,
+        });
+        self.target = Target::Found(self.found.len() - 1);
+    }
 }
 
 fn indentation(line: &str) -> usize {

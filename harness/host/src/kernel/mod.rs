@@ -14,6 +14,7 @@
 
 mod build;
 mod config;
+mod debian;
 pub mod fragments;
 mod prebuilt;
 mod source;
@@ -151,12 +152,7 @@ pub fn key(req: &KernelRequest) -> Result<String> {
         return prebuilt::key();
     }
     let requests = config::merged_requests(&req.fragments)?;
-    let identity = source::identity(&req.source)?;
-    key_for(
-        &identity,
-        &req.fragments,
-        &toolchain(wants_rust(&requests))?,
-    )
+    request_key(req, &source::identity(&req.source)?, &requests)
 }
 
 /// The kernel if it is built already; never provisions or builds.
@@ -168,11 +164,7 @@ pub fn cached(req: &KernelRequest) -> Result<Option<Kernel>> {
     let Some(src) = source::existing(&req.source)? else {
         return Ok(None);
     };
-    let key = key_for(
-        &src.identity,
-        &req.fragments,
-        &toolchain(wants_rust(&requests))?,
-    )?;
+    let key = request_key(req, &src.identity, &requests)?;
     load_stamped(&kernels_dir()?.join(&key), &key, &req.fragments)
 }
 
@@ -181,36 +173,24 @@ pub fn ensure(req: &KernelRequest) -> Result<Kernel> {
     if req.source == SourceSpec::DebianPrebuilt {
         return prebuilt::ensure();
     }
-    let Slot {
-        requests,
-        src,
-        key,
-        dir,
-        lock: _lock,
-    } = Slot::take(req, "building")?;
-
+    let slot = Slot::take(req, "building")?;
     let user_tree = matches!(req.source, SourceSpec::Dir(_));
-    let stamped = load_stamped(&dir, &key, &req.fragments)?;
+    let stamped = load_stamped(&slot.dir, &slot.key, &req.fragments)?;
     if let (Some(kernel), false) = (&stamped, user_tree) {
         return Ok(kernel.clone());
     }
     for tool in ["make", "gcc", "flex", "bison", "bc"] {
         setup::require_tool(tool).context("building a kernel")?;
     }
-    let build_dir = dir.join("build");
-    std::fs::create_dir_all(&build_dir)
-        .with_context(|| format!("creating {}", build_dir.display()))?;
-    let log = dir.join("build.log");
-    File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-
+    let log = slot.start_log("build.log")?;
     // A user tree already built once keeps its .config: kbuild re-syncs it when Kconfig changes.
-    if stamped.is_none() || !build_dir.join(".config").is_file() {
-        configure_into(&src.dir, &build_dir, &req.fragments, &log, &key)?;
+    if stamped.is_none() || !slot.build_dir.join(".config").is_file() {
+        configure_into(&slot, &req.fragments, &log)?;
     }
-    check_config(&requests, &src.dir, &build_dir)?;
-    build_into(&src, &build_dir, &dir, &key, req, &requests)?;
-    load_stamped(&dir, &key, &req.fragments)?
-        .with_context(|| format!("the build of kernel {key} left no stamp"))
+    check_config(&slot.requests, &slot.src.dir, &slot.build_dir)?;
+    build_into(&slot, req)?;
+    load_stamped(&slot.dir, &slot.key, &req.fragments)?
+        .with_context(|| format!("the build of kernel {} left no stamp", slot.key))
 }
 
 /// Provisions and configures (no build), then checks that every requested option survived;
@@ -219,24 +199,14 @@ pub fn configure(req: &KernelRequest) -> Result<PathBuf> {
     if req.source == SourceSpec::DebianPrebuilt {
         return Ok(prebuilt::ensure()?.build_dir.join(".config"));
     }
-    let Slot {
-        requests,
-        src,
-        key,
-        dir,
-        lock: _lock,
-    } = Slot::take(req, "configuring")?;
-    let build_dir = dir.join("build");
+    let slot = Slot::take(req, "configuring")?;
     // A finished build's .config is the answer already; rewriting it would only make kbuild redo work.
-    if load_stamped(&dir, &key, &req.fragments)?.is_none() {
-        std::fs::create_dir_all(&build_dir)
-            .with_context(|| format!("creating {}", build_dir.display()))?;
-        let log = dir.join("configure.log");
-        File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        configure_into(&src.dir, &build_dir, &req.fragments, &log, &key)?;
+    if load_stamped(&slot.dir, &slot.key, &req.fragments)?.is_none() {
+        let log = slot.start_log("configure.log")?;
+        configure_into(&slot, &req.fragments, &log)?;
     }
-    check_config(&requests, &src.dir, &build_dir)?;
-    Ok(build_dir.join(".config"))
+    check_config(&slot.requests, &slot.src.dir, &slot.build_dir)?;
+    Ok(slot.build_dir.join(".config"))
 }
 
 /// A kernel's place in the cache, held: what the fragments request, the provisioned source, the
@@ -246,7 +216,9 @@ struct Slot {
     src: source::Source,
     key: String,
     dir: PathBuf,
-    lock: Flock<File>,
+    /// The `O=` folder, inside `dir`.
+    build_dir: PathBuf,
+    _lock: Flock<File>,
 }
 
 impl Slot {
@@ -254,11 +226,7 @@ impl Slot {
     fn take(req: &KernelRequest, doing: &str) -> Result<Slot> {
         let requests = config::merged_requests(&req.fragments)?;
         let src = source::provision(&req.source)?;
-        let key = key_for(
-            &src.identity,
-            &req.fragments,
-            &toolchain(wants_rust(&requests))?,
-        )?;
+        let key = request_key(req, &src.identity, &requests)?;
         let dir = kernels_dir()?.join(&key);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let lock = lock(&dir.join("lock"), &format!("{doing} kernel {key}"))?;
@@ -266,10 +234,29 @@ impl Slot {
             requests,
             src,
             key,
+            build_dir: dir.join("build"),
             dir,
-            lock,
+            _lock: lock,
         })
     }
+
+    /// Makes the build folder exist and starts the log `name` afresh; returns the log's path.
+    fn start_log(&self, name: &str) -> Result<PathBuf> {
+        std::fs::create_dir_all(&self.build_dir)
+            .with_context(|| format!("creating {}", self.build_dir.display()))?;
+        let log = self.dir.join(name);
+        File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        Ok(log)
+    }
+}
+
+/// The key of `req`'s kernel from its source's identity and what its fragments request.
+fn request_key(
+    req: &KernelRequest,
+    identity: &str,
+    requests: &[config::Request],
+) -> Result<String> {
+    key_for(identity, &req.fragments, &toolchain(wants_rust(requests))?)
 }
 
 /// Provisions the source only (for the provisioning example and test, which time it apart from the build); returns its tree.
@@ -421,20 +408,14 @@ fn load_stamped(dir: &Path, key: &str, fragments: &[PathBuf]) -> Result<Option<K
 }
 
 /// `merge_config.sh -n`: allnoconfig with the fragments on top, as the kernel's own tool does it.
-fn configure_into(
-    src: &Path,
-    build_dir: &Path,
-    fragments: &[PathBuf],
-    log: &Path,
-    key: &str,
-) -> Result<()> {
+fn configure_into(slot: &Slot, fragments: &[PathBuf], log: &Path) -> Result<()> {
     let sh = setup::require_tool("sh")?;
-    let mut command = build::kbuild_command(&sh, src);
+    let mut command = build::kbuild_command(&sh, &slot.src.dir);
     command
         .arg("scripts/kconfig/merge_config.sh")
         .arg("-n")
         .arg("-O")
-        .arg(build_dir);
+        .arg(&slot.build_dir);
     for fragment in fragments {
         // merge_config.sh runs in the source tree, so relative fragment paths would miss.
         let absolute = fragment
@@ -442,10 +423,10 @@ fn configure_into(
             .with_context(|| format!("the config fragment {} is missing", fragment.display()))?;
         command.arg(absolute);
     }
-    let step = Step::start(&format!("configuring kernel {key}"));
+    let step = Step::start(&format!("configuring kernel {}", slot.key));
     match build::run_logged(command, log, &step, None) {
         Ok(_) => {
-            step.finish(&build_dir.join(".config").display().to_string());
+            step.finish(&slot.build_dir.join(".config").display().to_string());
             Ok(())
         }
         Err(e) => {
@@ -503,38 +484,17 @@ fn rust_available(src: &Path, build_dir: &Path) -> Result<String> {
 }
 
 /// `make bzImage modules`, then the stamp, last.
-fn build_into(
-    source: &source::Source,
-    build_dir: &Path,
-    dir: &Path,
-    key: &str,
-    req: &KernelRequest,
-    requests: &[config::Request],
-) -> Result<()> {
-    let src = source.dir.as_path();
-    let config = read_config(build_dir)?;
+fn build_into(slot: &Slot, req: &KernelRequest) -> Result<()> {
     let jobs = req.jobs.filter(|&j| j > 0).unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
     });
-    let make = setup::require_tool("make")?;
-    let mut command = build::kbuild_command(&make, src);
-    command
-        .arg("-C")
-        .arg(src)
-        .arg(format!("O={}", build_dir.display()))
-        .arg(format!("-j{jobs}"));
-    command.arg("bzImage");
-    // Without CONFIG_MODULES, kbuild fails the `modules` target instead of skipping it.
-    if config.get("CONFIG_MODULES").map(String::as_str) == Some("y") {
-        command.arg("modules");
-    }
-
+    let command = make_command(slot, jobs)?;
     // A fresh build does as many steps as the last fresh build of the same configuration did.
-    let config_id = config_identity(&source.identity, &req.fragments)?.finish();
+    let config_id = config_identity(&slot.src.identity, &req.fragments)?.finish();
     let steps_file = kernels_dir()?.join(format!("steps-{config_id}"));
-    let fresh = !build_dir.join("vmlinux").exists();
+    let fresh = !slot.build_dir.join("vmlinux").exists();
     let expected = fresh
         .then(|| {
             std::fs::read_to_string(&steps_file)
@@ -545,45 +505,33 @@ fn build_into(
         })
         .flatten();
 
-    let log = dir.join("build.log");
-    let step = Step::start(&format!("building kernel {key} (-j{jobs})"));
+    let log = slot.dir.join("build.log");
+    let step = Step::start(&format!("building kernel {} (-j{jobs})", slot.key));
     let started = Instant::now();
     let steps = match build::run_logged(command, &log, &step, expected) {
         Ok(steps) => steps,
         Err(e) => {
             step.fail(&format!("log: {}", log.display()));
-            return Err(e.context(format!("building kernel {key}")));
+            return Err(e.context(format!("building kernel {}", slot.key)));
         }
     };
     let seconds = started.elapsed().as_secs_f64();
-
-    // Kbuild re-syncs .config during the build (a user tree's Kconfig may have changed): check again.
-    check_config(requests, src, build_dir)?;
-    let release_path = build_dir.join("include/config/kernel.release");
-    let release = std::fs::read_to_string(&release_path)
-        .with_context(|| format!("reading {}", release_path.display()))?
-        .trim()
-        .to_string();
-    let image = build_dir.join("arch/x86/boot/bzImage");
-    let size = image
-        .metadata()
-        .with_context(|| format!("the build left no {}", image.display()))?
-        .len();
+    let (release, image, size) = built_image(slot)?;
     if fresh {
         // Only a guide for the next progress bar: failing to keep it costs nothing.
         let _ = source::write_atomic(&steps_file, steps.to_string().as_bytes());
     }
     let stamp = Stamp {
         recipe: RECIPE.to_string(),
-        key: key.to_string(),
+        key: slot.key.clone(),
         release: release.clone(),
-        image: image.clone(),
-        source_dir: src.to_path_buf(),
+        image,
+        source_dir: slot.src.dir.clone(),
         seconds,
         steps,
     };
     source::write_atomic(
-        &dir.join("stamp.json"),
+        &slot.dir.join("stamp.json"),
         &serde_json::to_vec_pretty(&stamp).context("encoding the stamp")?,
     )?;
     step.finish(&format!(
@@ -592,6 +540,42 @@ fn build_into(
         format_duration(started.elapsed())
     ));
     Ok(())
+}
+
+/// `make -C SRC O=BUILD -jN bzImage [modules]`.
+fn make_command(slot: &Slot, jobs: usize) -> Result<Command> {
+    let src = slot.src.dir.as_path();
+    let make = setup::require_tool("make")?;
+    let mut command = build::kbuild_command(&make, src);
+    command
+        .arg("-C")
+        .arg(src)
+        .arg(format!("O={}", slot.build_dir.display()))
+        .arg(format!("-j{jobs}"));
+    command.arg("bzImage");
+    // Without CONFIG_MODULES, kbuild fails the `modules` target instead of skipping it.
+    let config = read_config(&slot.build_dir)?;
+    if config.get("CONFIG_MODULES").map(String::as_str) == Some("y") {
+        command.arg("modules");
+    }
+    Ok(command)
+}
+
+/// Checks a finished build; returns its release, its bzImage and the image's size.
+fn built_image(slot: &Slot) -> Result<(String, PathBuf, u64)> {
+    // Kbuild re-syncs .config during the build (a user tree's Kconfig may have changed): check again.
+    check_config(&slot.requests, &slot.src.dir, &slot.build_dir)?;
+    let release_path = slot.build_dir.join("include/config/kernel.release");
+    let release = std::fs::read_to_string(&release_path)
+        .with_context(|| format!("reading {}", release_path.display()))?
+        .trim()
+        .to_string();
+    let image = slot.build_dir.join("arch/x86/boot/bzImage");
+    let size = image
+        .metadata()
+        .with_context(|| format!("the build left no {}", image.display()))?
+        .len();
+    Ok((release, image, size))
 }
 
 #[cfg(test)]

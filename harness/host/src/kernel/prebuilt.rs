@@ -6,14 +6,12 @@
 //! `/usr/src/...` path, so it is rewritten to point into the cache; the headers' `vmlinux` (BTF
 //! only, not bootable) is removed so module builds skip BTF instead of needing `pahole`.
 
-use super::{lock, source::write_atomic, Kernel};
+use super::{debian, lock, source::write_atomic, Kernel};
 use crate::host::cache::{self, KeyBuilder};
 use crate::host::progress::Step;
-use crate::host::setup;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 /// The Debian kernel ABI and flavour kmodlab fetches.
 pub const ABI: &str = "6.12.117+deb12";
@@ -114,24 +112,12 @@ pub fn ensure() -> Result<Kernel> {
     }
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
     let debs = download(&work, &versions)?;
-    let unpacked = work.join("root");
     let step = Step::start(&format!("unpacking kernel {key}"));
-    let dpkg_deb = setup::require_tool("dpkg-deb")?;
+    let unpacked = work.join("root");
     for deb in &debs {
-        let status = Command::new(&dpkg_deb)
-            .arg("-x")
-            .arg(deb)
-            .arg(&unpacked)
-            .stdin(Stdio::null())
-            .status()
-            .context("running dpkg-deb -x")?;
-        if !status.success() {
+        if let Err(e) = debian::extract(deb, &unpacked) {
             step.fail("dpkg-deb -x failed");
-            bail!(
-                "`dpkg-deb -x {} {}` failed ({status})",
-                deb.display(),
-                unpacked.display()
-            );
+            return Err(e);
         }
     }
     std::fs::rename(&unpacked, &root)
@@ -229,17 +215,11 @@ fn load(dir: &Path, key: &str) -> Result<Option<Kernel>> {
 
 /// Each package's candidate version from apt's local lists (no network).
 fn candidate_versions() -> Result<Vec<(String, String)>> {
-    let apt_cache = setup::require_tool("apt-cache")
-        .context("kmodlab fetches Debian's prebuilt kernel with apt")?;
     let packages = packages();
-    let out = Command::new(apt_cache)
-        .arg("policy")
-        .args(&packages)
-        .env("LC_ALL", "C")
-        .stderr(Stdio::null())
-        .output()
-        .context("running apt-cache policy")?;
-    let versions = parse_policy(&String::from_utf8_lossy(&out.stdout));
+    let versions = debian::candidates(
+        &packages,
+        "kmodlab fetches Debian's prebuilt kernel with apt",
+    )?;
     packages
         .into_iter()
         .map(|package| match versions.iter().find(|(p, _)| *p == package) {
@@ -251,52 +231,15 @@ fn candidate_versions() -> Result<Vec<(String, String)>> {
         .collect()
 }
 
-/// `apt-cache policy A B` → `[(A, candidate), ...]`, leaving out packages without a candidate.
-fn parse_policy(text: &str) -> Vec<(String, String)> {
-    let mut found = Vec::new();
-    let mut current: Option<String> = None;
-    for line in text.lines() {
-        if !line.starts_with(' ') {
-            current = line.strip_suffix(':').map(str::to_string);
-        } else if let (Some(package), Some(version)) =
-            (&current, line.trim().strip_prefix("Candidate:"))
-        {
-            let version = version.trim();
-            if !version.is_empty() && version != "(none)" {
-                found.push((package.clone(), version.to_string()));
-            }
-        }
-    }
-    found
-}
-
 /// `apt-get download PKG=VERSION...` into `work`; returns the .deb files in [`packages`] order.
 fn download(work: &Path, versions: &[(String, String)]) -> Result<Vec<PathBuf>> {
-    let apt_get = setup::require_tool("apt-get")?;
-    let step = Step::start("downloading Debian's prebuilt kernel");
-    let out = Command::new(apt_get)
-        .arg("download")
-        .args(versions.iter().map(|(p, v)| format!("{p}={v}")))
-        .current_dir(work)
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .output()
-        .context("running apt-get download")?;
-    if !out.status.success() {
-        step.fail("apt-get download failed");
-        bail!(
-            "`apt-get download` of the prebuilt kernel failed ({}):\n{}\n{}If apt cannot find the packages, run `sudo apt-get update` first.",
-            out.status,
-            String::from_utf8_lossy(&out.stdout).trim(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let files: Vec<PathBuf> = std::fs::read_dir(work)
-        .with_context(|| format!("listing {}", work.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "deb"))
-        .collect();
+    let args: Vec<String> = versions.iter().map(|(p, v)| format!("{p}={v}")).collect();
+    let (files, step) = debian::download(
+        work,
+        &args,
+        "downloading Debian's prebuilt kernel",
+        "`apt-get download` of the prebuilt kernel",
+    )?;
     let mut debs = Vec::new();
     let mut bytes = 0;
     for (package, _) in versions {
@@ -322,18 +265,6 @@ fn download(work: &Path, versions: &[(String, String)]) -> Result<Vec<PathBuf>> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn policy_gives_each_packages_candidate() {
-        let text = "linux-image-x:\n  Installed: (none)\n  Candidate: 6.12.117-1~deb12u1\n  Version table:\n     6.12.117-1~deb12u1 500\nlinux-headers-y:\n  Installed: (none)\n  Candidate: (none)\n";
-        assert_eq!(
-            parse_policy(text),
-            vec![(
-                "linux-image-x".to_string(),
-                "6.12.117-1~deb12u1".to_string()
-            )]
-        );
-    }
 
     #[test]
     fn the_key_follows_the_versions() {

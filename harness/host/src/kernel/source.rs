@@ -1,7 +1,7 @@
 //! Kernel sources: Debian's `linux-source-6.12` unpacked into the cache without root, or a tree the
 //! user already has.
 
-use super::{lock, SourceSpec};
+use super::{debian, lock, SourceSpec};
 use crate::host::cache;
 use crate::host::progress::Step;
 use crate::host::setup;
@@ -193,23 +193,12 @@ fn system_version() -> Result<Option<String>> {
 
 /// apt's candidate version, from its local lists (no network).
 fn candidate_version() -> Result<String> {
-    let apt_cache = setup::require_tool("apt-cache").context(
+    let candidates = debian::candidates(
+        &[DEBIAN_PACKAGE.to_string()],
         "kmodlab provisions its default kernel source with apt; on a non-Debian host pass a kernel tree instead",
     )?;
-    let out = Command::new(apt_cache)
-        .args(["policy", DEBIAN_PACKAGE])
-        .env("LC_ALL", "C")
-        .stderr(Stdio::null())
-        .output()
-        .context("running apt-cache policy")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let candidate = text
-        .lines()
-        .find_map(|line| line.trim().strip_prefix("Candidate:"))
-        .map(str::trim)
-        .filter(|v| !v.is_empty() && *v != "(none)");
-    match candidate {
-        Some(version) => Ok(version.to_string()),
+    match candidates.into_iter().next() {
+        Some((_, version)) => Ok(version),
         None => bail!(
             "apt does not know the package {DEBIAN_PACKAGE}: its package lists may be empty or old; run `sudo apt-get update` (Debian 12 carries it in bookworm-security and bookworm-updates), or pass a kernel tree of your own"
         ),
@@ -221,58 +210,22 @@ fn download(work: &Path) -> Result<(PathBuf, String)> {
     let downloads = work.join("deb");
     std::fs::create_dir_all(&downloads)
         .with_context(|| format!("creating {}", downloads.display()))?;
-    let step = Step::start(&format!("downloading {DEBIAN_PACKAGE}"));
-    let apt_get = setup::require_tool("apt-get")?;
-    let out = Command::new(apt_get)
-        .args(["download", DEBIAN_PACKAGE])
-        .current_dir(&downloads)
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .output()
-        .context("running apt-get download")?;
-    if !out.status.success() {
-        step.fail("apt-get download failed");
-        bail!(
-            "`apt-get download {DEBIAN_PACKAGE}` failed ({}):\n{}\n{}If apt cannot find the package, run `sudo apt-get update` first.",
-            out.status,
-            String::from_utf8_lossy(&out.stdout).trim(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let deb = std::fs::read_dir(&downloads)
-        .with_context(|| format!("listing {}", downloads.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+    let (debs, step) = debian::download(
+        &downloads,
+        &[DEBIAN_PACKAGE.to_string()],
+        &format!("downloading {DEBIAN_PACKAGE}"),
+        &format!("`apt-get download {DEBIAN_PACKAGE}`"),
+    )?;
+    let deb = debs
+        .into_iter()
+        .next()
         .with_context(|| format!("apt-get download left no .deb in {}", downloads.display()))?;
     let size = deb.metadata().map(|m| m.len()).unwrap_or(0);
     step.finish(&format!("{} ({} MB)", deb.display(), size / 1_000_000));
 
-    let dpkg_deb = setup::require_tool("dpkg-deb")?;
-    let out = Command::new(&dpkg_deb)
-        .args(["-f"])
-        .arg(&deb)
-        .arg("Version")
-        .output()
-        .context("running dpkg-deb -f")?;
-    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if !out.status.success() || version.is_empty() {
-        bail!("`dpkg-deb -f {} Version` gave no version", deb.display());
-    }
+    let version = deb_version(&deb)?;
     let unpacked = work.join("deb-root");
-    let status = Command::new(&dpkg_deb)
-        .arg("-x")
-        .arg(&deb)
-        .arg(&unpacked)
-        .status()
-        .context("running dpkg-deb -x")?;
-    if !status.success() {
-        bail!(
-            "`dpkg-deb -x {} {}` failed ({status})",
-            deb.display(),
-            unpacked.display()
-        );
-    }
+    debian::extract(&deb, &unpacked)?;
     // The .deb is no longer needed once its contents are out; free 150 MB early.
     let _ = std::fs::remove_file(&deb);
     let tarball = unpacked.join(SYSTEM_TARBALL.trim_start_matches('/'));
@@ -280,6 +233,22 @@ fn download(work: &Path) -> Result<(PathBuf, String)> {
         bail!("the {DEBIAN_PACKAGE} package {version} has no {SYSTEM_TARBALL}");
     }
     Ok((tarball, version))
+}
+
+/// The package version a .deb holds (`dpkg-deb -f DEB Version`).
+fn deb_version(deb: &Path) -> Result<String> {
+    let dpkg_deb = setup::require_tool("dpkg-deb")?;
+    let out = Command::new(&dpkg_deb)
+        .args(["-f"])
+        .arg(deb)
+        .arg("Version")
+        .output()
+        .context("running dpkg-deb -f")?;
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || version.is_empty() {
+        bail!("`dpkg-deb -f {} Version` gave no version", deb.display());
+    }
+    Ok(version)
 }
 
 /// Unpacks a tarball, counting files as progress (tar itself says nothing while it works).

@@ -214,27 +214,7 @@ pub fn parse(name: &str, dir: &Path, spec_path: &Path, text: &str) -> Result<Mod
             .collect::<Result<Vec<_>>>()?,
         None => vec![name.to_string()],
     };
-    let requires = raw
-        .module
-        .requires
-        .into_iter()
-        .map(|r| {
-            let option = r.get_ref().trim();
-            let option = option.strip_prefix("CONFIG_").unwrap_or(option);
-            if option.is_empty()
-                || !option
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
-            {
-                return Err(at.error(
-                    r.span(),
-                    "module.requires",
-                    "not a kernel option name (e.g. CONFIG_RUST)",
-                ));
-            }
-            Ok(format!("CONFIG_{option}"))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let requires = at.requires(raw.module.requires)?;
 
     let companions = if raw.tests.iter().any(|t| !t.run.is_empty()) {
         crate::build::companion::discover(dir)?
@@ -364,6 +344,28 @@ impl Locator<'_> {
         }
     }
 
+    /// `module.requires`: kernel option names, with the `CONFIG_` prefix added where missing.
+    fn requires(&self, list: Vec<Spanned<String>>) -> Result<Vec<String>> {
+        list.into_iter()
+            .map(|r| {
+                let option = r.get_ref().trim();
+                let option = option.strip_prefix("CONFIG_").unwrap_or(option);
+                if option.is_empty()
+                    || !option
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                {
+                    return Err(self.error(
+                        r.span(),
+                        "module.requires",
+                        "not a kernel option name (e.g. CONFIG_RUST)",
+                    ));
+                }
+                Ok(format!("CONFIG_{option}"))
+            })
+            .collect()
+    }
+
     fn regexes(&self, list: Vec<Spanned<String>>, field: &str) -> Result<Vec<Regex>> {
         list.into_iter()
             .map(|pattern| {
@@ -394,27 +396,7 @@ impl Locator<'_> {
             ));
         }
         let field = |f: &str| format!("test `{name}`: {f}");
-        let load = match raw.load {
-            None => build.to_vec(),
-            Some(list) if list.is_empty() => {
-                return Err(self.error(name_span, &field("load"), "list at least one module"))
-            }
-            Some(list) => list
-                .into_iter()
-                .map(|m| {
-                    let span = m.span();
-                    let m = self.checked_name(m, &field("load"))?;
-                    if !build.contains(&m) {
-                        return Err(self.error(
-                            span,
-                            &field("load"),
-                            &format!("`{m}` is not in module.build {build:?}"),
-                        ));
-                    }
-                    Ok(m)
-                })
-                .collect::<Result<Vec<_>>>()?,
-        };
+        let load = self.load_list(raw.load, build, name_span, &field("load"))?;
         let timeout_s = match raw.timeout_s {
             Some(t) if *t.get_ref() == 0 => {
                 return Err(self.error(t.span(), &field("timeout_s"), "must be at least 1"))
@@ -424,29 +406,7 @@ impl Locator<'_> {
         };
         let load_error = match raw.load_error {
             None => None,
-            Some(e) => {
-                let span = e.span();
-                let errno = errno_by_name(e.get_ref())
-                    .map_err(|what| self.error(span.clone(), &field("load_error"), &what))?;
-                // Both wait for something only a module that loaded can give.
-                if raw.ktap {
-                    return Err(self.error(
-                        span,
-                        &field("load_error"),
-                        "cannot go with `ktap = true`: KTAP results are judged only from a \
-                         module that loaded (check what a refusing init printed with `expect`)",
-                    ));
-                }
-                if let Some(first) = raw.run.first() {
-                    return Err(self.error(
-                        first.span(),
-                        &field("run[1]"),
-                        "a test with `load_error` runs no programs: they run only once every \
-                         module has loaded",
-                    ));
-                }
-                Some(errno)
-            }
+            Some(e) => Some(self.load_error(e, raw.ktap, raw.run.first(), &field)?),
         };
         let run = raw
             .run
@@ -466,6 +426,69 @@ impl Locator<'_> {
             load_error,
             name,
         })
+    }
+
+    /// A test's `load` list: by default every module the folder builds, else some of them.
+    fn load_list(
+        &self,
+        list: Option<Vec<Spanned<String>>>,
+        build: &[String],
+        test_span: Range<usize>,
+        field: &str,
+    ) -> Result<Vec<String>> {
+        match list {
+            None => Ok(build.to_vec()),
+            Some(list) if list.is_empty() => {
+                Err(self.error(test_span, field, "list at least one module"))
+            }
+            Some(list) => list
+                .into_iter()
+                .map(|m| {
+                    let span = m.span();
+                    let m = self.checked_name(m, field)?;
+                    if !build.contains(&m) {
+                        return Err(self.error(
+                            span,
+                            field,
+                            &format!("`{m}` is not in module.build {build:?}"),
+                        ));
+                    }
+                    Ok(m)
+                })
+                .collect(),
+        }
+    }
+
+    /// A test's `load_error`: an errno name, for a test that neither waits for KTAP nor runs
+    /// programs. `field` names a field of the test.
+    fn load_error(
+        &self,
+        name: Spanned<String>,
+        ktap: bool,
+        first_run: Option<&Spanned<RawRun>>,
+        field: &dyn Fn(&str) -> String,
+    ) -> Result<Errno> {
+        let span = name.span();
+        let errno = errno_by_name(name.get_ref())
+            .map_err(|what| self.error(span.clone(), &field("load_error"), &what))?;
+        // Both wait for something only a module that loaded can give.
+        if ktap {
+            return Err(self.error(
+                span,
+                &field("load_error"),
+                "cannot go with `ktap = true`: KTAP results are judged only from a \
+                 module that loaded (check what a refusing init printed with `expect`)",
+            ));
+        }
+        if let Some(first) = first_run {
+            return Err(self.error(
+                first.span(),
+                &field("run[1]"),
+                "a test with `load_error` runs no programs: they run only once every \
+                 module has loaded",
+            ));
+        }
+        Ok(errno)
     }
 
     /// One `[[test.run]]`; `field` is e.g. "test `a`: run[2]".

@@ -4,6 +4,7 @@
 use crate::spec::{self, Language};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
+use walkdir::WalkDir;
 
 /// Creates `<modules_dir>/<name>/` and returns its path.
 pub fn create(
@@ -116,21 +117,22 @@ fn copy_example(example: &Path, dir: &Path, name: &str) -> Result<()> {
     copy_renamed(example, dir, &old, name)
 }
 
+/// Copies `from` to `to`, leaving out hidden files and folders, with `old` renamed to `new` in
+/// every name and text file.
 fn copy_renamed(from: &Path, to: &Path, old: &str, new: &str) -> Result<()> {
     std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
-    for entry in std::fs::read_dir(from).with_context(|| format!("listing {}", from.display()))? {
+    let walk = WalkDir::new(from)
+        .min_depth(1)
+        .into_iter()
+        .filter_entry(|entry| !entry.file_name().to_string_lossy().starts_with('.'));
+    for entry in walk {
         let entry = entry.with_context(|| format!("listing {}", from.display()))?;
-        let file_name = entry.file_name().to_string_lossy().into_owned();
-        if file_name.starts_with('.') {
-            continue;
-        }
-        let target = to.join(rename_word(&file_name, old, new));
-        if entry
-            .file_type()
-            .with_context(|| format!("reading {}", entry.path().display()))?
-            .is_dir()
-        {
-            copy_renamed(&entry.path(), &target, old, new)?;
+        let rel = entry.path().strip_prefix(from).unwrap_or(entry.path());
+        // `/` is no identifier character, so renaming the whole path renames each of its names.
+        let target = to.join(rename_word(&rel.to_string_lossy(), old, new));
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&target)
+                .with_context(|| format!("creating {}", target.display()))?;
             continue;
         }
         let bytes = std::fs::read(entry.path())
@@ -298,6 +300,28 @@ mod tests {
             rename_word(text, "hello", "greeter"),
             "greeter.o greeter_init Hello, othello! \"greeter\" KBUILD(greeter)"
         );
+    }
+
+    #[test]
+    fn a_copy_renames_names_and_text_below_every_folder_and_leaves_hidden_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let from = dir.path().join("hello");
+        for (name, text) in [
+            ("hello.c", "int hello_init;"),
+            ("uapi/hello.h", "#define HELLO 1 /* hello */"),
+            (".hello.o.cmd", "hello"),
+            (".git/hello", "hello"),
+        ] {
+            let path = from.join(name);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, text).expect("write");
+        }
+        let to = dir.path().join("greeter");
+        copy_renamed(&from, &to, "hello", "greeter").expect("copied");
+        let read = |rel: &str| std::fs::read_to_string(to.join(rel)).expect(rel);
+        assert_eq!(read("greeter.c"), "int greeter_init;");
+        assert_eq!(read("uapi/greeter.h"), "#define HELLO 1 /* greeter */");
+        assert!(!to.join(".greeter.o.cmd").exists() && !to.join(".git").exists());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Choosing the module folders (and tests) a command works on: `name`, `name/test`, or a path.
 
 use super::{self as spec, ModuleSpec};
-use crate::build::module;
+use crate::host::paths::display_path;
 use anyhow::{anyhow, bail, Result};
 use std::path::Path;
 
@@ -90,7 +90,7 @@ fn unknown_module(modules_dir: &Path, name: &str) -> anyhow::Error {
         .filter(|k| strsim::levenshtein(k, name) <= 3);
     let mut message = format!(
         "no module named `{name}` in {}",
-        module::display_path(modules_dir).display()
+        display_path(modules_dir).display()
     );
     if let Some(closest) = closest {
         message.push_str(&format!("; did you mean `{closest}`?"));
