@@ -409,14 +409,31 @@ fn apt_install(packages: &[&str]) -> Result<()> {
         )
     };
     if !apt_lists_present() {
-        run_shown(Command::new(&apt_get).arg("update"))?;
+        refresh_package_lists()?;
     } else if install(&apt_get).is_ok() {
         return Ok(());
     } else {
         // Stale lists name versions the mirror no longer has: refresh once, then retry.
-        run_shown(Command::new(&apt_get).arg("update"))?;
+        refresh_package_lists()?;
     }
     install(&apt_get)
+}
+
+/// Refreshes apt's package lists once per process, when a package kmodlab needs is unknown to
+/// them or could not be fetched: a new machine's lists can be months older than the archive (seen
+/// here: lists from an image of May named no `linux-source-6.12` that the archive of December had).
+/// Needs root; returns false without root, and callers then tell the user to run it.
+pub fn refresh_package_lists() -> Result<bool> {
+    static REFRESHED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if let Some(done) = REFRESHED.get() {
+        return Ok(*done);
+    }
+    if !is_root() {
+        return Ok(false);
+    }
+    let apt_get = require_tool("apt-get").context("refreshing apt's package lists")?;
+    run_shown(Command::new(apt_get).arg("update"))?;
+    Ok(*REFRESHED.get_or_init(|| true))
 }
 
 fn run_tool(program: &str, args: &[&str]) -> Result<()> {

@@ -8,8 +8,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// Each of `packages` with its candidate version, from apt's local lists; packages apt has no
-/// candidate for are left out. `purpose` says why apt is needed, for when it is missing.
+/// candidate for are left out. When one is unknown, the lists are refreshed first if that can be
+/// done (see [`setup::refresh_package_lists`]). `purpose` says why apt is needed, for when it is missing.
 pub(super) fn candidates(packages: &[String], purpose: &str) -> Result<Vec<(String, String)>> {
+    let found = query_candidates(packages, purpose)?;
+    if found.len() < packages.len() && setup::refresh_package_lists()? {
+        return query_candidates(packages, purpose);
+    }
+    Ok(found)
+}
+
+fn query_candidates(packages: &[String], purpose: &str) -> Result<Vec<(String, String)>> {
     let apt_cache = setup::require_tool("apt-cache").context(purpose.to_string())?;
     let out = Command::new(apt_cache)
         .arg("policy")
@@ -51,14 +60,21 @@ pub(super) fn download(
 ) -> Result<(Vec<PathBuf>, Step)> {
     let step = Step::start(label);
     let apt_get = setup::require_tool("apt-get")?;
-    let out = Command::new(apt_get)
-        .arg("download")
-        .args(args)
-        .current_dir(dir)
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .output()
-        .context("running apt-get download")?;
+    let fetch = || {
+        Command::new(&apt_get)
+            .arg("download")
+            .args(args)
+            .current_dir(dir)
+            .env("LC_ALL", "C")
+            .stdin(Stdio::null())
+            .output()
+            .context("running apt-get download")
+    };
+    let mut out = fetch()?;
+    // Old lists can name a version the archive no longer serves: refresh them once and retry.
+    if !out.status.success() && setup::refresh_package_lists()? {
+        out = fetch()?;
+    }
     if !out.status.success() {
         step.fail("apt-get download failed");
         bail!(
