@@ -3,5 +3,7 @@
 
 pub mod ktap;
 pub mod oops;
+pub mod records;
+pub mod rules;
 pub mod taint;
 pub mod verdict;

@@ -115,7 +115,7 @@ fn header(out: &mut String, verdicts: &[Verdict], info: &RunInfo, summary: &str)
 fn controls(out: &mut String, verdicts: &[Verdict]) {
     out.push_str("<div id=\"controls\" class=\"controls\" hidden>Show: ");
     out.push_str("<button type=\"button\" data-show=\"all\" class=\"on\">all</button>");
-    let failures = verdicts.iter().filter(|v| v.outcome.is_failure()).count();
+    let failures = super::Counts::of(verdicts).failed;
     let _ = write!(
         out,
         "<button type=\"button\" data-show=\"failures\">failures ({failures})</button>"

@@ -9,7 +9,9 @@
 //!   document becomes verdicts, one per case (`suite/case` for KUnit-style suites), and the crash
 //!   reports [`oops::scan`] finds are charged to the case that was running when they appeared.
 
-use crate::judge::verdict::{self, Interruption, Outcome, TestRecord, Verdict};
+use crate::judge::records::{Interruption, TestRecord};
+use crate::judge::rules;
+use crate::judge::verdict::{Outcome, Verdict};
 use crate::judge::{ktap, oops};
 use crate::spec::{ProgramSpec, TestSpec};
 use anyhow::{bail, Context, Result};
@@ -220,26 +222,16 @@ struct Recorded {
 
 impl Recorded {
     fn verdict(self) -> Verdict {
-        let outcome = match self.outcome.as_str() {
-            "PASS" => Outcome::Pass,
-            "FAIL" => Outcome::Fail,
-            "CRASH" => Outcome::Crash,
-            "TIMEOUT" => Outcome::Timeout,
-            "SKIP" => Outcome::Skip,
-            // An outcome this version does not know is not a pass.
-            _ => Outcome::Error,
-        };
-        Verdict {
-            module: self.module,
-            test: self.test,
-            outcome,
-            reason: self.reason,
-            details: self.details,
-            errno: self.errno,
-            duration: Duration::try_from_secs_f64(self.duration).unwrap_or_default(),
-            log: self.log,
-            records: vec![],
-        }
+        Verdict::new(
+            &self.module,
+            &self.test,
+            Outcome::from_label(&self.outcome),
+            self.reason,
+        )
+        .with_details(self.details)
+        .with_errno(self.errno)
+        .with_duration(Duration::try_from_secs_f64(self.duration).unwrap_or_default())
+        .with_log(self.log)
     }
 }
 
@@ -353,9 +345,9 @@ pub fn run_folder(dir: &Path) -> Result<Parsed> {
                     (module, inferred_spec(&test, &record), None)
                 }
             };
-            let mut verdict = verdict::judge(&module, &spec, &record);
+            let mut verdict = rules::judge(&module, &spec, &record);
             if let Some((copy, original)) = &paths {
-                verdict.relocate_paths(copy, original);
+                verdict.map_text(|line| crate::build::module::relocate(line, copy, original));
             }
             judged.insert(id, verdict);
         }
@@ -378,18 +370,12 @@ pub fn run_folder(dir: &Path) -> Result<Parsed> {
                         || ("unknown".to_string(), format!("test{id}")),
                         |t| (t.module.clone(), t.test.clone()),
                     );
-                    Verdict {
-                        module,
-                        test,
-                        outcome: Outcome::Error,
-                        reason: "planned, but no VM recorded it and the run wrote no verdict"
-                            .into(),
-                        details: vec![],
-                        errno: None,
-                        duration: Duration::ZERO,
-                        log: vec![],
-                        records: vec![],
-                    }
+                    Verdict::new(
+                        &module,
+                        &test,
+                        Outcome::Error,
+                        "planned, but no VM recorded it and the run wrote no verdict",
+                    )
                 }
             },
         };
@@ -470,7 +456,7 @@ fn replay_vm(events: &[Event], console: &str) -> Replay {
 fn judged_as_ending(record: &TestRecord) -> bool {
     let spec = inferred_spec("replay", record);
     matches!(
-        verdict::judge("replay", &spec, record).outcome,
+        rules::judge("replay", &spec, record).outcome,
         Outcome::Crash | Outcome::Timeout
     )
 }
@@ -853,20 +839,15 @@ pub fn kernel_log(text: &str) -> Parsed {
         let end = (crash.line + crash.report.len().max(1)).min(lines.len());
         let mut details = crash.report.clone();
         details.extend(later.iter().map(|t| format!("then: {t}")));
-        parsed.verdicts.push(Verdict {
-            module: "kernel".into(),
-            test: "boot".into(),
-            outcome: Outcome::Crash,
-            reason: crash.title.clone(),
-            details,
-            errno: None,
-            duration: Duration::ZERO,
-            log: lines[crash.line.min(end)..end]
-                .iter()
-                .map(|l| l.to_string())
-                .collect(),
-            records: vec![],
-        });
+        let log = lines[crash.line.min(end)..end]
+            .iter()
+            .map(|l| l.to_string())
+            .collect();
+        parsed.verdicts.push(
+            Verdict::new("kernel", "boot", Outcome::Crash, crash.title.clone())
+                .with_details(details)
+                .with_log(log),
+        );
     }
     parsed
 }
@@ -907,17 +888,10 @@ fn leaf_verdict(leaf: &Leaf, failures: &[ktap::Failure], seg: Segment, lines: &[
         (None, Some(case)) => case_outcome(leaf, case, failures),
     };
     details.extend(leaf.later_crashes.iter().map(|t| format!("then: {t}")));
-    Verdict {
-        module: leaf.module.clone(),
-        test: leaf.test.clone(),
-        outcome,
-        reason,
-        details,
-        errno: None,
-        duration,
-        log: window,
-        records: vec![],
-    }
+    Verdict::new(&leaf.module, &leaf.test, outcome, reason)
+        .with_details(details)
+        .with_duration(duration)
+        .with_log(window)
 }
 
 fn case_outcome(

@@ -12,7 +12,9 @@ use crate::guest::accel::{self, AccelChoice, ProbeBoot};
 use crate::guest::image;
 use crate::guest::vm::{self, Accelerator, Vm, VmConfig, VmEvent};
 use crate::judge::oops;
-use crate::judge::verdict::{self, Interruption, Outcome, TestRecord, Verdict};
+use crate::judge::records::{Interruption, TestRecord};
+use crate::judge::rules;
+use crate::judge::verdict::{Outcome, Verdict};
 use crate::kernel::{self, fragments, KernelRequest};
 use crate::spec::select::Selected;
 use crate::spec::TestSpec;
@@ -292,15 +294,12 @@ fn run_in_order(
             if run_deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                 for id in pending.drain(..) {
                     if let Some(job) = jobs.get(&id) {
-                        let verdict = Verdict {
-                            reason: "the run's time limit was reached before this test started"
-                                .into(),
-                            ..Verdict::skipped(&job.module, &job.spec.name, String::new())
-                        };
-                        let verdict = Verdict {
-                            outcome: Outcome::Timeout,
-                            ..verdict
-                        };
+                        let verdict = Verdict::new(
+                            &job.module,
+                            &job.spec.name,
+                            Outcome::Timeout,
+                            "the run's time limit was reached before this test started",
+                        );
                         in_order.emit(id, &verdict, listener);
                         verdicts.insert(id, verdict);
                     }
@@ -392,17 +391,12 @@ fn run_in_order(
                 if let Some(id) = pending.first().copied() {
                     pending.remove(0);
                     if let Some(job) = jobs.get(&id) {
-                        let verdict = Verdict {
-                            module: job.module.clone(),
-                            test: job.spec.name.clone(),
-                            outcome: Outcome::Error,
-                            reason: format!("the agent ran nothing: {}", session.end),
-                            details: vec![],
-                            errno: None,
-                            duration: Duration::ZERO,
-                            log: vec![],
-                            records: vec![],
-                        };
+                        let verdict = Verdict::new(
+                            &job.module,
+                            &job.spec.name,
+                            Outcome::Error,
+                            format!("the agent ran nothing: {}", session.end),
+                        );
                         in_order.emit(id, &verdict, listener);
                         verdicts.insert(id, verdict);
                     }
@@ -631,9 +625,9 @@ fn finish(
     listener: &mut dyn FnMut(&RunEvent),
 ) -> Option<Outcome> {
     let job = jobs.get(&record.id)?;
-    let mut verdict = verdict::judge(&job.module, &job.spec, &record);
+    let mut verdict = rules::judge(&job.module, &job.spec, &record);
     if let Some((copy, original)) = &job.source_paths {
-        verdict.relocate_paths(copy, original);
+        verdict.map_text(|line| module::relocate(line, copy, original));
     }
     let outcome = verdict.outcome;
     in_order.emit(record.id, &verdict, listener);
