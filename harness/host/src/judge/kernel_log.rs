@@ -331,7 +331,8 @@ pub fn kernel_log(text: &str) -> KernelLog {
         parsed.verdicts.push(
             Verdict::new("kernel", "boot", Outcome::Crash, crash.title.clone())
                 .with_details(details)
-                .with_log(log),
+                .with_log(log)
+                .with_evidence(),
         );
     }
     parsed
@@ -377,6 +378,7 @@ fn leaf_verdict(leaf: &Leaf, failures: &[ktap::Failure], seg: Segment, lines: &[
         .with_details(details)
         .with_duration(duration)
         .with_log(window)
+        .with_evidence()
 }
 
 fn case_outcome(

@@ -25,6 +25,7 @@ pub fn judge(module: &str, spec: &TestSpec, record: &TestRecord) -> Verdict {
         .with_duration(record.duration)
         .with_log(log_window(record))
         .with_records(record.kmsg.clone())
+        .with_evidence()
 }
 
 /// The test's log: the kernel's records, else the console's lines; what each program printed

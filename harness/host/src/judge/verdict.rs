@@ -1,5 +1,6 @@
 //! The judgement of one test: its outcome, the one-line reason and what supports it.
 
+use super::evidence::Evidence;
 use kmodlab_protocol::KmsgRecord;
 use std::time::Duration;
 
@@ -69,6 +70,9 @@ pub struct Verdict {
     /// which CPU (empty when only the console was left, or for plain logs `parse` judges).
     #[serde(skip)]
     pub records: Vec<KmsgRecord>,
+    /// Which of those lines show the failure; filled by the judge ([`Verdict::with_evidence`]).
+    #[serde(skip_serializing_if = "Evidence::is_empty")]
+    pub evidence: Evidence,
 }
 
 impl Verdict {
@@ -85,6 +89,7 @@ impl Verdict {
             duration: Duration::ZERO,
             log: vec![],
             records: vec![],
+            evidence: Evidence::default(),
         }
     }
 
@@ -110,6 +115,12 @@ impl Verdict {
 
     pub fn with_records(self, records: Vec<KmsgRecord>) -> Verdict {
         Verdict { records, ..self }
+    }
+
+    /// The verdict with the evidence in its lines marked; the last step of judging.
+    pub fn with_evidence(self) -> Verdict {
+        let evidence = Evidence::of(&self);
+        Verdict { evidence, ..self }
     }
 
     pub fn id(&self) -> String {

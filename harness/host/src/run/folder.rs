@@ -6,6 +6,7 @@
 //!   (the VM writes them as they arrive);
 //! - `verdicts.json`: every verdict, in test-id order, and `MODULE.TEST.log`, each test's log.
 
+use crate::judge::evidence::Evidence;
 use crate::judge::verdict::{Outcome, Verdict};
 use crate::spec::{ProgramSpec, TestSpec};
 use anyhow::{bail, Context, Result};
@@ -349,11 +350,14 @@ struct Recorded {
     duration: f64,
     #[serde(default)]
     log: Vec<String>,
+    /// Absent from run folders written before verdicts carried it.
+    #[serde(default)]
+    evidence: Option<Evidence>,
 }
 
 impl Recorded {
     fn verdict(self) -> Verdict {
-        Verdict::new(
+        let verdict = Verdict::new(
             &self.module,
             &self.test,
             Outcome::from_label(&self.outcome),
@@ -362,7 +366,14 @@ impl Recorded {
         .with_details(self.details)
         .with_errno(self.errno)
         .with_duration(Duration::try_from_secs_f64(self.duration).unwrap_or_default())
-        .with_log(self.log)
+        .with_log(self.log);
+        match self.evidence {
+            Some(evidence) => Verdict {
+                evidence,
+                ..verdict
+            },
+            None => verdict.with_evidence(),
+        }
     }
 }
 
