@@ -36,3 +36,15 @@ pub fn verdict(
     crate::judge::verdict::Verdict::new(module, test, outcome, reason)
         .with_duration(std::time::Duration::from_millis(120))
 }
+
+/// `module/test OUTCOME reason` per verdict.
+pub fn verdict_lines(verdicts: &[crate::judge::verdict::Verdict]) -> Vec<String> {
+    verdicts
+        .iter()
+        .map(|v| {
+            format!("{} {} {}", v.id(), v.outcome.label(), v.reason)
+                .trim_end()
+                .to_string()
+        })
+        .collect()
+}

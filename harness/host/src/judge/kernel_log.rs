@@ -457,17 +457,8 @@ mod tests {
         kernel_log(&text)
     }
 
-    /// `module/test OUTCOME reason` per verdict.
     fn lines(parsed: &KernelLog) -> Vec<String> {
-        parsed
-            .verdicts
-            .iter()
-            .map(|v| {
-                format!("{} {} {}", v.id(), v.outcome.label(), v.reason)
-                    .trim_end()
-                    .to_string()
-            })
-            .collect()
+        crate::test_support::verdict_lines(&parsed.verdicts)
     }
 
     #[test]

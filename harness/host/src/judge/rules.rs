@@ -598,6 +598,19 @@ mod tests {
         }
     }
 
+    /// `chardev_test` killed at the test's limit of 10 s, having printed nothing.
+    fn hung_after_ten_seconds() -> Event {
+        Event::ProgramFinished {
+            test: 0,
+            program: "chardev_test".into(),
+            exit_code: None,
+            signal: Some("SIGKILL".into()),
+            timed_out: true,
+            output: String::new(),
+            duration_us: 10_000_000,
+        }
+    }
+
     /// The record of test 0 after these agent events, in order.
     fn replay(events: &[Event]) -> TestRecord {
         let mut record = TestRecord::new(0);
@@ -756,15 +769,7 @@ mod tests {
         assert_eq!(details[0], "chardev_test: reading...");
         // Without its own limit, the test's.
         let spec = super::tests::spec(vec![program("chardev_test")]);
-        let hung = Event::ProgramFinished {
-            test: 0,
-            program: "chardev_test".into(),
-            exit_code: None,
-            signal: Some("SIGKILL".into()),
-            timed_out: true,
-            output: String::new(),
-            duration_us: 10_000_000,
-        };
+        let hung = hung_after_ten_seconds();
         let (_, reason, _) = verdict(&spec, &record(vec![hung], &[]));
         assert_eq!(reason, "program chardev_test did not finish within 10s");
     }
@@ -884,15 +889,7 @@ mod tests {
             "expected /demo: unregistered/ in the kernel log; it never appeared"
         );
         // Except for a program's timeout, which like every timeout outranks a failed check.
-        let hung = Event::ProgramFinished {
-            test: 0,
-            program: "chardev_test".into(),
-            exit_code: None,
-            signal: Some("SIGKILL".into()),
-            timed_out: true,
-            output: String::new(),
-            duration_us: 10_000_000,
-        };
+        let hung = hung_after_ten_seconds();
         let (outcome, reason, _) = verdict(&spec, &record(vec![hung], &[]));
         assert_eq!(outcome, Outcome::Timeout);
         assert_eq!(reason, "program chardev_test did not finish within 10s");

@@ -6,6 +6,7 @@ use super::{Job, RunEvent, Runner};
 use crate::build::module;
 use crate::build::Products;
 use crate::guest::image;
+use crate::judge::verdict::Verdict;
 use crate::kernel::{self, fragments, Kernel};
 use crate::spec::select::Selected;
 use crate::spec::TestSpec;
@@ -85,8 +86,7 @@ impl Runner<'_> {
             if !missing.is_empty() {
                 for test in tests {
                     let reason = fragments::skip_reason(kernel, &missing);
-                    let verdict =
-                        crate::judge::verdict::Verdict::skipped(&spec.name, &test.name, reason);
+                    let verdict = Verdict::skipped(&spec.name, &test.name, reason);
                     self.settle(next_id, verdict);
                     next_id += 1;
                 }

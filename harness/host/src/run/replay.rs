@@ -1,5 +1,5 @@
 //! `parse` of a run folder: its `vmN.events.jsonl` files are what the agent recorded, so each test
-//! is judged again by [`rules::judge`] through the same session logic `test` ran live
+//! is judged again by [`crate::judge::rules::judge`] through the same session logic `test` ran live
 //! ([`session::drive`] over a [`Recording`]). The run keeps the tests' specs in [`PLAN_FILE`] when
 //! it can; without that file the names come from `verdicts.json` and the spec is inferred from the
 //! events (see [`inferred_spec`]).
@@ -8,8 +8,6 @@ use super::folder::{RunFolder, SavedTest, PLAN_FILE, VERDICTS_FILE};
 use super::parse::Parsed;
 use super::session::{self, Progress, Recording};
 use crate::judge::records::TestRecord;
-#[cfg(doc)]
-use crate::judge::rules;
 use crate::judge::verdict::{Outcome, Verdict};
 use crate::spec::{ProgramSpec, TestSpec};
 use anyhow::Result;
@@ -222,17 +220,8 @@ mod tests {
             .join(path)
     }
 
-    /// `module/test OUTCOME reason` per verdict.
     fn lines(parsed: &Parsed) -> Vec<String> {
-        parsed
-            .verdicts
-            .iter()
-            .map(|v| {
-                format!("{} {} {}", v.id(), v.outcome.label(), v.reason)
-                    .trim_end()
-                    .to_string()
-            })
-            .collect()
+        crate::test_support::verdict_lines(&parsed.verdicts)
     }
 
     const RUN: &str = "runs/hello_ktap_fail_warn_hang";
