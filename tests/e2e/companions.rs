@@ -63,7 +63,7 @@ fn companions_run_in_the_guest_and_are_judged() {
         hangs.log
     );
 
-    let parsed = kmodlab::run::folder::parse_path(&report.run_dir).expect("parse the run folder");
+    let parsed = kmodlab::run::parse::parse_path(&report.run_dir).expect("parse the run folder");
     let again: Vec<(String, Outcome, String)> = parsed
         .verdicts
         .iter()

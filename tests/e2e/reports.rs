@@ -107,7 +107,7 @@ fn junit_json_and_parse_tell_the_same_story_as_the_run() {
     }
 
     // `parse` on the run folder judges the recorded events again, to the same verdicts.
-    let parsed = kmodlab::run::folder::run_folder(&run_folder).expect("the run folder parses");
+    let parsed = kmodlab::run::replay::run_folder(&run_folder).expect("the run folder parses");
     let again: Vec<String> = parsed
         .verdicts
         .iter()

@@ -33,15 +33,18 @@ pub fn verdict(
     outcome: crate::judge::verdict::Outcome,
     reason: &str,
 ) -> crate::judge::verdict::Verdict {
-    crate::judge::verdict::Verdict {
-        module: module.into(),
-        test: test.into(),
-        outcome,
-        reason: reason.into(),
-        details: vec![],
-        errno: None,
-        duration: std::time::Duration::from_millis(120),
-        log: vec![],
-        records: vec![],
-    }
+    crate::judge::verdict::Verdict::new(module, test, outcome, reason)
+        .with_duration(std::time::Duration::from_millis(120))
+}
+
+/// `module/test OUTCOME reason` per verdict.
+pub fn verdict_lines(verdicts: &[crate::judge::verdict::Verdict]) -> Vec<String> {
+    verdicts
+        .iter()
+        .map(|v| {
+            format!("{} {} {}", v.id(), v.outcome.label(), v.reason)
+                .trim_end()
+                .to_string()
+        })
+        .collect()
 }

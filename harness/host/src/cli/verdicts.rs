@@ -99,7 +99,7 @@ pub(super) fn parse(args: ParseArgs) -> Result<i32> {
     let mut info = report::json::RunInfo::default();
     let mut found_anything = false;
     for path in &args.logs {
-        let parsed = crate::run::folder::parse_path(path)?;
+        let parsed = crate::run::parse::parse_path(path)?;
         for note in parsed.notes {
             screen.on_event(&RunEvent::Notice(note));
         }

@@ -231,17 +231,7 @@ mod tests {
     use super::*;
 
     fn verdict(test: &str, outcome: Outcome, reason: &str) -> Verdict {
-        Verdict {
-            module: "m".into(),
-            test: test.into(),
-            outcome,
-            reason: reason.into(),
-            details: vec![],
-            errno: None,
-            duration: Duration::ZERO,
-            log: vec![],
-            records: vec![],
-        }
+        Verdict::new("m", test, outcome, reason)
     }
 
     #[test]

@@ -9,12 +9,12 @@
 //! `tr.verdict[data-id][data-outcome]` per verdict in order, `#summary`, `section.test[data-id]`,
 //! `.fail-line` on highlighted lines, and `.mark[data-lane][data-context]` per timeline mark.
 
+mod timeline;
+
 use super::json::RunInfo;
-use crate::judge::oops;
 use crate::judge::verdict::Verdict;
 use anyhow::{Context, Result};
-use kmodlab_protocol::ktap::{classify, strip_prefixes, strip_timestamp, Line};
-use kmodlab_protocol::{Caller, KmsgRecord};
+use kmodlab_protocol::ktap::strip_timestamp;
 use std::collections::{BTreeSet, HashSet};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -115,7 +115,7 @@ fn header(out: &mut String, verdicts: &[Verdict], info: &RunInfo, summary: &str)
 fn controls(out: &mut String, verdicts: &[Verdict]) {
     out.push_str("<div id=\"controls\" class=\"controls\" hidden>Show: ");
     out.push_str("<button type=\"button\" data-show=\"all\" class=\"on\">all</button>");
-    let failures = verdicts.iter().filter(|v| v.outcome.is_failure()).count();
+    let failures = super::Counts::of(verdicts).failed;
     let _ = write!(
         out,
         "<button type=\"button\" data-show=\"failures\">failures ({failures})</button>"
@@ -204,11 +204,12 @@ fn test_section(out: &mut String, index: usize, v: &Verdict, cpus: Option<u32>) 
         duration = seconds(v.duration),
         reason = escape(&v.reason),
     );
-    let failures = FailureLines::of(v);
+    let evidence = &v.evidence;
     if !v.details.is_empty() {
         out.push_str("<h3>Failure report</h3>\n<pre class=\"report\">");
-        for line in &v.details {
-            let class = if failures.is_marker(line) {
+        let failed: HashSet<usize> = evidence.details.iter().copied().collect();
+        for (i, line) in v.details.iter().enumerate() {
+            let class = if failed.contains(&i) {
                 "line fail-line"
             } else {
                 "line"
@@ -227,16 +228,23 @@ fn test_section(out: &mut String, index: usize, v: &Verdict, cpus: Option<u32>) 
             plural(v.log.len())
         );
         out.push_str("<pre class=\"log\">");
-        for line in &v.log {
-            let class = match failures.classify(line) {
-                LineKind::Plain if is_program_line(line) => "line program-line",
-                kind => kind.class(),
+        let failed: HashSet<usize> = evidence.log.iter().copied().collect();
+        let report: HashSet<usize> = evidence.report.iter().copied().collect();
+        for (i, line) in v.log.iter().enumerate() {
+            let class = if failed.contains(&i) {
+                LineKind::Failure.class()
+            } else if report.contains(&i) {
+                LineKind::Report.class()
+            } else if is_program_line(line) {
+                "line program-line"
+            } else {
+                LineKind::Plain.class()
             };
             push_line(out, class, line);
         }
         out.push_str("</pre>\n");
     }
-    timeline(out, v, cpus, &failures);
+    timeline::timeline(out, v, cpus);
     out.push_str("</div>\n</details>\n</section>\n");
 }
 
@@ -253,7 +261,8 @@ fn is_program_line(line: &str) -> bool {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LineKind {
-    /// Starts a kernel failure report, is a KTAP `not ok`, or is the line the reason quotes.
+    /// Shows the failure (the verdict's evidence): a kernel failure marker, a KTAP `not ok`, the
+    /// line the reason quotes.
     Failure,
     /// Belongs to the crash report of the verdict's details.
     Report,
@@ -268,398 +277,6 @@ impl LineKind {
             LineKind::Plain => "line",
         }
     }
-}
-
-/// What makes a line of one test's log part of its failure.
-struct FailureLines<'a> {
-    /// The verdict's details (crash report lines are printed without timestamps).
-    report: HashSet<&'a str>,
-    /// The reason of a failing verdict; a forbidden line or the kernel's word on a refused load
-    /// ends it.
-    reason: Option<&'a str>,
-}
-
-impl<'a> FailureLines<'a> {
-    fn of(v: &'a Verdict) -> FailureLines<'a> {
-        FailureLines {
-            report: v
-                .details
-                .iter()
-                .map(|l| l.trim())
-                .filter(|l| !l.is_empty())
-                .collect(),
-            reason: (v.outcome.is_failure() && !v.reason.is_empty()).then_some(v.reason.as_str()),
-        }
-    }
-
-    /// A kernel failure marker or a KTAP case that failed.
-    fn is_marker(&self, line: &str) -> bool {
-        oops::is_marker(line)
-            || matches!(
-                classify(line),
-                Line::TestResult {
-                    ok: false,
-                    directive: None,
-                    ..
-                }
-            )
-    }
-
-    fn classify(&self, line: &str) -> LineKind {
-        let text = strip_timestamp(line).trim();
-        // What a reason quotes: a forbidden line, the kernel's word on a refused load, or a KTAP
-        // diagnostic (`# case: check failed ...`) without its `#`.
-        let said = strip_prefixes(line).trim().trim_start_matches('#').trim();
-        // Short texts would match too much of a reason by chance.
-        let quoted = self.reason.is_some_and(|reason| {
-            [text, said]
-                .iter()
-                .any(|t| t.len() >= 8 && reason.ends_with(t))
-        });
-        if self.is_marker(line) || quoted {
-            LineKind::Failure
-        } else if self.report.contains(text) {
-            LineKind::Report
-        } else {
-            LineKind::Plain
-        }
-    }
-
-    fn is_failure_record(&self, record: &KmsgRecord) -> bool {
-        record
-            .lines()
-            .any(|line| self.classify(line) == LineKind::Failure)
-    }
-}
-
-/// Where a record sits in the timeline: a CPU lane, or the lane of records whose CPU is unknown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Lane {
-    Cpu(u32),
-    Unknown,
-}
-
-impl Lane {
-    fn of(record: &KmsgRecord) -> Lane {
-        record
-            .caller
-            .as_ref()
-            .and_then(Caller::cpu)
-            .map_or(Lane::Unknown, Lane::Cpu)
-    }
-
-    fn label(self) -> String {
-        match self {
-            Lane::Cpu(cpu) => format!("CPU {cpu}"),
-            Lane::Unknown => "unknown CPU".into(),
-        }
-    }
-
-    /// The `data-lane` value: the CPU number, or `unknown`.
-    fn key(self) -> String {
-        match self {
-            Lane::Cpu(cpu) => cpu.to_string(),
-            Lane::Unknown => "unknown".into(),
-        }
-    }
-}
-
-/// The lanes of a timeline: every CPU of the VM, any other CPU a record names, and the unknown
-/// lane when some record has no CPU.
-fn lanes(records: &[&KmsgRecord], cpus: Option<u32>) -> Vec<Lane> {
-    let mut lanes: BTreeSet<Lane> = (0..cpus.unwrap_or(0)).map(Lane::Cpu).collect();
-    lanes.extend(records.iter().map(|r| Lane::of(r)));
-    lanes.into_iter().collect()
-}
-
-/// `irq` for interrupt context, `task`, or `unknown` when the kernel did not say.
-fn context_key(caller: Option<&Caller>) -> &'static str {
-    match caller {
-        Some(Caller::Interrupt { .. }) => "irq",
-        Some(Caller::Task { .. }) => "task",
-        None => "unknown",
-    }
-}
-
-/// Who printed a record, in words.
-fn context_text(caller: Option<&Caller>) -> String {
-    match caller {
-        Some(Caller::Interrupt { cpu }) => format!("softirq/irq on CPU {cpu}"),
-        Some(Caller::Task {
-            pid,
-            comm: Some(comm),
-            ..
-        }) => format!("task {comm} [{pid}]"),
-        Some(Caller::Task {
-            pid, comm: None, ..
-        }) => {
-            format!("task [{pid}] (had exited when read)")
-        }
-        None => "not recorded".into(),
-    }
-}
-
-fn level_name(level: u8) -> &'static str {
-    match level {
-        0 => "emerg",
-        1 => "alert",
-        2 => "crit",
-        3 => "err",
-        4 => "warning",
-        5 => "notice",
-        6 => "info",
-        _ => "debug",
-    }
-}
-
-fn stamp(us: u64) -> String {
-    format!("[{:>5}.{:06}]", us / 1_000_000, us % 1_000_000)
-}
-
-/// Milliseconds with as many decimals as `step_ms` needs, trailing zeros dropped.
-fn ms(value: f64, step_ms: f64) -> String {
-    let decimals = if step_ms >= 1.0 {
-        0
-    } else {
-        (-step_ms.log10()).ceil() as usize
-    };
-    let text = format!("{value:.decimals$}");
-    if text.contains('.') {
-        text.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        text
-    }
-}
-
-/// A tick step of 1, 2 or 5 times a power of ten giving at most about eight ticks over `span_ms`.
-fn tick_step(span_ms: f64) -> f64 {
-    let rough = span_ms / 8.0;
-    let power = 10f64.powf(rough.log10().floor());
-    [1.0, 2.0, 5.0, 10.0]
-        .iter()
-        .map(|m| m * power)
-        .find(|step| *step >= rough)
-        .unwrap_or(10.0 * power)
-}
-
-// The chart's geometry, in SVG user units (pixels at the default scale).
-const CHART_WIDTH: f64 = 1140.0;
-const LABEL_WIDTH: f64 = 124.0;
-const RIGHT_PAD: f64 = 24.0;
-const TOP_PAD: f64 = 8.0;
-const LANE_HEIGHT: f64 = 30.0;
-const AXIS_HEIGHT: f64 = 40.0;
-/// The longest record text a tooltip shows; the table below the chart has it all.
-const TOOLTIP_CHARS: usize = 400;
-
-/// The most records a test's timeline and records table show. A module that floods the log can
-/// leave a hundred thousand records in one test; drawn in full that page weighs tens of megabytes
-/// and no browser scrolls it. The kernel log above the chart keeps every line.
-const TIMELINE_RECORDS: usize = 2000;
-
-/// The records the timeline draws: all of them up to [`TIMELINE_RECORDS`], else the first ones
-/// and every failure record after them (a crash at the end of a flood is what matters), capped too.
-fn timeline_records<'a>(records: &'a [KmsgRecord], failures: &FailureLines) -> Vec<&'a KmsgRecord> {
-    if records.len() <= TIMELINE_RECORDS {
-        return records.iter().collect();
-    }
-    let (first, rest) = records.split_at(TIMELINE_RECORDS);
-    first
-        .iter()
-        .chain(
-            rest.iter()
-                .filter(|r| failures.is_failure_record(r))
-                .take(TIMELINE_RECORDS),
-        )
-        .collect()
-}
-
-fn timeline(out: &mut String, v: &Verdict, cpus: Option<u32>, failures: &FailureLines) {
-    let records = timeline_records(&v.records, failures);
-    if records.is_empty() {
-        if !v.log.is_empty() {
-            out.push_str(
-                "<p class=\"note\">No timeline: only console text was left for this test (a \
-                 plain log, or a kernel that died before kmodlab's agent could send its records), \
-                 and it does not say which CPU printed each line.</p>\n",
-            );
-        }
-        return;
-    }
-    out.push_str("<h3>Kernel messages by CPU</h3>\n");
-    if records.len() < v.records.len() {
-        let _ = writeln!(
-            out,
-            "<p class=\"note capped\">{} kernel messages: the timeline and the table show the \
-             first {TIMELINE_RECORDS} and the failure lines after them ({} in all). The kernel \
-             log above has every line, and the run folder every record.</p>",
-            v.records.len(),
-            records.len()
-        );
-    }
-    if records.iter().all(|r| r.caller.is_none()) {
-        out.push_str(
-            "<p class=\"note no-caller\">No timeline: this kernel does not record which CPU printed \
-             each message (CONFIG_PRINTK_CALLER is off).</p>\n",
-        );
-        return;
-    }
-    let lanes = lanes(&records, cpus);
-    let start = records.iter().map(|r| r.ts_us).min().unwrap_or(0);
-    let end = records.iter().map(|r| r.ts_us).max().unwrap_or(start);
-    // A single instant still needs a scale: give it a millisecond.
-    let span_us = (end - start).max(1000) as f64;
-    let span_ms = span_us / 1000.0;
-    let plot_width = CHART_WIDTH - LABEL_WIDTH - RIGHT_PAD;
-    let x_of = |ts: u64| LABEL_WIDTH + (ts - start) as f64 / span_us * plot_width;
-    let lanes_bottom = TOP_PAD + lanes.len() as f64 * LANE_HEIGHT;
-    let height = lanes_bottom + AXIS_HEIGHT;
-    let _ = writeln!(
-        out,
-        "<div class=\"chart\"><svg class=\"timeline\" xmlns=\"http://www.w3.org/2000/svg\" \
-         width=\"{CHART_WIDTH}\" height=\"{height}\" viewBox=\"0 0 {CHART_WIDTH} {height}\" \
-         role=\"img\" aria-label=\"kernel messages of {} by CPU over time\">",
-        escape(&v.id())
-    );
-    for (i, lane) in lanes.iter().enumerate() {
-        let y = TOP_PAD + i as f64 * LANE_HEIGHT;
-        let count = records.iter().filter(|r| Lane::of(r) == *lane).count();
-        let _ = writeln!(
-            out,
-            "<g class=\"lane\" data-lane=\"{key}\"><rect class=\"lane-bg{odd}\" x=\"0\" y=\"{y}\" \
-             width=\"{CHART_WIDTH}\" height=\"{LANE_HEIGHT}\"/><text class=\"lane-label\" x=\"8\" \
-             y=\"{ty}\">{label}<tspan class=\"lane-count\"> ({count})</tspan></text></g>",
-            key = lane.key(),
-            odd = if i % 2 == 1 { " odd" } else { "" },
-            ty = y + LANE_HEIGHT / 2.0 + 4.0,
-            label = lane.label(),
-        );
-    }
-    let step = tick_step(span_ms);
-    // Multiples of the step, not a running sum, so that float error cannot drop the last tick.
-    let ticks = (span_ms / step + 1e-9).floor() as u32;
-    for tick in (0..=ticks).map(|i| f64::from(i) * step) {
-        let x = LABEL_WIDTH + tick / span_ms * plot_width;
-        let _ = writeln!(
-            out,
-            "<line class=\"grid\" x1=\"{x:.1}\" y1=\"{TOP_PAD}\" x2=\"{x:.1}\" y2=\"{y2}\"/>\
-             <text class=\"tick\" x=\"{x:.1}\" y=\"{ty}\" text-anchor=\"middle\">{label}</text>",
-            y2 = lanes_bottom + 4.0,
-            ty = lanes_bottom + 16.0,
-            label = ms(tick, step),
-        );
-    }
-    let _ = writeln!(
-        out,
-        "<text class=\"axis-title\" x=\"{x}\" y=\"{y}\" text-anchor=\"middle\">ms since the \
-         test's first kernel message</text>",
-        x = LABEL_WIDTH + plot_width / 2.0,
-        y = lanes_bottom + 34.0,
-    );
-    // Marks closer than a few pixels in one lane are spread vertically so each stays hoverable.
-    let mut last_x: Vec<Option<(f64, usize)>> = vec![None; lanes.len()];
-    for &record in &records {
-        let lane = Lane::of(record);
-        let Some(lane_index) = lanes.iter().position(|l| *l == lane) else {
-            continue;
-        };
-        let x = x_of(record.ts_us);
-        let slot = match last_x[lane_index] {
-            Some((previous, slot)) if x - previous < 4.0 => (slot + 1) % 3,
-            _ => 0,
-        };
-        last_x[lane_index] = Some((x, slot));
-        let y =
-            TOP_PAD + lane_index as f64 * LANE_HEIGHT + LANE_HEIGHT / 2.0 + [0.0, -8.0, 8.0][slot];
-        let caller = record.caller.as_ref();
-        let context = context_key(caller);
-        let failed = failures.is_failure_record(record);
-        let class = format!("mark {context}{}", if failed { " fail" } else { "" });
-        let shape = match context {
-            // Interrupt context is a diamond, so it stands out from the task-context dots.
-            "irq" => format!(
-                "<path class=\"{class}\" data-lane=\"{lane}\" data-context=\"{context}\" \
-                 d=\"M{x:.1} {top:.1}L{right:.1} {y:.1}L{x:.1} {bottom:.1}L{left:.1} {y:.1}Z\">",
-                lane = lane.key(),
-                top = y - 6.0,
-                bottom = y + 6.0,
-                left = x - 6.0,
-                right = x + 6.0,
-            ),
-            _ => format!(
-                "<circle class=\"{class}\" data-lane=\"{lane}\" data-context=\"{context}\" \
-                 cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"4.5\">",
-                lane = lane.key(),
-            ),
-        };
-        let element = if context == "irq" { "path" } else { "circle" };
-        let _ = writeln!(
-            out,
-            "{shape}<title>{}</title></{element}>",
-            escape(&tooltip(record, start))
-        );
-    }
-    out.push_str("</svg></div>\n");
-    out.push_str(LEGEND);
-    records_table(out, &records, start, failures);
-}
-
-/// `+1.234 ms [    5.678901] CPU 1, softirq/irq on CPU 1` and the record's text.
-fn tooltip(record: &KmsgRecord, start: u64) -> String {
-    let caller = record.caller.as_ref();
-    let cpu = caller
-        .and_then(Caller::cpu)
-        .map_or_else(|| "CPU unknown".to_string(), |cpu| format!("CPU {cpu}"));
-    let text: Vec<&str> = record.lines().collect();
-    let mut text = text.join("\n");
-    if let Some((cut, _)) = text.char_indices().nth(TOOLTIP_CHARS) {
-        text.truncate(cut);
-        text.push_str(" …");
-    }
-    format!(
-        "+{:.3} ms {} {cpu}, {}\n{text}",
-        (record.ts_us - start) as f64 / 1000.0,
-        stamp(record.ts_us),
-        context_text(caller)
-    )
-}
-
-const LEGEND: &str = "<p class=\"legend\">\
-<svg width=\"14\" height=\"14\" viewBox=\"0 0 14 14\"><circle class=\"mark task\" cx=\"7\" cy=\"7\" r=\"4.5\"/></svg> task context \
-<svg width=\"14\" height=\"14\" viewBox=\"0 0 14 14\"><path class=\"mark irq\" d=\"M7 1L13 7L7 13L1 7Z\"/></svg> interrupt context (hard or soft IRQ: timers, tasklets) \
-<svg width=\"14\" height=\"14\" viewBox=\"0 0 14 14\"><circle class=\"mark task fail\" cx=\"7\" cy=\"7\" r=\"4.5\"/></svg> failure. \
-Hover a mark for its message. An interrupt's CPU is exact; a task's is the CPU the thread was on when \
-kmodlab read the message (exact for per-CPU workers such as <code>kworker/1:2</code>).</p>\n";
-
-fn records_table(out: &mut String, records: &[&KmsgRecord], start: u64, failures: &FailureLines) {
-    out.push_str(
-        "<table class=\"records\">\n<thead><tr><th class=\"num\">+ms</th><th>time</th>\
-         <th>CPU</th><th>context</th><th>level</th><th>message</th></tr></thead>\n<tbody>\n",
-    );
-    for record in records {
-        let caller = record.caller.as_ref();
-        let lines: Vec<&str> = record.lines().collect();
-        let class = if failures.is_failure_record(record) {
-            " class=\"fail-line\""
-        } else {
-            ""
-        };
-        let _ = writeln!(
-            out,
-            "<tr{class} data-context=\"{context}\"><td class=\"num\">{rel:.3}</td><td>{time}</td>\
-             <td>{cpu}</td><td>{who}</td><td>{level}</td><td class=\"msg\">{text}</td></tr>",
-            context = context_key(caller),
-            rel = (record.ts_us - start) as f64 / 1000.0,
-            time = stamp(record.ts_us),
-            cpu = caller
-                .and_then(Caller::cpu)
-                .map_or_else(|| "?".to_string(), |cpu| cpu.to_string()),
-            who = escape(&context_text(caller)),
-            level = level_name(record.level),
-            text = escape(&lines.join("\n")),
-        );
-    }
-    out.push_str("</tbody>\n</table>\n");
 }
 
 const STYLE: &str = r#"
@@ -767,8 +384,11 @@ const SCRIPT: &str = r#"
 
 #[cfg(test)]
 mod tests {
+    use super::timeline::{lanes, stamp, TIMELINE_RECORDS};
     use super::*;
     use crate::judge::verdict::Outcome;
+    use kmodlab_protocol::{Caller, KmsgRecord};
+    use std::time::Duration;
 
     fn record(ts_us: u64, text: &str, caller: Option<Caller>) -> KmsgRecord {
         KmsgRecord {
@@ -868,7 +488,8 @@ mod tests {
             "BUG: kernel NULL pointer dereference, address: 0000000000000000",
             task(50, "insmod", 1),
         ));
-        let page = render(&[verdict("floods", Outcome::Crash, records)], &info());
+        let flood = verdict("floods", Outcome::Crash, records).with_evidence();
+        let page = render(&[flood], &info());
         assert!(
             page.contains("2501 kernel messages: the timeline"),
             "the cap is said"
@@ -928,7 +549,7 @@ mod tests {
             "------------[ cut here ]------------".into(),
             "WARNING: CPU: 0 PID: 50 at demo.c:10 demo_trigger+0x9/0x10 [demo]".into(),
         ];
-        let page = render(&[v], &info());
+        let page = render(&[v.with_evidence()], &info());
         let log = between(&page, "<pre class=\"log\">", "</pre>");
         assert!(log.contains(
             "<span class=\"line fail-line\">[    1.000200] WARNING: CPU: 0 PID: 50 at demo.c:10"
@@ -961,13 +582,13 @@ mod tests {
             ],
         );
         v.reason = "forbidden /refcount_t: / appeared: refcount_t: underflow".into();
-        let page = render(std::slice::from_ref(&v), &info());
+        let page = render(&[v.clone().with_evidence()], &info());
         assert!(
             page.contains("<span class=\"line fail-line\">[    2.000000] refcount_t: underflow")
         );
         // A KTAP failure's reason ends with the diagnostic that explains it.
         v.reason = "not ok 2 arithmetic: 2 + 2 == 5".into();
-        let page = render(&[v], &info());
+        let page = render(&[v.with_evidence()], &info());
         assert!(page.contains("<span class=\"line fail-line\">[    2.000100] demo: # arithmetic"));
     }
 
@@ -1090,14 +711,5 @@ mod tests {
         assert!(a < b);
         assert!(page.contains("<a href=\"#test-2-demo-b\">demo/b</a>"));
         assert!(page.contains("<section class=\"test\" id=\"test-2-demo-b\""));
-    }
-
-    #[test]
-    fn ticks_are_round_milliseconds() {
-        assert_eq!(tick_step(10.0), 2.0);
-        assert_eq!(tick_step(1.0), 0.2);
-        assert_eq!(tick_step(300.0), 50.0);
-        assert_eq!(ms(0.4, 0.2), "0.4");
-        assert_eq!(ms(20.0, 5.0), "20");
     }
 }

@@ -4,13 +4,15 @@ use super::summary_line;
 use crate::host::progress::Live;
 use crate::judge::verdict::{Outcome, Verdict};
 use crate::run::{RunEvent, RunReport};
-use std::io::{IsTerminal, Write};
+use anstream::AutoStream;
+use std::io::Write;
 
-/// Prints run events for a person at a terminal (or a CI log: no escape codes without a terminal).
+/// Prints run events for a person at a terminal (or a CI log: no escape codes without a terminal,
+/// nor with `NO_COLOR` set).
 pub struct Human {
     verbose: bool,
-    color: bool,
-    out: Box<dyn Write>,
+    /// Takes the escape codes out of what is written when colour is not wanted.
+    out: AutoStream<Box<dyn Write>>,
     /// On a terminal, what is running now; the printed lines say what it took once it is done.
     live: Option<Live>,
     /// The accelerator of the run's VMs, for the boot lines.
@@ -19,11 +21,12 @@ pub struct Human {
 
 impl Human {
     pub fn stdout(verbose: bool) -> Self {
-        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        // Colour as stdout itself would have it (a terminal, no NO_COLOR), though the writing goes
+        // through `print!`.
+        let choice = AutoStream::choice(&std::io::stdout());
         Human {
             verbose,
-            color,
-            out: Box::new(PrintStdout),
+            out: AutoStream::new(Box::new(PrintStdout), choice),
             live: Live::stdout(),
             accel: None,
         }
@@ -123,12 +126,7 @@ impl Human {
     }
 
     fn verdict_lines(&self, v: &Verdict) -> String {
-        let label = format!("{:<7}", v.outcome.label());
-        let label = if self.color {
-            paint(v.outcome, &label)
-        } else {
-            label
-        };
+        let label = paint(v.outcome, &format!("{:<7}", v.outcome.label()));
         let mut text = format!("{label} {:<32} {:>6.2}s", v.id(), v.duration.as_secs_f64());
         if !v.reason.is_empty() {
             text.push_str("  ");
@@ -242,8 +240,7 @@ mod tests {
         let out = SharedBuffer::default();
         let mut human = Human {
             verbose: false,
-            color: false,
-            out: Box::new(out.clone()),
+            out: AutoStream::never(Box::new(out.clone())),
             live: None,
             accel: None,
         };
@@ -283,5 +280,32 @@ mod tests {
             text,
             "module  hello built in 1.6s\nqemu    vm1 booted in 0.52s (tcg)\n"
         );
+    }
+
+    #[test]
+    fn a_verdicts_label_is_coloured_only_when_colour_is_wanted() {
+        let verdict = crate::test_support::verdict("m", "t", Outcome::Fail, "why");
+        let shown = |out: AutoStream<Box<dyn Write>>, buffer: &SharedBuffer| {
+            let mut human = Human {
+                verbose: false,
+                out,
+                live: None,
+                accel: None,
+            };
+            human.on_event(&RunEvent::Verdict(verdict.clone()));
+            buffer.text()
+        };
+        let plain = SharedBuffer::default();
+        let text = shown(AutoStream::never(Box::new(plain.clone())), &plain);
+        assert!(
+            text.starts_with("FAIL    m/t ") && !text.contains('\x1b'),
+            "{text:?}"
+        );
+        let coloured = SharedBuffer::default();
+        let text = shown(
+            AutoStream::always_ansi(Box::new(coloured.clone())),
+            &coloured,
+        );
+        assert!(text.starts_with("\x1b[31mFAIL   \x1b[0m m/t "), "{text:?}");
     }
 }

@@ -2,6 +2,7 @@
 //! facts, for scripts and dashboards. The verdict fields are [`Verdict`]'s own serialisation (the
 //! run folder's `verdicts.json` has the same), plus `id` and `title`.
 
+use super::Counts;
 use crate::judge::verdict::{Outcome, Verdict};
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -49,34 +50,6 @@ struct Document<'a> {
     duration: f64,
     counts: Counts,
     verdicts: Vec<Entry<'a>>,
-}
-
-/// Tallies that add up: `total = passed + failed + skipped`; `crashed`, `timed_out` and
-/// `errored` are the parts of `failed` that were not plain assertion failures.
-#[derive(Serialize, Debug, Default, PartialEq, Eq)]
-pub struct Counts {
-    pub total: usize,
-    pub passed: usize,
-    pub failed: usize,
-    pub skipped: usize,
-    pub crashed: usize,
-    pub timed_out: usize,
-    pub errored: usize,
-}
-
-impl Counts {
-    pub fn of(verdicts: &[Verdict]) -> Counts {
-        let count = |o: Outcome| verdicts.iter().filter(|v| v.outcome == o).count();
-        Counts {
-            total: verdicts.len(),
-            passed: count(Outcome::Pass),
-            failed: verdicts.iter().filter(|v| v.outcome.is_failure()).count(),
-            skipped: count(Outcome::Skip),
-            crashed: count(Outcome::Crash),
-            timed_out: count(Outcome::Timeout),
-            errored: count(Outcome::Error),
-        }
-    }
 }
 
 #[derive(Serialize)]

@@ -11,7 +11,7 @@
 //! most are not allowed anywhere in XML 1.0, not even as character references).
 
 use super::ktap::by_module;
-use super::{escape_markup, Markup};
+use super::{escape_markup, Counts, Markup};
 use crate::judge::verdict::{Outcome, Verdict};
 use anyhow::{Context, Result};
 use std::fmt::Write as _;
@@ -59,14 +59,14 @@ pub fn document(verdicts: &[Verdict], kernel_release: Option<&str>) -> String {
 /// ` tests="4" failures="2" errors="1" skipped="0" time="0.360"`, as JUnit counts them: crashes
 /// and timeouts are failures, refused loads errors.
 fn counts_attributes(verdicts: &[&Verdict]) -> String {
-    let count = |f: &dyn Fn(Outcome) -> bool| verdicts.iter().filter(|v| f(v.outcome)).count();
-    let failures = count(&|o| matches!(o, Outcome::Fail | Outcome::Crash | Outcome::Timeout));
-    let errors = count(&|o| o == Outcome::Error);
-    let skipped = count(&|o| o == Outcome::Skip);
+    let counts = Counts::of(verdicts.iter().copied());
     let time: Duration = verdicts.iter().map(|v| v.duration).sum();
     format!(
-        " tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{}\"",
-        verdicts.len(),
+        " tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{}\"",
+        counts.total,
+        counts.failed - counts.errored,
+        counts.errored,
+        counts.skipped,
         seconds(time)
     )
 }

@@ -56,23 +56,56 @@ fn allowed_in_xml(c: char) -> bool {
     matches!(c, '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}')
 }
 
+/// Tallies that add up: `total = passed + failed + skipped`; `crashed`, `timed_out` and
+/// `errored` are the parts of `failed` that were not plain assertion failures. Every report counts
+/// with this.
+#[derive(serde::Serialize, Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub total: usize,
+    pub passed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub crashed: usize,
+    pub timed_out: usize,
+    pub errored: usize,
+}
+
+impl Counts {
+    pub fn of<'a>(verdicts: impl IntoIterator<Item = &'a Verdict>) -> Counts {
+        let mut counts = Counts::default();
+        for verdict in verdicts {
+            counts.total += 1;
+            match verdict.outcome {
+                Outcome::Pass => counts.passed += 1,
+                Outcome::Skip => counts.skipped += 1,
+                Outcome::Fail => {}
+                Outcome::Crash => counts.crashed += 1,
+                Outcome::Timeout => counts.timed_out += 1,
+                Outcome::Error => counts.errored += 1,
+            }
+            if verdict.outcome.is_failure() {
+                counts.failed += 1;
+            }
+        }
+        counts
+    }
+}
+
 /// `3 passed, 1 failed, 0 skipped`, then what the failures were when any crashed, timed out or errored.
 pub fn summary_line(verdicts: &[Verdict]) -> String {
-    let count = |f: &dyn Fn(Outcome) -> bool| verdicts.iter().filter(|v| f(v.outcome)).count();
-    let passed = count(&|o| o == Outcome::Pass);
-    let skipped = count(&|o| o == Outcome::Skip);
-    let failed = count(&|o| o.is_failure());
-    let mut line = format!("{passed} passed, {failed} failed, {skipped} skipped");
+    let counts = Counts::of(verdicts);
+    let mut line = format!(
+        "{} passed, {} failed, {} skipped",
+        counts.passed, counts.failed, counts.skipped
+    );
     let kinds: Vec<String> = [
-        (Outcome::Crash, "crashed"),
-        (Outcome::Timeout, "timed out"),
-        (Outcome::Error, "errored"),
+        (counts.crashed, "crashed"),
+        (counts.timed_out, "timed out"),
+        (counts.errored, "errored"),
     ]
     .iter()
-    .filter_map(|(o, word)| {
-        let n = count(&|x| x == *o);
-        (n > 0).then(|| format!("{n} {word}"))
-    })
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, word)| format!("{n} {word}"))
     .collect();
     if !kinds.is_empty() {
         line.push_str(&format!(" ({})", kinds.join(", ")));

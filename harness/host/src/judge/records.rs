@@ -1,0 +1,356 @@
+//! What was recorded about each test: the agent's events and the console's lines, put together
+//! into one [`TestRecord`] per test.
+
+use super::oops;
+use kmodlab_protocol::{Event, KmsgRecord, OpResult, WaitEnd};
+use std::time::Duration;
+
+/// Why the host stopped waiting for a test that never finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Interruption {
+    /// The test's time limit (plus the agent's grace) passed on the host's clock.
+    HostTimeout,
+    /// QEMU exited, or its channels closed, while the test ran.
+    VmEnded,
+    /// The whole run's time limit passed while the test ran.
+    RunTimeLimit,
+}
+
+/// Everything recorded about one test, assembled from agent events and console lines.
+#[derive(Debug, Clone, Default)]
+pub struct TestRecord {
+    pub id: u32,
+    pub started: bool,
+    pub finished: bool,
+    pub taint_before: Option<u64>,
+    pub taint_after: Option<u64>,
+    pub loads: Vec<(String, OpResult)>,
+    pub wait: Option<WaitEnd>,
+    pub unloads: Vec<(String, OpResult)>,
+    pub kmsg: Vec<KmsgRecord>,
+    pub console: Vec<String>,
+    pub interrupted: Option<Interruption>,
+    pub duration: Duration,
+    /// The test's programs (its `[[test.run]]` list), in the order they ran.
+    pub programs: Vec<ProgramRecord>,
+}
+
+/// How one program of a test ended, as the agent reported it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProgramRecord {
+    pub program: String,
+    pub exit_code: Option<i32>,
+    pub signal: Option<String>,
+    pub timed_out: bool,
+    /// stdout and stderr, interleaved.
+    pub output: String,
+    pub duration: Duration,
+    /// How many kernel records of the test came before its report, to place its output in the log.
+    pub kmsg_before: usize,
+}
+
+impl ProgramRecord {
+    pub fn lines(&self) -> impl Iterator<Item = &str> {
+        self.output.lines()
+    }
+
+    /// Its last `n` lines of output, for a verdict's details.
+    pub fn tail(&self, n: usize) -> Vec<String> {
+        let lines: Vec<&str> = self.lines().collect();
+        let mut out: Vec<String> = lines[lines.len().saturating_sub(n)..]
+            .iter()
+            .map(|l| format!("{}: {l}", self.program))
+            .collect();
+        if out.is_empty() {
+            out.push(format!("{}: (no output)", self.program));
+        }
+        out
+    }
+}
+
+impl TestRecord {
+    pub fn new(id: u32) -> Self {
+        TestRecord {
+            id,
+            ..Default::default()
+        }
+    }
+
+    /// Takes in an event about this test (or a kmsg record while it runs).
+    pub fn apply(&mut self, event: &Event) {
+        match event {
+            Event::TestStarted { taint, .. } => {
+                self.started = true;
+                self.taint_before = Some(*taint);
+            }
+            Event::ModuleLoaded { module, result, .. } => {
+                self.loads.push((module.clone(), result.clone()))
+            }
+            Event::WaitEnded { end, .. } => self.wait = Some(*end),
+            Event::ModuleUnloaded { module, result, .. } => {
+                self.unloads.push((module.clone(), result.clone()))
+            }
+            Event::Kmsg(record) => self.kmsg.push(record.clone()),
+            Event::TestFinished {
+                taint, duration_us, ..
+            } => {
+                self.finished = true;
+                self.taint_after = Some(*taint);
+                self.duration = Duration::from_micros(*duration_us);
+            }
+            Event::ProgramFinished {
+                program,
+                exit_code,
+                signal,
+                timed_out,
+                output,
+                duration_us,
+                ..
+            } => self.programs.push(ProgramRecord {
+                program: program.clone(),
+                exit_code: *exit_code,
+                signal: signal.clone(),
+                timed_out: *timed_out,
+                output: output.clone(),
+                duration: Duration::from_micros(*duration_us),
+                kmsg_before: self.kmsg.len(),
+            }),
+            Event::Hello { .. } | Event::AgentError { .. } | Event::Done => {}
+        }
+    }
+
+    pub fn kmsg_lines(&self) -> Vec<&str> {
+        self.kmsg.iter().flat_map(|r| r.lines()).collect()
+    }
+}
+
+/// What an agent event meant for the VM's session.
+#[derive(Debug)]
+pub enum Step {
+    /// Taken into the running test's record, or nothing to act on.
+    Recorded,
+    /// The agent greeted the host: the guest is up.
+    Booted,
+    /// The agent began this test.
+    TestStarted(u32),
+    /// A kernel failure report began while a test ran: it will not finish by itself for long.
+    ReportStarted,
+    /// The agent finished a test: its whole record.
+    TestFinished(TestRecord),
+    /// `agent error while CONTEXT: MESSAGE`.
+    AgentError(String),
+    /// The agent finished its plan.
+    Done,
+}
+
+/// One VM's agent events and console lines, put together into one [`TestRecord`] per test. A live
+/// run feeds it as the VM speaks and `parse` feeds it from the files the run kept, so both
+/// attribute every event and line alike.
+#[derive(Debug, Default)]
+pub struct VmRecords {
+    booted: bool,
+    kernel_release: Option<String>,
+    running: Option<Running>,
+    /// The timestamp of the newest kernel record the agent has sent.
+    last_kmsg_us: Option<u64>,
+}
+
+#[derive(Debug)]
+struct Running {
+    record: TestRecord,
+    /// The newest kernel record's timestamp when the test began: console lines stamped after it
+    /// are the test's, older ones were printed before it.
+    after_us: Option<u64>,
+    /// Whether the last console line went to the test; an unstamped line goes with the one before.
+    keeping: bool,
+}
+
+impl VmRecords {
+    pub fn booted(&self) -> bool {
+        self.booted
+    }
+
+    /// The kernel release the agent reported when it greeted the host.
+    pub fn kernel_release(&self) -> Option<&str> {
+        self.kernel_release.as_deref()
+    }
+
+    /// The test running now, if any.
+    pub fn running(&self) -> Option<u32> {
+        self.running.as_ref().map(|r| r.record.id)
+    }
+
+    /// Takes in one agent event.
+    pub fn event(&mut self, event: &Event) -> Step {
+        match event {
+            Event::Hello { kernel_release, .. } => {
+                self.booted = true;
+                self.kernel_release = Some(kernel_release.clone());
+                Step::Booted
+            }
+            Event::TestStarted { test, .. } => {
+                let mut record = TestRecord::new(*test);
+                record.apply(event);
+                self.running = Some(Running {
+                    record,
+                    after_us: self.last_kmsg_us,
+                    keeping: self.last_kmsg_us.is_none(),
+                });
+                Step::TestStarted(*test)
+            }
+            Event::TestFinished { .. } => match self.running.take() {
+                Some(Running { mut record, .. }) => {
+                    record.apply(event);
+                    Step::TestFinished(record)
+                }
+                None => Step::Recorded,
+            },
+            Event::Done => Step::Done,
+            Event::AgentError { context, message } => {
+                Step::AgentError(format!("agent error while {context}: {message}"))
+            }
+            Event::Kmsg(kmsg) => {
+                self.last_kmsg_us = Some(kmsg.ts_us).max(self.last_kmsg_us);
+                let Some(running) = self.running.as_mut() else {
+                    return Step::Recorded;
+                };
+                running.record.apply(event);
+                if kmsg.lines().any(oops::is_marker) {
+                    Step::ReportStarted
+                } else {
+                    Step::Recorded
+                }
+            }
+            other => {
+                if let Some(running) = self.running.as_mut() {
+                    running.record.apply(other);
+                }
+                Step::Recorded
+            }
+        }
+    }
+
+    /// Takes in one console line; true when it starts a failure report in the running test.
+    /// A line goes to the running test when it is stamped after the newest kernel record the
+    /// agent had sent before the test began (an unstamped line goes with the line before it).
+    pub fn console(&mut self, line: &str) -> bool {
+        let Some(running) = self.running.as_mut() else {
+            return false;
+        };
+        let line = line.trim_end_matches('\r');
+        if let (Some(stamp), Some(after)) = (timestamp_us(line), running.after_us) {
+            running.keeping = stamp > after;
+        }
+        if !running.keeping {
+            return false;
+        }
+        running.record.console.push(line.to_string());
+        oops::is_marker(line)
+    }
+
+    /// Marks the running test as interrupted now, before the VM is stopped: what its channels
+    /// still held is taken in afterwards, and does not change why it ended.
+    pub fn mark_interrupted(&mut self, why: Interruption) {
+        if let Some(running) = self.running.as_mut() {
+            running.record.interrupted = Some(why);
+        }
+    }
+
+    /// Ends the running test, if one was interrupted: why the host stopped waiting (unless the
+    /// record already says), and how long it ran by the host's clock when the agent never said.
+    pub fn interrupt(&mut self, why: Interruption, ran: Duration) -> Option<TestRecord> {
+        let mut record = self.running.take()?.record;
+        if !record.finished {
+            record.duration = ran;
+            record.interrupted.get_or_insert(why);
+        }
+        Some(record)
+    }
+}
+
+/// `[   12.345678] ...` as microseconds.
+pub fn timestamp_us(line: &str) -> Option<u64> {
+    let inner = line.strip_prefix('[')?;
+    let close = inner.find(']')?;
+    let (secs, micros) = inner.get(..close)?.trim().split_once('.')?;
+    let secs: u64 = secs.parse().ok()?;
+    // printk prints six digits; be lenient with fewer.
+    let digits = micros.len().min(6);
+    let frac: u64 = micros.get(..digits)?.parse().ok()?;
+    Some(secs * 1_000_000 + frac * 10u64.pow(6 - digits as u32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kmsg(ts_us: u64, text: &str) -> Event {
+        Event::Kmsg(KmsgRecord {
+            seq: ts_us,
+            level: 6,
+            facility: 0,
+            ts_us,
+            text: text.into(),
+            caller: None,
+        })
+    }
+
+    /// The console lines test 0 gets when `before` were the kernel records sent before it began.
+    fn console_of(before: &[Event], console: &str) -> Vec<String> {
+        let mut records = VmRecords::default();
+        for event in before {
+            records.event(event);
+        }
+        records.event(&Event::TestStarted { test: 0, taint: 0 });
+        for line in console.lines() {
+            records.console(line);
+        }
+        let record = records.interrupt(Interruption::HostTimeout, Duration::ZERO);
+        record.expect("a running test").console
+    }
+
+    #[test]
+    fn console_lines_follow_the_last_record_before_the_test() {
+        let console = "[    1.000000] old\n[    2.000000] new\ncontinued\n[    3.5] later\n";
+        assert_eq!(
+            console_of(&[kmsg(1_500_000, "before")], console),
+            ["[    2.000000] new", "continued", "[    3.5] later"]
+        );
+        assert_eq!(console_of(&[], console).len(), 4);
+        assert_eq!(timestamp_us("[   12.000034] x"), Some(12_000_034));
+        assert_eq!(timestamp_us("no stamp"), None);
+    }
+
+    #[test]
+    fn only_the_running_test_takes_events_and_lines() {
+        let mut records = VmRecords::default();
+        assert!(!records.console("[    0.1] BUG: kernel NULL pointer dereference, address: 0"));
+        assert!(matches!(records.event(&kmsg(100, "boot")), Step::Recorded));
+        records.event(&Event::TestStarted { test: 3, taint: 0 });
+        assert_eq!(records.running(), Some(3));
+        // A failure report starting is worth telling the session: the test will not finish.
+        let marker = "WARNING: CPU: 0 PID: 7 at demo.c:3 demo_check+0x1/0x2 [demo]";
+        assert!(matches!(
+            records.event(&kmsg(200, marker)),
+            Step::ReportStarted
+        ));
+        assert!(records.console(&format!("[    0.000300] {marker}")));
+        let finished = records.event(&Event::TestFinished {
+            test: 3,
+            taint: 0,
+            duration_us: 5,
+        });
+        let Step::TestFinished(record) = finished else {
+            panic!("{finished:?}");
+        };
+        assert_eq!(
+            (record.id, record.kmsg.len(), record.console.len()),
+            (3, 1, 1)
+        );
+        assert!(record.finished && record.interrupted.is_none());
+        assert_eq!(records.running(), None);
+        assert!(records
+            .interrupt(Interruption::VmEnded, Duration::ZERO)
+            .is_none());
+    }
+}

@@ -1,0 +1,191 @@
+//! The run's first steps: the kernel, then the tests the selection asks for, with their modules
+//! built, or a SKIP when the kernel lacks what a module folder requires.
+
+use super::folder::SavedTest;
+use super::{Job, RunEvent, Runner};
+use crate::build::module;
+use crate::build::Products;
+use crate::guest::image;
+use crate::judge::verdict::Verdict;
+use crate::kernel::{self, fragments, Kernel};
+use crate::spec::select::Selected;
+use crate::spec::TestSpec;
+use anyhow::Result;
+use kmodlab_protocol::{ModuleLoad, PlannedTest, ProgramRun};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The agent allows each unload at least a second past the test's limit, so the host adds that
+/// per module.
+const UNLOAD_ALLOWANCE: Duration = Duration::from_secs(1);
+/// What the host adds per program beyond its own limit: the agent waits up to a second for a
+/// killed program to die, and its output (up to 64 KiB) crosses the serial line.
+const PROGRAM_ALLOWANCE: Duration = Duration::from_secs(2);
+
+/// The tests that run in VMs, by id.
+#[derive(Default)]
+pub(super) struct Jobs(pub(super) BTreeMap<u32, Job>);
+
+impl Jobs {
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(super) fn get(&self, id: u32) -> Option<&Job> {
+        self.0.get(&id)
+    }
+
+    /// The plan as the run folder keeps it.
+    pub(super) fn saved(&self) -> Vec<SavedTest> {
+        self.0
+            .iter()
+            .map(|(id, j)| SavedTest::new(*id, &j.module, &j.spec, j.source_paths.as_ref()))
+            .collect()
+    }
+}
+
+impl Job {
+    /// How long the host waits for the test's `test_finished` (before the agent's grace): its
+    /// limit for loading and waiting, each program's own limit, and the agent's allowance for
+    /// each unload.
+    pub(super) fn host_limit(&self) -> Duration {
+        let programs: Duration = self
+            .planned
+            .run
+            .iter()
+            .map(|p| Duration::from_millis(p.timeout_ms) + PROGRAM_ALLOWANCE)
+            .sum();
+        self.spec.timeout + programs + UNLOAD_ALLOWANCE * self.planned.modules.len() as u32
+    }
+}
+
+impl Runner<'_> {
+    /// Finds (or builds) the kernel.
+    pub(super) fn kernel(&mut self) -> Result<Kernel> {
+        let started = Instant::now();
+        let kernel = kernel::ensure(&self.opts.kernel)?;
+        self.timings.kernel = started.elapsed();
+        self.tell(RunEvent::KernelReady {
+            release: kernel.release.clone(),
+            duration: self.timings.kernel,
+        });
+        Ok(kernel)
+    }
+
+    /// Numbers every requested test in order: a SKIP for those whose folder needs what the
+    /// kernel lacks, a job for the rest, with their modules built.
+    pub(super) fn plan(&mut self, kernel: &Kernel) -> Result<(Jobs, Products)> {
+        let mut jobs = Jobs::default();
+        let mut products = Products::default();
+        let mut next_id = 0u32;
+        for selected in &self.opts.selection {
+            let spec = &selected.spec;
+            let tests = chosen_tests(selected);
+            let missing = kernel.lacks(&spec.requires);
+            if !missing.is_empty() {
+                for test in tests {
+                    let reason = fragments::skip_reason(kernel, &missing);
+                    let verdict = Verdict::skipped(&spec.name, &test.name, reason);
+                    self.settle(next_id, verdict);
+                    next_id += 1;
+                }
+                continue;
+            }
+            self.tell(RunEvent::ModuleBuilding {
+                module: spec.name.clone(),
+            });
+            let build_started = Instant::now();
+            let build = module::build(spec, kernel)?;
+            self.timings.builds += build_started.elapsed();
+            products.add(&build)?;
+            let source_paths = Some((build.copy_dir.clone(), spec.dir.clone()));
+            self.tell(RunEvent::ModuleBuilt(build));
+            for test in tests {
+                let timeout = self.opts.timeout.unwrap_or(test.timeout);
+                let job = job(
+                    next_id,
+                    &spec.name,
+                    test,
+                    timeout,
+                    &kernel.release,
+                    &source_paths,
+                );
+                jobs.0.insert(next_id, job);
+                next_id += 1;
+            }
+        }
+        Ok((jobs, products))
+    }
+}
+
+/// The tests of a selected folder the selection names (all of them when it names none).
+fn chosen_tests(selected: &Selected) -> Vec<&TestSpec> {
+    selected
+        .spec
+        .tests
+        .iter()
+        .filter(|t| {
+            selected
+                .tests
+                .as_ref()
+                .is_none_or(|names| names.contains(&t.name))
+        })
+        .collect()
+}
+
+/// One test as the agent's plan has it: its modules (the last with the test's parameters), its
+/// programs, and its limit (`timeout`, which may be the command line's).
+fn job(
+    id: u32,
+    module_name: &str,
+    test: &TestSpec,
+    timeout: Duration,
+    release: &str,
+    source_paths: &Option<(PathBuf, PathBuf)>,
+) -> Job {
+    let last = test.load.len().saturating_sub(1);
+    let modules = test
+        .load
+        .iter()
+        .enumerate()
+        .map(|(i, name)| ModuleLoad {
+            name: name.clone(),
+            path: image::guest_module_path(release, name),
+            params: if i == last {
+                test.params.clone()
+            } else {
+                String::new()
+            },
+        })
+        .collect();
+    let spec = TestSpec {
+        timeout,
+        ..test.clone()
+    };
+    let run = test
+        .run
+        .iter()
+        .map(|p| ProgramRun {
+            name: p.program.clone(),
+            path: crate::build::companion::guest_path(module_name, &p.program),
+            args: p.args.clone(),
+            timeout_ms: p.limit(&spec).as_millis() as u64,
+        })
+        .collect();
+    let planned = PlannedTest {
+        id,
+        name: format!("{module_name}/{}", test.name),
+        modules,
+        ktap: test.ktap,
+        settle_ms: test.settle.as_millis() as u64,
+        timeout_ms: timeout.as_millis() as u64,
+        run,
+    };
+    Job {
+        module: module_name.to_string(),
+        spec,
+        planned,
+        source_paths: source_paths.clone(),
+    }
+}

@@ -1,0 +1,595 @@
+//! One VM's session: reading its events until the agent is done, a test crashes or times out, or
+//! QEMU ends, with the host's deadlines on top. The events come from a live [`Vm`] or, for
+//! `parse`, from the files a run folder kept of one ([`Recording`]); [`VmRecords`] puts both
+//! together into the same per-test records, so a run folder is judged again as it was judged live.
+
+use crate::guest::vm::{Vm, VmEvent};
+use crate::judge::records::{Interruption, Step, TestRecord, VmRecords};
+use crate::judge::verdict::Verdict;
+use kmodlab_protocol::Event;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// How long a guest may take to boot and greet us before the boot counts as failed.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(20);
+/// Extra time the host gives the agent beyond a test's own limit before it stops waiting.
+pub const AGENT_GRACE: Duration = Duration::from_secs(2);
+/// Once a failure report starts during a test, the test has this long to finish (and the report to
+/// be printed in full) before the host ends the VM: a detector's report (soft lockup, hung task)
+/// means the test will not finish by itself, and its verdict should not wait for the time limit.
+const REPORT_GRACE: Duration = Duration::from_secs(3);
+
+/// Where one VM's events come from.
+pub trait EventSource {
+    /// The next event, or `None` once `deadline` has passed with nothing new.
+    fn next_event(&mut self, deadline: Instant) -> Option<VmEvent>;
+    /// Ends the VM; what its channels still held.
+    fn stop(&mut self) -> Vec<VmEvent>;
+    /// When the VM started.
+    fn started(&self) -> Instant;
+    /// The host's clock. A recording's stands still: only the agent's durations count there.
+    fn now(&self) -> Instant;
+}
+
+impl EventSource for Vm {
+    fn next_event(&mut self, deadline: Instant) -> Option<VmEvent> {
+        Vm::next_event(self, deadline)
+    }
+
+    fn stop(&mut self) -> Vec<VmEvent> {
+        Vm::stop(self);
+        self.drain()
+    }
+
+    fn started(&self) -> Instant {
+        self.started
+    }
+
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// A VM's events as a run folder kept them: the agent's events in order, then the console's
+/// lines. The files do not say how the two interleaved, so console lines can only matter to the
+/// test that was still running when the events stop (a kernel dying before the agent could send
+/// its report), and [`VmRecords`] gives them to it by their timestamps.
+pub struct Recording {
+    events: VecDeque<VmEvent>,
+    at: Instant,
+}
+
+impl Recording {
+    pub fn new(events: Vec<Event>, console: &str) -> Recording {
+        let mut queue: VecDeque<VmEvent> = events.into_iter().map(VmEvent::Agent).collect();
+        queue.extend(
+            console
+                .lines()
+                .map(|line| VmEvent::Console(line.to_string())),
+        );
+        Recording {
+            events: queue,
+            at: Instant::now(),
+        }
+    }
+}
+
+impl EventSource for Recording {
+    /// The events do not say whether QEMU exited or the host stopped waiting when they stop; the
+    /// host's limit is by far the more common end, so running out of them reads as silence.
+    fn next_event(&mut self, _deadline: Instant) -> Option<VmEvent> {
+        self.events.pop_front()
+    }
+
+    fn stop(&mut self) -> Vec<VmEvent> {
+        self.events.drain(..).collect()
+    }
+
+    fn started(&self) -> Instant {
+        self.at
+    }
+
+    fn now(&self) -> Instant {
+        self.at
+    }
+}
+
+/// What a session needs of the plan.
+pub trait Judge {
+    /// How long the host waits for a test to finish once it began, before [`AGENT_GRACE`].
+    fn limit(&self, test: u32) -> Duration;
+    /// The verdict on a test's record; `None` for a test the plan does not have.
+    fn judge(&self, record: &TestRecord) -> Option<Verdict>;
+}
+
+/// What a session tells as it goes.
+pub enum Progress<'a> {
+    /// The agent greeted the host, this long after the VM started.
+    Booted {
+        after: Duration,
+    },
+    TestStarted(u32),
+    /// `agent error while CONTEXT: MESSAGE`.
+    AgentError(String),
+    Verdict(u32, &'a Verdict),
+}
+
+/// What one VM did.
+#[derive(Debug, Default)]
+pub struct Session {
+    /// Whether the guest came up (or the run simply had no time left to wait for it).
+    pub booted: bool,
+    pub kernel_release: Option<String>,
+    pub verdicts: Vec<(u32, Verdict)>,
+    /// Why the session ended, in words.
+    pub end: String,
+    pub last_verdict: Option<Instant>,
+}
+
+/// Reads one VM's events until the agent is done, a test crashes or times out, or QEMU ends.
+pub fn drive(
+    source: &mut dyn EventSource,
+    judge: &dyn Judge,
+    run_deadline: Option<Instant>,
+    tell: &mut dyn FnMut(Progress),
+) -> Session {
+    let mut driver = Driver {
+        records: VmRecords::default(),
+        session: Session::default(),
+        judge,
+        test_deadline: None,
+        test_started: source.now(),
+        vm_ended: false,
+    };
+    loop {
+        let (deadline, run_limited) = driver.deadline(source, run_deadline);
+        let Some(event) = source.next_event(deadline) else {
+            driver.stop_waiting(run_limited);
+            break;
+        };
+        if driver.take(event, source, tell) == Flow::Stop {
+            break;
+        }
+    }
+    // What the channels still held when QEMU ended belongs to the test that was running.
+    for event in source.stop() {
+        if driver.records.running().is_none() {
+            break;
+        }
+        match event {
+            VmEvent::Console(line) => {
+                driver.records.console(&line);
+            }
+            VmEvent::Agent(event) => {
+                if let Step::TestFinished(record) = driver.records.event(&event) {
+                    driver.finish(&record, source, tell);
+                }
+            }
+            _ => {}
+        }
+    }
+    let why = if driver.vm_ended {
+        Interruption::VmEnded
+    } else {
+        Interruption::HostTimeout
+    };
+    let ran = source.now().saturating_duration_since(driver.test_started);
+    if let Some(record) = driver.records.interrupt(why, ran) {
+        driver.finish(&record, source, tell);
+    }
+    driver.session.booted |= driver.records.booted();
+    driver.session.kernel_release = driver.records.kernel_release().map(str::to_string);
+    driver.session
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Stop,
+}
+
+/// The session's state between events.
+struct Driver<'j> {
+    records: VmRecords,
+    session: Session,
+    judge: &'j dyn Judge,
+    /// When the host stops waiting for the running test (moved closer by a failure report).
+    test_deadline: Option<Instant>,
+    /// When the running test began, on the host's clock.
+    test_started: Instant,
+    vm_ended: bool,
+}
+
+impl Driver<'_> {
+    /// How long to wait for the next event, and whether the run's limit is what bounds it.
+    fn deadline(&self, source: &dyn EventSource, run_deadline: Option<Instant>) -> (Instant, bool) {
+        let deadline = match self.test_deadline {
+            Some(deadline) => deadline,
+            None if !self.records.booted() => source.started() + BOOT_TIMEOUT,
+            // Between tests the agent moves on at once; silence this long means it is stuck.
+            None => source.now() + AGENT_GRACE * 2,
+        };
+        match run_deadline {
+            Some(run) if run < deadline => (run, true),
+            _ => (deadline, false),
+        }
+    }
+
+    /// Nothing came before the deadline: the host stops waiting.
+    fn stop_waiting(&mut self, run_limited: bool) {
+        let booted = self.records.booted();
+        self.session.end = match (self.records.running(), booted) {
+            _ if run_limited => "the run's time limit was reached".into(),
+            (_, false) => format!("no word from the agent within {}s", BOOT_TIMEOUT.as_secs()),
+            (Some(_), true) => "test time limit reached".into(),
+            (None, true) => "the agent went silent between tests".into(),
+        };
+        self.records.mark_interrupted(if run_limited {
+            Interruption::RunTimeLimit
+        } else {
+            Interruption::HostTimeout
+        });
+        // Not the guest's fault: the run simply has no time left.
+        self.session.booted = run_limited && !booted;
+    }
+
+    fn take(
+        &mut self,
+        event: VmEvent,
+        source: &dyn EventSource,
+        tell: &mut dyn FnMut(Progress),
+    ) -> Flow {
+        match event {
+            VmEvent::Console(line) => {
+                if self.records.console(&line) {
+                    self.report_started(source);
+                }
+                Flow::Continue
+            }
+            VmEvent::AgentNoise(_) => Flow::Continue,
+            VmEvent::ConsoleClosed => self.vm_ended("QEMU exited".into()),
+            VmEvent::ChannelError(e) => self.vm_ended(e),
+            VmEvent::Agent(event) => self.agent_event(&event, source, tell),
+        }
+    }
+
+    fn vm_ended(&mut self, why: String) -> Flow {
+        self.session.end = why;
+        self.vm_ended = true;
+        Flow::Stop
+    }
+
+    fn report_started(&mut self, source: &dyn EventSource) {
+        let soon = source.now() + REPORT_GRACE;
+        self.test_deadline = self.test_deadline.map(|d| d.min(soon));
+    }
+
+    fn agent_event(
+        &mut self,
+        event: &Event,
+        source: &dyn EventSource,
+        tell: &mut dyn FnMut(Progress),
+    ) -> Flow {
+        match self.records.event(event) {
+            Step::Recorded => {}
+            Step::Booted => tell(Progress::Booted {
+                after: source.now().saturating_duration_since(source.started()),
+            }),
+            Step::TestStarted(test) => {
+                tell(Progress::TestStarted(test));
+                self.test_started = source.now();
+                self.test_deadline = Some(self.test_started + self.judge.limit(test) + AGENT_GRACE);
+            }
+            Step::ReportStarted => self.report_started(source),
+            Step::TestFinished(record) => {
+                self.test_deadline = None;
+                let verdict = self.finish(&record, source, tell);
+                // A crashed or stuck kernel must not judge the next test: fresh VM.
+                if verdict.is_some_and(|v| v.outcome.ends_the_vm()) {
+                    self.session.end = "a test crashed or timed out".into();
+                    return Flow::Stop;
+                }
+            }
+            Step::AgentError(text) => tell(Progress::AgentError(text)),
+            Step::Done => {
+                self.session.end = "the agent finished its plan".into();
+                return Flow::Stop;
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Judges a test's record and tells its verdict.
+    fn finish(
+        &mut self,
+        record: &TestRecord,
+        source: &dyn EventSource,
+        tell: &mut dyn FnMut(Progress),
+    ) -> Option<&Verdict> {
+        let verdict = self.judge.judge(record)?;
+        tell(Progress::Verdict(record.id, &verdict));
+        self.session.verdicts.push((record.id, verdict));
+        self.session.last_verdict = Some(source.now());
+        self.session.verdicts.last().map(|(_, v)| v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::judge::rules;
+    use kmodlab_protocol::{KmsgRecord, OpResult};
+    use std::path::Path;
+
+    /// Judges every test against the spec `parse` infers from its events; 10 s limits.
+    struct Inferred;
+
+    impl Judge for Inferred {
+        fn limit(&self, _test: u32) -> Duration {
+            Duration::from_secs(10)
+        }
+
+        fn judge(&self, record: &TestRecord) -> Option<Verdict> {
+            let spec = crate::run::replay::inferred_spec(&format!("test{}", record.id), record);
+            Some(rules::judge("m", &spec, record))
+        }
+    }
+
+    /// A VM that says what it is told to, one item per wait: `None` is a wait that reached its
+    /// deadline. It keeps the deadlines it was asked to wait for, on a clock that stands still.
+    struct Scripted {
+        script: VecDeque<Option<VmEvent>>,
+        left_in_channels: Vec<VmEvent>,
+        deadlines: Vec<Instant>,
+        at: Instant,
+    }
+
+    impl Scripted {
+        fn new(script: Vec<Option<VmEvent>>) -> Scripted {
+            Scripted {
+                script: script.into(),
+                left_in_channels: vec![],
+                deadlines: vec![],
+                at: Instant::now(),
+            }
+        }
+    }
+
+    impl EventSource for Scripted {
+        fn next_event(&mut self, deadline: Instant) -> Option<VmEvent> {
+            self.deadlines.push(deadline);
+            self.script.pop_front().flatten()
+        }
+
+        fn stop(&mut self) -> Vec<VmEvent> {
+            std::mem::take(&mut self.left_in_channels)
+        }
+
+        fn started(&self) -> Instant {
+            self.at
+        }
+
+        fn now(&self) -> Instant {
+            self.at
+        }
+    }
+
+    fn agent(event: Event) -> Option<VmEvent> {
+        Some(VmEvent::Agent(event))
+    }
+
+    fn hello() -> Option<VmEvent> {
+        agent(Event::Hello {
+            agent_version: "0.1.0".into(),
+            kernel_release: "6.12.117".into(),
+            uptime_ms: 500,
+            tests: 2,
+        })
+    }
+
+    fn started(test: u32) -> Option<VmEvent> {
+        agent(Event::TestStarted { test, taint: 0 })
+    }
+
+    fn loaded(test: u32) -> Option<VmEvent> {
+        agent(Event::ModuleLoaded {
+            test,
+            module: "demo".into(),
+            result: OpResult::Ok,
+            duration_us: 900,
+        })
+    }
+
+    fn kmsg(ts_us: u64, text: &str) -> Option<VmEvent> {
+        agent(Event::Kmsg(KmsgRecord {
+            seq: ts_us,
+            level: 4,
+            facility: 0,
+            ts_us,
+            text: text.into(),
+            caller: None,
+        }))
+    }
+
+    /// `test OUTCOME reason` per verdict, and why the session ended.
+    fn outcome(session: &Session) -> (Vec<String>, &str) {
+        let verdicts = session
+            .verdicts
+            .iter()
+            .map(|(id, v)| format!("{id} {} {}", v.outcome.label(), v.reason))
+            .collect();
+        (verdicts, session.end.as_str())
+    }
+
+    fn drive_quietly(source: &mut dyn EventSource, run_deadline: Option<Instant>) -> Session {
+        drive(source, &Inferred, run_deadline, &mut |_| {})
+    }
+
+    fn recorded_vm(label: &str) -> Recording {
+        let dir =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/runs/hello_ktap_fail_warn_hang");
+        let text = |name: String| std::fs::read_to_string(dir.join(name)).expect("recorded run");
+        let events = text(format!("{label}.events.jsonl"))
+            .lines()
+            .map(|line| Event::from_line(line).expect("an agent event"))
+            .collect();
+        Recording::new(events, &text(format!("{label}.console.log")))
+    }
+
+    #[test]
+    fn a_recorded_vm_is_read_up_to_the_crash_that_ended_it() {
+        let mut told = Vec::new();
+        let session = drive(&mut recorded_vm("vm1"), &Inferred, None, &mut |p| {
+            told.push(match p {
+                Progress::Booted { .. } => "booted".to_string(),
+                Progress::TestStarted(test) => format!("started {test}"),
+                Progress::AgentError(text) => text,
+                Progress::Verdict(id, v) => format!("verdict {id} {}", v.outcome.label()),
+            })
+        });
+        assert!(session.booted);
+        assert_eq!(session.kernel_release.as_deref(), Some("6.12.117"));
+        let (verdicts, end) = outcome(&session);
+        assert_eq!(
+            verdicts[..2],
+            [
+                "0 PASS ",
+                "1 FAIL not ok 2 arithmetic_is_broken: check failed: 2 + delta == 4 (ktap_fail.c:21)"
+            ]
+        );
+        assert_eq!(verdicts[2], "2 CRASH WARNING in warn_init_trigger");
+        // Test 3 began in the crashed kernel; it is not judged there (it ran again in vm2).
+        assert_eq!((verdicts.len(), end), (3, "a test crashed or timed out"));
+        assert_eq!(
+            told,
+            [
+                "booted",
+                "started 0",
+                "verdict 0 PASS",
+                "started 1",
+                "verdict 1 FAIL",
+                "started 2",
+                "verdict 2 CRASH"
+            ]
+        );
+        let session = drive_quietly(&mut recorded_vm("vm2"), None);
+        assert_eq!(
+            outcome(&session),
+            (
+                vec!["3 TIMEOUT load: init_hang's init did not return within 3s".to_string()],
+                "a test crashed or timed out"
+            )
+        );
+    }
+
+    #[test]
+    fn silence_during_a_test_is_its_timeout_and_a_failure_report_shortens_the_wait() {
+        let marker = "BUG: soft lockup - CPU#0 stuck for 22s! [insmod:53]";
+        let mut vm = Scripted::new(vec![
+            hello(),
+            started(0),
+            loaded(0),
+            kmsg(1_000, marker),
+            None,
+        ]);
+        let session = drive_quietly(&mut vm, None);
+        assert_eq!(
+            outcome(&session),
+            (
+                vec!["0 CRASH BUG: soft lockup".to_string()],
+                "test time limit reached"
+            )
+        );
+        let at = vm.at;
+        assert_eq!(
+            vm.deadlines,
+            [
+                at + BOOT_TIMEOUT,
+                at + AGENT_GRACE * 2,
+                at + Duration::from_secs(10) + AGENT_GRACE,
+                at + Duration::from_secs(10) + AGENT_GRACE,
+                at + REPORT_GRACE,
+            ]
+        );
+        // Without a report, the guest simply stopped answering.
+        let mut vm = Scripted::new(vec![hello(), started(0), loaded(0), None]);
+        assert_eq!(
+            outcome(&drive_quietly(&mut vm, None)),
+            (
+                vec!["0 TIMEOUT the guest stopped answering within 10s".to_string()],
+                "test time limit reached"
+            )
+        );
+    }
+
+    #[test]
+    fn the_vm_ending_or_the_run_running_out_of_time_interrupt_the_test() {
+        let mut vm = Scripted::new(vec![
+            hello(),
+            started(0),
+            loaded(0),
+            Some(VmEvent::Console(
+                "[    1.0] reboot: Restarting system".into(),
+            )),
+            Some(VmEvent::ConsoleClosed),
+        ]);
+        let session = drive_quietly(&mut vm, None);
+        assert_eq!(
+            outcome(&session),
+            (
+                vec!["0 CRASH the VM ended during the test".to_string()],
+                "QEMU exited"
+            )
+        );
+        assert_eq!(
+            session.verdicts[0].1.details,
+            ["[    1.0] reboot: Restarting system"]
+        );
+        // The run's limit comes before the test's.
+        let mut vm = Scripted::new(vec![hello(), started(0), loaded(0), None]);
+        let run_deadline = vm.at + Duration::from_secs(1);
+        let session = drive_quietly(&mut vm, Some(run_deadline));
+        assert_eq!(
+            outcome(&session),
+            (
+                vec!["0 TIMEOUT the run's time limit was reached during this test".to_string()],
+                "the run's time limit was reached"
+            )
+        );
+        assert_eq!(vm.deadlines.last(), Some(&run_deadline));
+    }
+
+    #[test]
+    fn a_guest_that_never_greets_did_not_boot_unless_the_run_had_no_time_left() {
+        let mut vm = Scripted::new(vec![Some(VmEvent::Console("SeaBIOS".into())), None]);
+        let session = drive_quietly(&mut vm, None);
+        assert!(!session.booted);
+        assert_eq!(session.end, "no word from the agent within 20s");
+        let mut vm = Scripted::new(vec![None]);
+        let no_time_left = Some(vm.at);
+        let session = drive_quietly(&mut vm, no_time_left);
+        assert!(session.booted);
+        assert_eq!(session.end, "the run's time limit was reached");
+    }
+
+    #[test]
+    fn what_the_channels_still_held_goes_to_the_test_that_was_running() {
+        let mut vm = Scripted::new(vec![hello(), started(0), loaded(0), None]);
+        vm.left_in_channels = vec![
+            VmEvent::Agent(Event::TestFinished {
+                test: 0,
+                taint: 0,
+                duration_us: 12_000_000,
+            }),
+            // The next test began just as the host gave up: it runs again in a fresh VM.
+            VmEvent::Agent(Event::TestStarted { test: 1, taint: 0 }),
+        ];
+        let session = drive_quietly(&mut vm, None);
+        let (verdicts, _) = outcome(&session);
+        assert_eq!(
+            verdicts,
+            ["0 TIMEOUT the guest stopped answering within 10s"]
+        );
+        assert_eq!(session.verdicts[0].1.duration, Duration::from_secs(12));
+    }
+}

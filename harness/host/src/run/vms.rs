@@ -1,0 +1,251 @@
+//! The run's VMs: one after another until every job has a verdict, a fresh one after a crash or
+//! timeout, a boot that failed retried once, and the run's own time limit kept.
+
+use super::plan::Jobs;
+use super::session::{self, Progress, Session};
+use super::{folder, Isolation, RunEvent, Runner};
+use crate::build::Products;
+use crate::guest::accel::{self, ProbeBoot};
+use crate::guest::image;
+use crate::guest::vm::{self, Accelerator, Vm, VmConfig};
+use crate::judge::records::TestRecord;
+use crate::judge::verdict::{Outcome, Verdict};
+use crate::kernel::Kernel;
+use anyhow::{bail, Result};
+use kmodlab_protocol::Plan;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Boots that may fail in a row (infrastructure, not the module) before the run gives up.
+const BOOT_ATTEMPTS: u32 = 2;
+
+impl session::Judge for Jobs {
+    fn limit(&self, test: u32) -> Duration {
+        self.get(test)
+            .map_or(Duration::from_secs(10), |job| job.host_limit())
+    }
+
+    fn judge(&self, record: &TestRecord) -> Option<Verdict> {
+        let job = self.get(record.id)?;
+        Some(super::judge_in_user_paths(
+            &job.module,
+            &job.spec,
+            record,
+            job.source_paths.as_ref(),
+        ))
+    }
+}
+
+/// What one VM's session needs besides the jobs.
+struct VmSetup<'a> {
+    kernel: &'a Kernel,
+    accel: Accelerator,
+    products: &'a Products,
+    run_deadline: Option<Instant>,
+}
+
+impl Runner<'_> {
+    /// Runs every job; the number of VMs it took.
+    pub(super) fn run_vms(
+        &mut self,
+        kernel: &Kernel,
+        jobs: &Jobs,
+        products: &Products,
+    ) -> Result<u32> {
+        let setup = VmSetup {
+            kernel,
+            accel: self.choose_accel(kernel)?,
+            products,
+            run_deadline: self.opts.run_timeout.map(|limit| self.started + limit),
+        };
+        let mut pending: Vec<u32> = jobs.0.keys().copied().collect();
+        let mut failed_boots = 0;
+        let mut vms = 0;
+        while !pending.is_empty() {
+            if setup
+                .run_deadline
+                .is_some_and(|deadline| Instant::now() >= deadline)
+            {
+                self.out_of_time(std::mem::take(&mut pending), jobs);
+                break;
+            }
+            vms += 1;
+            let label = format!("vm{vms}");
+            let group = group(self.opts.isolation, &pending, jobs);
+            let (session, console_log) = self.vm_session(&label, &setup, jobs, &group)?;
+            if !session.booted {
+                failed_boots += 1;
+                if failed_boots >= BOOT_ATTEMPTS {
+                    bail!(
+                        "the guest did not boot ({}), {BOOT_ATTEMPTS} times in a row; this is not the module's fault. \
+                         Console: {}",
+                        session.end,
+                        console_log.display()
+                    );
+                }
+                self.tell(RunEvent::Notice(format!(
+                    "{label}: guest did not boot ({}); retrying in a fresh VM",
+                    session.end
+                )));
+                continue;
+            }
+            failed_boots = 0;
+            self.take_session(session, &mut pending, jobs, setup.run_deadline);
+        }
+        Ok(vms)
+    }
+
+    /// KVM when it works (or as asked), else TCG; told to the listener.
+    fn choose_accel(&mut self, kernel: &Kernel) -> Result<Accelerator> {
+        let opts = self.opts;
+        let (accel, reason) = accel::choose(opts.accel, &opts.qemu, |accel| {
+            accel::probe_boot(&ProbeBoot {
+                qemu: &opts.qemu,
+                kernel,
+                agent: &opts.agent,
+                dir: &self.run_dir,
+                memory_mb: opts.memory_mb,
+                accel,
+            })
+        })?;
+        self.tell(RunEvent::Accelerator { accel, reason });
+        Ok(accel)
+    }
+
+    /// The run's time limit passed before these tests started: each gets a TIMEOUT.
+    fn out_of_time(&mut self, pending: Vec<u32>, jobs: &Jobs) {
+        for id in pending {
+            if let Some(job) = jobs.get(id) {
+                let verdict = Verdict::new(
+                    &job.module,
+                    &job.spec.name,
+                    Outcome::Timeout,
+                    "the run's time limit was reached before this test started",
+                );
+                self.settle(id, verdict);
+            }
+        }
+    }
+
+    /// Boots one VM with the `group`'s plan and reads it to its end; the session and the VM's
+    /// console log.
+    fn vm_session(
+        &mut self,
+        label: &str,
+        setup: &VmSetup,
+        jobs: &Jobs,
+        group: &[u32],
+    ) -> Result<(Session, PathBuf)> {
+        let plan = Plan {
+            tests: group
+                .iter()
+                .filter_map(|id| jobs.get(*id))
+                .map(|j| j.planned.clone())
+                .collect(),
+        };
+        let initramfs = folder::initramfs_path(&self.run_dir, label);
+        let initramfs_started = Instant::now();
+        image::write_test_initramfs(
+            &initramfs,
+            &self.opts.agent,
+            &plan,
+            &setup.kernel.release,
+            &setup.products.objects,
+            &setup.products.programs,
+        )?;
+        self.timings.initramfs += initramfs_started.elapsed();
+        let config = VmConfig {
+            qemu: self.opts.qemu.clone(),
+            kernel_image: setup.kernel.boot_image(),
+            initramfs: initramfs.clone(),
+            cmdline: vm::cmdline_for(setup.kernel, setup.accel, &setup.kernel.detector_args()),
+            accel: setup.accel,
+            memory_mb: self.opts.memory_mb,
+            cpus: self.opts.cpus,
+            dir: self.run_dir.clone(),
+            label: label.to_string(),
+        };
+        let mut vm = Vm::start(&config)?;
+        self.tell(RunEvent::VmStarted {
+            label: label.to_string(),
+        });
+        let session = self.drive(&mut vm, jobs, setup.run_deadline);
+        self.timings.vms += session
+            .last_verdict
+            .unwrap_or_else(Instant::now)
+            .saturating_duration_since(vm.started);
+        // The initramfs is rebuilt from the run's inputs at will; keep the run folder small.
+        let _ = std::fs::remove_file(&initramfs);
+        self.tell(RunEvent::VmEnded {
+            label: label.to_string(),
+            reason: session.end.clone(),
+        });
+        Ok((session, vm.console_log.clone()))
+    }
+
+    /// One VM's session, told to the listener as it goes.
+    fn drive(&mut self, vm: &mut Vm, jobs: &Jobs, run_deadline: Option<Instant>) -> Session {
+        let label = vm.label.clone();
+        let (listener, in_order) = (&mut *self.listener, &mut *self.in_order);
+        session::drive(vm, jobs, run_deadline, &mut |progress| match progress {
+            Progress::Booted { after } => listener(&RunEvent::VmBooted {
+                label: label.clone(),
+                after,
+            }),
+            Progress::TestStarted(test) => {
+                if let Some(job) = jobs.get(test) {
+                    listener(&RunEvent::TestStarted {
+                        id: format!("{}/{}", job.module, job.spec.name),
+                    });
+                }
+            }
+            Progress::AgentError(text) => listener(&RunEvent::Notice(format!("{label}: {text}"))),
+            Progress::Verdict(id, verdict) => in_order.emit(id, verdict, listener),
+        })
+    }
+
+    /// Keeps a booted VM's verdicts. A VM that booted but ran nothing gives the next test an
+    /// ERROR, so that the run cannot loop forever.
+    fn take_session(
+        &mut self,
+        session: Session,
+        pending: &mut Vec<u32>,
+        jobs: &Jobs,
+        run_deadline: Option<Instant>,
+    ) {
+        let progressed = !session.verdicts.is_empty();
+        for (id, verdict) in session.verdicts {
+            pending.retain(|p| *p != id);
+            self.verdicts.insert(id, verdict);
+        }
+        let out_of_time = run_deadline.is_some_and(|deadline| Instant::now() >= deadline);
+        if progressed || out_of_time || pending.is_empty() {
+            return;
+        }
+        let id = pending.remove(0);
+        if let Some(job) = jobs.get(id) {
+            let verdict = Verdict::new(
+                &job.module,
+                &job.spec.name,
+                Outcome::Error,
+                format!("the agent ran nothing: {}", session.end),
+            );
+            self.settle(id, verdict);
+        }
+    }
+}
+
+/// The tests the next VM runs, by the run's isolation.
+fn group(isolation: Isolation, pending: &[u32], jobs: &Jobs) -> Vec<u32> {
+    let first = pending.first().copied();
+    let module_of = |id: u32| jobs.get(id).map(|j| &j.module);
+    match isolation {
+        Isolation::All => pending.to_vec(),
+        Isolation::Module => pending
+            .iter()
+            .copied()
+            .filter(|id| module_of(*id) == first.and_then(module_of))
+            .collect(),
+        Isolation::Test => first.into_iter().collect(),
+    }
+}
