@@ -37,6 +37,23 @@ pub fn verdict(
         .with_duration(std::time::Duration::from_millis(120))
 }
 
+/// The `warn_init` fixture's CRASH as the report tests use it: the report's first line and
+/// `report_line`, and one line of kernel log.
+pub fn warn_init_crash(report_line: &str, log_line: &str) -> crate::judge::verdict::Verdict {
+    let mut crash = verdict(
+        "warn_init",
+        "warns",
+        crate::judge::verdict::Outcome::Crash,
+        "WARNING in warn_init_trigger",
+    );
+    crash.details = vec![
+        "------------[ cut here ]------------".into(),
+        report_line.into(),
+    ];
+    crash.log = vec![log_line.into()];
+    crash
+}
+
 /// `module/test OUTCOME reason` per verdict.
 pub fn verdict_lines(verdicts: &[crate::judge::verdict::Verdict]) -> Vec<String> {
     verdicts

@@ -27,33 +27,52 @@ pub fn write_test_initramfs(
         .tests
         .iter()
         .flat_map(|t| t.modules.iter().map(|m| m.name.as_str()));
-    for name in sorted_once(modules) {
-        let source = objects
-            .get(name)
-            .ok_or_else(|| anyhow!("no built object for module {name}"))?;
-        archive.file_from_path(&guest_module_path(release, name), 0o644, source)?;
-    }
+    add_built(
+        &mut archive,
+        modules,
+        objects,
+        0o644,
+        "object for module",
+        |name| guest_module_path(release, name),
+    )?;
     let companions = plan
         .tests
         .iter()
         .flat_map(|t| t.run.iter().map(|p| p.path.as_str()));
-    for guest in sorted_once(companions) {
-        let source = programs
-            .get(guest)
-            .ok_or_else(|| anyhow!("no built companion for {guest}"))?;
-        archive.file_from_path(guest, 0o755, source)?;
-    }
+    add_built(
+        &mut archive,
+        companions,
+        programs,
+        0o755,
+        "companion for",
+        str::to_string,
+    )?;
     let mut out = archive.finish()?;
     std::io::Write::flush(&mut out).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
 /// Each name once, sorted, so that the archive does not depend on the plan's order.
-fn sorted_once<'a>(names: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
-    let mut names: Vec<&str> = names.collect();
+/// Adds each wanted file once, in name order, from what the build produced; `what` names a kind
+/// of product for the error when the plan wants one that was not built.
+fn add_built<'a, W: std::io::Write>(
+    archive: &mut Writer<W>,
+    wanted: impl Iterator<Item = &'a str>,
+    built: &BTreeMap<String, PathBuf>,
+    mode: u32,
+    what: &str,
+    guest_path: impl Fn(&str) -> String,
+) -> Result<()> {
+    let mut names: Vec<&str> = wanted.collect();
     names.sort_unstable();
     names.dedup();
-    names
+    for name in names {
+        let source = built
+            .get(name)
+            .ok_or_else(|| anyhow!("no built {what} {name}"))?;
+        archive.file_from_path(&guest_path(name), mode, source)?;
+    }
+    Ok(())
 }
 
 /// Where a module file sits in the guest: where `modprobe` would look for an out-of-tree module.

@@ -218,14 +218,41 @@ pub struct Vm {
     pub qemu_log: PathBuf,
 }
 
+/// The files a VM leaves in its folder, named for its label. The one place that names them: the
+/// run folder's reader finds them through it too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmLogs {
+    /// Everything the console printed.
+    pub console: PathBuf,
+    /// The agent's events, one JSON object a line.
+    pub events: PathBuf,
+    /// The QEMU command line, then QEMU's own messages.
+    pub qemu: PathBuf,
+}
+
+impl VmLogs {
+    /// How an events file's name ends, after the VM's label.
+    pub const EVENTS_SUFFIX: &'static str = ".events.jsonl";
+
+    pub fn named(dir: &Path, label: &str) -> VmLogs {
+        VmLogs {
+            console: dir.join(format!("{label}.console.log")),
+            events: dir.join(format!("{label}{}", Self::EVENTS_SUFFIX)),
+            qemu: dir.join(format!("{label}.qemu.txt")),
+        }
+    }
+}
+
 impl Vm {
     /// Starts QEMU and the threads that read its channels.
     pub fn start(cfg: &VmConfig) -> Result<Vm> {
         let socket_name = unique_socket_name();
         let listener = bind_abstract(&socket_name)?;
-        let console_log = cfg.dir.join(format!("{}.console.log", cfg.label));
-        let events_log = cfg.dir.join(format!("{}.events.jsonl", cfg.label));
-        let qemu_log = cfg.dir.join(format!("{}.qemu.txt", cfg.label));
+        let VmLogs {
+            console: console_log,
+            events: events_log,
+            qemu: qemu_log,
+        } = VmLogs::named(&cfg.dir, &cfg.label);
 
         let wiring = Wiring {
             console: Console::Recorded,

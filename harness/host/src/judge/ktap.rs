@@ -606,6 +606,14 @@ impl Parser {
 mod tests {
     use super::*;
 
+    fn counts(passed: u32, failed: u32, skipped: u32) -> Counts {
+        Counts {
+            passed,
+            failed,
+            skipped,
+        }
+    }
+
     fn one(log: &str) -> Document {
         let mut docs = parse_text(log);
         assert_eq!(docs.len(), 1, "{docs:#?}");
@@ -627,14 +635,7 @@ mod tests {
         assert_eq!(names(&doc), ["first", "second", "third"]);
         assert_eq!(doc.cases[1].outcome, Outcome::Fail);
         assert_eq!(doc.cases[2].outcome, Outcome::Skip("no device".into()));
-        assert_eq!(
-            doc.counts(),
-            Counts {
-                passed: 1,
-                failed: 1,
-                skipped: 1
-            }
-        );
+        assert_eq!(doc.counts(), counts(1, 1, 1));
         assert_eq!(
             doc.failures(),
             vec![Failure {
@@ -653,14 +654,7 @@ mod tests {
         assert_eq!(doc.cases[1].outcome, Outcome::Todo("y".into()));
         assert_eq!(doc.cases[2].outcome, Outcome::Xfail("z".into()));
         assert!(doc.failures().is_empty());
-        assert_eq!(
-            doc.counts(),
-            Counts {
-                passed: 1,
-                failed: 0,
-                skipped: 3
-            }
-        );
+        assert_eq!(doc.counts(), counts(1, 0, 3));
         assert!(doc.passed());
     }
 
@@ -719,14 +713,7 @@ mod tests {
                 "6 / 2 == 3 (0x3)"
             ]
         );
-        assert_eq!(
-            doc.counts(),
-            Counts {
-                passed: 3,
-                failed: 1,
-                skipped: 1
-            }
-        );
+        assert_eq!(doc.counts(), counts(3, 1, 1));
         let failures = doc.failures();
         assert_eq!(
             failures.len(),
@@ -779,14 +766,7 @@ mod tests {
         assert_eq!(docs[0].plan, Some(0));
         assert!(docs[0].complete && docs[0].cases.is_empty());
         assert!(docs[1].complete);
-        assert_eq!(
-            docs[1].counts(),
-            Counts {
-                passed: 1,
-                failed: 0,
-                skipped: 0
-            }
-        );
+        assert_eq!(docs[1].counts(), counts(1, 0, 0));
     }
 
     #[test]
@@ -801,14 +781,7 @@ mod tests {
                 reason: "missing results 4..5: the module stopped printing KTAP".into()
             }]
         );
-        assert_eq!(
-            doc.counts(),
-            Counts {
-                passed: 3,
-                failed: 2,
-                skipped: 0
-            }
-        );
+        assert_eq!(doc.counts(), counts(3, 2, 0));
     }
 
     #[test]
@@ -886,14 +859,7 @@ mod tests {
         assert!(doc.complete);
         let paths: Vec<String> = doc.failures().into_iter().map(|f| f.path).collect();
         assert_eq!(paths, ["example_test_1.test_3.test_1"]);
-        assert_eq!(
-            doc.counts(),
-            Counts {
-                passed: 1,
-                failed: 1,
-                skipped: 1
-            }
-        );
+        assert_eq!(doc.counts(), counts(1, 1, 1));
     }
 
     #[test]
@@ -903,14 +869,7 @@ mod tests {
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].path, "suite");
         assert_eq!(f[0].reason, "suite init failed");
-        assert_eq!(
-            doc.counts(),
-            Counts {
-                passed: 1,
-                failed: 1,
-                skipped: 0
-            }
-        );
+        assert_eq!(doc.counts(), counts(1, 1, 0));
     }
 
     #[test]

@@ -225,23 +225,24 @@ fn wait_timeout(facts: &Facts) -> Option<Decision> {
     })
 }
 
+/// Each module's unload and what came of it, in unload order.
+fn unloads<'a>(facts: &'a Facts) -> impl Iterator<Item = &'a (String, OpResult)> {
+    facts.record.unloads.iter()
+}
+
 /// An unload that did not return or killed its task.
 fn unload_death(facts: &Facts) -> Option<Decision> {
-    facts
-        .record
-        .unloads
-        .iter()
-        .find_map(|(module, result)| match result {
-            OpResult::TimedOut => Some(Decision::new(
-                Outcome::Timeout,
-                format!("unload: {module}'s exit did not return in time"),
-            )),
-            OpResult::Died { signal } => Some(Decision::new(
-                Outcome::Crash,
-                format!("unload: the task unloading {module} was killed ({signal})"),
-            )),
-            OpResult::Ok | OpResult::Failed { .. } => None,
-        })
+    unloads(facts).find_map(|(module, result)| match result {
+        OpResult::TimedOut => Some(Decision::new(
+            Outcome::Timeout,
+            format!("unload: {module}'s exit did not return in time"),
+        )),
+        OpResult::Died { signal } => Some(Decision::new(
+            Outcome::Crash,
+            format!("unload: the task unloading {module} was killed ({signal})"),
+        )),
+        OpResult::Ok | OpResult::Failed { .. } => None,
+    })
 }
 
 /// A test the host stopped waiting for.
@@ -359,24 +360,20 @@ fn new_taint(facts: &Facts) -> Option<Decision> {
 
 /// An unload the kernel refused.
 fn unload_failure(facts: &Facts) -> Option<Decision> {
-    facts
-        .record
-        .unloads
-        .iter()
-        .find_map(|(module, result)| match result {
-            OpResult::Failed {
-                errno,
-                name,
-                message,
-            } => Some(
-                Decision::new(
-                    Outcome::Error,
-                    format!("unload {module}: {name} ({message})"),
-                )
-                .errno(*errno),
-            ),
-            _ => None,
-        })
+    unloads(facts).find_map(|(module, result)| match result {
+        OpResult::Failed {
+            errno,
+            name,
+            message,
+        } => Some(
+            Decision::new(
+                Outcome::Error,
+                format!("unload {module}: {name} ({message})"),
+            )
+            .errno(*errno),
+        ),
+        _ => None,
+    })
 }
 
 /// `exited 0`, `was killed by SIGSEGV`, `timed out`.

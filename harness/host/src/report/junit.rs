@@ -167,17 +167,10 @@ mod tests {
 
     #[test]
     fn outcomes_map_to_junit_elements() {
-        let mut crash = verdict(
-            "warn_init",
-            "warns",
-            Outcome::Crash,
-            "WARNING in warn_init_trigger",
-        );
-        crash.details = vec![
-            "------------[ cut here ]------------".into(),
-            "RIP: <x>".into(),
-        ];
-        crash.log = vec!["[    1.3] WARNING: CPU: 0 PID: 36".into()];
+        let crash = Verdict {
+            duration: Duration::from_millis(140),
+            ..crate::test_support::warn_init_crash("RIP: <x>", "[    1.3] WARNING: CPU: 0 PID: 36")
+        };
         let mut error = verdict("init_enodev", "fails", Outcome::Error, "load: ENODEV");
         error.errno = Some(19);
         let verdicts = vec![

@@ -149,20 +149,13 @@ mod tests {
     use super::*;
     use crate::judge::ktap;
 
-    use crate::test_support::verdict;
+    use crate::test_support::{verdict, warn_init_crash};
 
     fn sample() -> Vec<Verdict> {
-        let mut crash = verdict(
-            "warn_init",
-            "warns",
-            Outcome::Crash,
-            "WARNING in warn_init_trigger",
+        let crash = warn_init_crash(
+            "WARNING: CPU: 0 PID: 36 at warn_init.c:12 warn_init_trigger+0x0/0x10",
+            "[    1.0] esc \u{1b}[31m # not a directive",
         );
-        crash.details = vec![
-            "------------[ cut here ]------------".into(),
-            "WARNING: CPU: 0 PID: 36 at warn_init.c:12 warn_init_trigger+0x0/0x10".into(),
-        ];
-        crash.log = vec!["[    1.0] esc \u{1b}[31m # not a directive".into()];
         vec![
             verdict("hello", "greets", Outcome::Pass, ""),
             verdict(

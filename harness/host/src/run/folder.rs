@@ -6,6 +6,7 @@
 //!   (the VM writes them as they arrive);
 //! - `verdicts.json`: every verdict, in test-id order, and `MODULE.TEST.log`, each test's log.
 
+use crate::guest::vm::VmLogs;
 use crate::judge::evidence::Evidence;
 use crate::judge::verdict::{Outcome, Verdict};
 use crate::spec::{ProgramSpec, TestSpec};
@@ -260,7 +261,7 @@ impl RunFolder {
                 let name = entry.file_name();
                 let name = name.to_str()?;
                 name.strip_prefix("vm")?
-                    .strip_suffix(".events.jsonl")?
+                    .strip_suffix(VmLogs::EVENTS_SUFFIX)?
                     .parse()
                     .ok()
             })
@@ -297,11 +298,12 @@ impl RunFolder {
     /// The events and console log VM `number` left.
     pub fn vm(&self, number: u32) -> Result<VmFiles> {
         let label = format!("vm{number}");
-        let events_path = self.dir.join(format!("{label}.events.jsonl"));
+        let logs = VmLogs::named(&self.dir, &label);
+        let events_path = logs.events;
         let events_text = std::fs::read_to_string(&events_path)
             .with_context(|| format!("reading {}", events_path.display()))?;
         // A missing console log only costs crash reports the agent could not send.
-        let console = std::fs::read(self.dir.join(format!("{label}.console.log")))
+        let console = std::fs::read(&logs.console)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default();
         let mut events = Vec::new();
