@@ -1,5 +1,5 @@
 //! Line-level KTAP recognition shared by the agent (to know when a module's KTAP is complete)
-//! and the host's parser (harness/host/src/ktap.rs), so both read lines the same way.
+//! and the host's parser (harness/host/src/judge/ktap.rs), so both read lines the same way.
 //!
 //! The format is the kernel's `Documentation/dev-tools/ktap.rst` (KTAP version 1), plus the
 //! TAP 13/14 forms older KUnit and kselftest print. Lines come from a kernel log, so they may carry
