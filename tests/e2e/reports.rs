@@ -151,3 +151,52 @@ fn junit_json_and_parse_tell_the_same_story_as_the_run() {
         "kunit.py parse said:\n{said}"
     );
 }
+
+/// The three ways to judge one run must agree: the verdicts `test` gave live, `parse` of the run
+/// folder (the recorded events, replayed through the same session loop), and `parse` of each VM's
+/// console log alone (no events, no spec), which must find every crash with the same title.
+#[test]
+fn live_verdicts_a_replayed_folder_and_the_console_logs_give_the_same_titles() {
+    let (warn_init, null_init) = (fixture("warn_init"), fixture("null_init"));
+    let report = kmodlab_e2e::run_modules(&["hello", &warn_init, &null_init]);
+    let live: Vec<(String, String, String)> = report
+        .verdicts
+        .iter()
+        .map(|v| (v.id(), v.outcome.label().to_string(), v.reason.clone()))
+        .collect();
+    let crash_titles = |verdicts: &[kmodlab::judge::verdict::Verdict]| {
+        let mut titles: Vec<String> = verdicts
+            .iter()
+            .filter(|v| v.outcome == kmodlab::judge::verdict::Outcome::Crash)
+            .map(|v| v.reason.clone())
+            .collect();
+        titles.sort();
+        titles
+    };
+    let live_titles = crash_titles(&report.verdicts);
+    assert_eq!(
+        live_titles,
+        [
+            "BUG: kernel NULL pointer dereference in null_init_store",
+            "WARNING in warn_init_trigger"
+        ],
+        "{live:#?}"
+    );
+
+    let replayed =
+        kmodlab::run::replay::run_folder(&report.run_dir).expect("the run folder parses");
+    let again: Vec<(String, String, String)> = replayed
+        .verdicts
+        .iter()
+        .map(|v| (v.id(), v.outcome.label().to_string(), v.reason.clone()))
+        .collect();
+    assert_eq!(again, live);
+
+    let mut from_consoles = Vec::new();
+    for vm in 1..=report.vms {
+        let console = report.run_dir.join(format!("vm{vm}.console.log"));
+        let parsed = kmodlab::run::parse::parse_path(&console).expect("the console log parses");
+        from_consoles.extend(parsed.verdicts);
+    }
+    assert_eq!(crash_titles(&from_consoles), live_titles);
+}
