@@ -104,7 +104,7 @@ const TOP_FOLDERS: [&str; 7] = [
 ];
 
 /// Every file the documents and comments cite by a repository path (`docs/PERFORMANCE.md`,
-/// `tests/fixtures/warn_init/`) or by a bare document name (`FACTS.md`), that does not exist.
+/// `tests/fixtures/warn_init/`) or by a bare document name (`SOME_NAME.md`), that does not exist.
 /// Paths into the kernel tree (`include/linux/panic.h`) are not ours and are not checked.
 #[test]
 fn documents_and_comments_cite_only_files_the_repository_has() {
@@ -162,7 +162,7 @@ fn cites_a_missing_file(cited: &str, from: &str, root: &Path, names: &BTreeSet<&
         // crate's integration tests).
         return !citing_dir.ancestors().any(|dir| dir.join(cited).exists());
     }
-    // A bare document name (`FACTS.md`, `README.md`) must be one of ours.
+    // A bare document name (`SOME_NAME.md`, `README.md`) must be one of ours.
     if !cited.contains('/') && cited.ends_with(".md") {
         return !names.contains(cited);
     }

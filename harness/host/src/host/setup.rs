@@ -287,8 +287,7 @@ impl fmt::Display for ActionNeeded {
 impl std::error::Error for ActionNeeded {}
 
 fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    nix::unistd::geteuid().is_root()
 }
 
 fn sudo_if_needed(fix: &Fix) -> String {
