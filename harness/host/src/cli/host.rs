@@ -1,8 +1,8 @@
 //! `doctor` and `setup`: what this machine has, and installing what it lacks.
 
 use super::args::SetupArgs;
+use super::doctor;
 use super::exit::{EXIT_PASS, EXIT_UNABLE};
-use crate::host::doctor;
 use crate::host::setup;
 use anyhow::Result;
 

@@ -7,6 +7,7 @@
 
 mod args;
 mod build;
+pub mod doctor;
 mod exit;
 mod guest;
 mod host;

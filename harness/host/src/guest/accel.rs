@@ -1,7 +1,7 @@
 //! Choosing between KVM and TCG. On these machines /dev/kvm exists and nested KVM still fails
 //! (measured here: a guest under nested KVM died with "KVM internal error. Suberror: 1 / emulation
-//! failure" in the kernel decompressor, or hung), so "auto" trusts KVM only after a real, time-bounded boot worked, and remembers
-//! the answer per host kernel and QEMU version.
+//! failure" in the kernel decompressor, or hung), so "auto" trusts KVM only after a real,
+//! time-bounded boot worked, and remembers the answer per host kernel and QEMU version.
 
 use crate::guest::image;
 use crate::guest::qemu;
@@ -17,10 +17,31 @@ use std::time::{Duration, Instant};
 /// How long a probe boot may take before KVM counts as not working.
 const PROBE_LIMIT: Duration = Duration::from_secs(10);
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct ProbeResult {
-    kvm_works: bool,
-    detail: String,
+/// A probe boot's answer, as remembered in the cache.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProbeResult {
+    pub kvm_works: bool,
+    pub detail: String,
+}
+
+/// Where the answer for this host kernel and this QEMU is remembered.
+fn probe_record(qemu: &Path) -> Result<std::path::PathBuf> {
+    let host_release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let key = KeyBuilder::new()
+        .part("host", &host_release)
+        .part("qemu", qemu::version(qemu)?)
+        .finish();
+    Ok(cache::dir("probes")?.join(format!("kvm-{key}.json")))
+}
+
+/// The remembered answer for this host kernel and QEMU, if a probe has run; `doctor` shows it.
+pub fn remembered(qemu: &Path) -> Result<Option<ProbeResult>> {
+    let path = probe_record(qemu)?;
+    Ok(std::fs::read(&path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok()))
 }
 
 /// Resolves `--accel auto`: the remembered answer, else `probe(Kvm)` once.
@@ -31,18 +52,8 @@ pub fn auto(
     if let Err(why) = kvm_device_usable() {
         return Ok((Accelerator::Tcg, format!("KVM unavailable: {why}")));
     }
-    let host_release = nix::sys::utsname::uname()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let key = KeyBuilder::new()
-        .part("host", &host_release)
-        .part("qemu", qemu::version(qemu)?)
-        .finish();
-    let path = cache::dir("probes")?.join(format!("kvm-{key}.json"));
-    let remembered: Option<ProbeResult> = std::fs::read(&path)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
-    let result = match remembered {
+    let path = probe_record(qemu)?;
+    let result = match remembered(qemu)? {
         Some(result) => result,
         None => {
             let kvm_works = probe(Accelerator::Kvm).unwrap_or(false);

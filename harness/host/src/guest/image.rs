@@ -52,9 +52,9 @@ pub fn write_test_initramfs(
     Ok(())
 }
 
-/// Each name once, sorted, so that the archive does not depend on the plan's order.
-/// Adds each wanted file once, in name order, from what the build produced; `what` names a kind
-/// of product for the error when the plan wants one that was not built.
+/// Adds each wanted file once, in name order (so that the archive does not depend on the plan's
+/// order), from what the build produced; `what` names a kind of product for the error when the
+/// plan wants one that was not built.
 fn add_built<'a, W: std::io::Write>(
     archive: &mut Writer<W>,
     wanted: impl Iterator<Item = &'a str>,

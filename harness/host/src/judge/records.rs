@@ -194,7 +194,8 @@ impl VmRecords {
                 self.running = Some(Running {
                     record,
                     after_us: self.last_kmsg_us,
-                    keeping: self.last_kmsg_us.is_none(),
+                    // Unstamped lines (the agent's own messages) at the test's start are its.
+                    keeping: true,
                 });
                 Step::TestStarted(*test)
             }
@@ -268,6 +269,11 @@ impl VmRecords {
     }
 }
 
+/// Microseconds as printk stamps them on the console: `[   12.345678]`.
+pub fn format_stamp(us: u64) -> String {
+    format!("[{:>5}.{:06}]", us / 1_000_000, us % 1_000_000)
+}
+
 /// `[   12.345678] ...` as microseconds.
 pub fn timestamp_us(line: &str) -> Option<u64> {
     let inner = line.strip_prefix('[')?;
@@ -319,6 +325,19 @@ mod tests {
         assert_eq!(console_of(&[], console).len(), 4);
         assert_eq!(timestamp_us("[   12.000034] x"), Some(12_000_034));
         assert_eq!(timestamp_us("no stamp"), None);
+    }
+
+    #[test]
+    fn unstamped_lines_at_a_tests_start_are_its_and_late_older_lines_are_not() {
+        // The agent's own messages carry no stamp; a line the kernel printed before the test
+        // began can still arrive on the slow console after it began, and is not the test's.
+        let console =
+            "kmodlab-agent: a message\n[    1.000000] late from before\nafter it\n[    2.0] ours\n";
+        assert_eq!(
+            console_of(&[kmsg(1_500_000, "before")], console),
+            ["kmodlab-agent: a message", "[    2.0] ours"]
+        );
+        assert_eq!(format_stamp(12_000_034), "[   12.000034]");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! beyond the out-of-tree ones was set, and it unloaded cleanly. Otherwise the verdict names the
 //! first reason, most severe first: a crash explains everything after it.
 
-use super::records::{Interruption, ProgramRecord, TestRecord};
+use super::records::{self, Interruption, ProgramRecord, TestRecord};
 use super::verdict::{Outcome, Verdict};
 use super::{ktap, oops, taint};
 use crate::spec::TestSpec;
@@ -49,12 +49,14 @@ fn log_window(record: &TestRecord) -> Vec<String> {
     if record.kmsg.is_empty() {
         log.extend(record.console.iter().cloned());
     } else {
-        let stamp = |us: u64| format!("[{:>5}.{:06}]", us / 1_000_000, us % 1_000_000);
         for (i, r) in record.kmsg.iter().enumerate() {
             for program in record.programs.iter().filter(|p| p.kmsg_before == i) {
                 log.extend(program_lines(program));
             }
-            log.extend(r.lines().map(|line| format!("{} {line}", stamp(r.ts_us))));
+            log.extend(
+                r.lines()
+                    .map(|line| format!("{} {line}", records::format_stamp(r.ts_us))),
+            );
         }
     }
     for program in record

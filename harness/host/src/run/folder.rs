@@ -59,6 +59,8 @@ pub fn create_run_dir(runs_dir: Option<&Path>) -> Result<PathBuf> {
 /// `YYYYMMDD-HHMMSS` in UTC.
 fn utc_stamp(time: SystemTime) -> String {
     // `2026-11-22T04:22:15Z`, reshaped.
+    // humantime cannot show a time before 1970; a clock set that far back gets the epoch.
+    let time = time.max(SystemTime::UNIX_EPOCH);
     let rfc3339 = humantime::format_rfc3339_seconds(time).to_string();
     rfc3339
         .trim_end_matches('Z')

@@ -89,7 +89,7 @@ fn level_name(level: u8) -> &'static str {
 }
 
 pub(super) fn stamp(us: u64) -> String {
-    format!("[{:>5}.{:06}]", us / 1_000_000, us % 1_000_000)
+    crate::judge::records::format_stamp(us)
 }
 
 /// Milliseconds with as many decimals as `step_ms` needs, trailing zeros dropped.

@@ -1,5 +1,6 @@
 //! `doctor`: every host requirement, KVM, the kernel cache and disk space, each with its fix.
 
+use crate::guest::accel::{self, ProbeResult};
 use crate::host::setup::{self, Host};
 use std::path::Path;
 
@@ -59,11 +60,12 @@ pub fn diagnose(host: &Host) -> Vec<Finding> {
             },
         });
     }
-    if let Some(qemu) = setup::find_in(&host.path, "qemu-system-x86_64") {
-        let version = crate::guest::qemu::version(&qemu).unwrap_or_else(|e| format!("{e:#}"));
+    let qemu = setup::find_in(&host.path, "qemu-system-x86_64");
+    if let Some(qemu) = &qemu {
+        let version = crate::guest::qemu::version(qemu).unwrap_or_else(|e| format!("{e:#}"));
         findings.push(note("QEMU version", version));
     }
-    findings.push(kvm_finding());
+    findings.push(kvm_finding(qemu.as_deref()));
     findings.extend(cache_findings());
     findings
 }
@@ -77,22 +79,12 @@ fn note(what: &str, detail: String) -> Finding {
     }
 }
 
-fn kvm_finding() -> Finding {
-    let remembered = crate::host::cache::root().ok().and_then(|root| {
-        let entries = std::fs::read_dir(root.join("probes")).ok()?;
-        entries.flatten().find_map(|e| {
-            let text = std::fs::read_to_string(e.path()).ok()?;
-            let value: serde_json::Value = serde_json::from_str(&text).ok()?;
-            Some((
-                value.get("kvm_works")?.as_bool()?,
-                value.get("detail")?.as_str()?.to_string(),
-            ))
-        })
-    });
-    match (crate::guest::accel::kvm_device_usable(), remembered) {
+fn kvm_finding(qemu: Option<&Path>) -> Finding {
+    let remembered = qemu.and_then(|qemu| accel::remembered(qemu).ok().flatten());
+    match (accel::kvm_device_usable(), remembered) {
         (Err(why), _) => note("KVM", format!("not usable ({why}); QEMU runs under TCG, about 1 s per boot here")),
-        (Ok(()), Some((true, detail))) => note("KVM", format!("usable: {detail}")),
-        (Ok(()), Some((false, detail))) => note("KVM", format!("{detail}; QEMU runs under TCG")),
+        (Ok(()), Some(ProbeResult { kvm_works: true, detail })) => note("KVM", format!("usable: {detail}")),
+        (Ok(()), Some(ProbeResult { kvm_works: false, detail })) => note("KVM", format!("{detail}; QEMU runs under TCG")),
         (Ok(()), None) => note(
             "KVM",
             "/dev/kvm opens; the first `test` with --accel auto will try a short probe boot under KVM and remember \
