@@ -3,10 +3,10 @@
 
 use super::folder::SavedTest;
 use super::{Job, RunEvent, Runner};
-use crate::build::module;
-use crate::build::Products;
+use crate::build::partial::Failed;
+use crate::build::{module, partial, Products};
 use crate::guest::image;
-use crate::judge::verdict::Verdict;
+use crate::judge::verdict::{Outcome, Verdict};
 use crate::kernel::{self, fragments, Kernel};
 use crate::spec::select::Selected;
 use crate::spec::TestSpec;
@@ -81,6 +81,8 @@ impl Runner<'_> {
         let mut next_id = 0u32;
         for selected in &self.opts.selection {
             let spec = &selected.spec;
+            // Modules of a folder without a spec that did not build: their ERROR, by position.
+            let mut pending_errors: BTreeMap<usize, Verdict> = BTreeMap::new();
             let tests = chosen_tests(selected);
             let missing = kernel.lacks(&spec.requires);
             if !missing.is_empty() {
@@ -100,8 +102,33 @@ impl Runner<'_> {
             self.timings.builds += build_started.elapsed();
             products.add(&build)?;
             let source_paths = Some((build.copy_dir.clone(), spec.dir.clone()));
+            let discovered = spec.discovered.then(|| discovered_tests(selected, &build));
             self.tell(RunEvent::ModuleBuilt(build));
-            for test in tests {
+            let discovered_specs: Vec<TestSpec>;
+            let tests = match discovered {
+                None => tests,
+                Some(found) => {
+                    let mut specs = Vec::new();
+                    for item in found {
+                        match item {
+                            Discovered::Test(test) => specs.push(test),
+                            Discovered::Failed { test, failed } => {
+                                let verdict = failed_verdict(&spec.name, &test, &failed, kernel);
+                                specs.push(TestSpec::load_and_unload(&test, vec![]));
+                                pending_errors.insert(specs.len() - 1, verdict);
+                            }
+                        }
+                    }
+                    discovered_specs = specs;
+                    discovered_specs.iter().collect()
+                }
+            };
+            for (index, test) in tests.into_iter().enumerate() {
+                if let Some(verdict) = pending_errors.remove(&index) {
+                    self.settle(next_id, verdict);
+                    next_id += 1;
+                    continue;
+                }
                 let timeout = self.opts.timeout.unwrap_or(test.timeout);
                 let job = job(
                     next_id,
@@ -134,6 +161,92 @@ fn chosen_tests(selected: &Selected) -> Vec<&TestSpec> {
         .collect()
 }
 
+/// What a folder without a spec gets for one of its modules: a test that loads it (after its
+/// dependencies), or the ERROR of a module that did not build.
+enum Discovered {
+    Test(TestSpec),
+    Failed { test: String, failed: Failed },
+}
+
+/// A discovered module's test name: the kernel's name for it, with the file's when they differ
+/// (`hello_1 (hello-1.ko)`).
+fn discovered_test_name(stem: &str) -> String {
+    let name = crate::spec::kernel_name(stem);
+    if name == stem {
+        name
+    } else {
+        format!("{name} ({stem}.ko)")
+    }
+}
+
+/// One test per module of a folder without a spec, in Kbuild's order: load it with its
+/// dependencies first (depmod's order), settle, unload; or its build failure. When the selection
+/// names tests (`dir/hello_1`), only those.
+fn discovered_tests(selected: &Selected, build: &module::ModuleBuild) -> Vec<Discovered> {
+    let stem = |rel: &str| rel.rsplit('/').next().unwrap_or(rel).to_string();
+    let mut all: Vec<String> = build
+        .objects
+        .iter()
+        .map(|(name, _)| name.clone())
+        .chain(build.failed.iter().map(|f| stem(&f.module)))
+        .collect();
+    partial::kbuild_order(&selected.spec.dir, &mut all);
+    let wanted = |s: &str| {
+        selected.tests.as_ref().is_none_or(|names| {
+            names.iter().any(|n| {
+                *n == s || *n == crate::spec::kernel_name(s) || *n == discovered_test_name(s)
+            })
+        })
+    };
+    all.into_iter()
+        .filter(|s| wanted(s))
+        .map(|s| {
+            let test = discovered_test_name(&s);
+            if let Some(failed) = build.failed.iter().find(|f| stem(&f.module) == s) {
+                return Discovered::Failed {
+                    test,
+                    failed: failed.clone(),
+                };
+            }
+            let load = build
+                .load_orders
+                .get(&s)
+                .cloned()
+                .unwrap_or_else(|| vec![s.clone()]);
+            Discovered::Test(TestSpec::load_and_unload(&test, load))
+        })
+        .collect()
+}
+
+/// The ERROR of a module that did not build: the compiler's or modpost's first line, or the
+/// symbols it needs and what would provide them.
+fn failed_verdict(module: &str, test: &str, failed: &Failed, kernel: &Kernel) -> Verdict {
+    let reason = if failed.undefined.is_empty() {
+        let first = failed
+            .lines
+            .iter()
+            .find(|l| l.contains("error:") || l.starts_with("ERROR: "))
+            .or(failed.lines.first())
+            .map_or("make failed", |l| l.trim());
+        format!("build: {first}")
+    } else {
+        format!(
+            "load: needs symbols the kernel lacks: {}",
+            crate::kernel::symbols::explain(kernel, &failed.undefined)
+        )
+    };
+    // make's own lines (which target it gave up on) say nothing the compiler's do not.
+    let details = failed
+        .lines
+        .iter()
+        .filter(|l| !l.starts_with("make["))
+        .cloned()
+        .collect();
+    Verdict::new(module, test, Outcome::Error, reason)
+        .with_details(details)
+        .with_evidence()
+}
+
 /// One test as the agent's plan has it: its modules (the last with the test's parameters), its
 /// programs, and its limit (`timeout`, which may be the command line's).
 fn job(
@@ -150,7 +263,7 @@ fn job(
         .iter()
         .enumerate()
         .map(|(i, name)| ModuleLoad {
-            name: name.clone(),
+            name: crate::spec::kernel_name(name),
             path: image::guest_module_path(release, name),
             params: if i == last {
                 test.params.clone()

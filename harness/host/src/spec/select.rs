@@ -13,15 +13,24 @@ pub struct Selected {
     pub tests: Option<Vec<String>>,
 }
 
-/// Finds the named modules: `name`, `name/test`, or a path to a module folder.
+/// Finds the named modules: `name`, `name/test`, or a path to a module folder (`.` included). With
+/// no names: `modules_dir` itself when it is a module folder (`kmodlab test` inside a driver's
+/// repository), else every module folder in it.
 pub fn select(modules_dir: &Path, names: &[String]) -> Result<Vec<Selected>> {
     if names.is_empty() {
+        if spec::is_module_folder(modules_dir) {
+            return Ok(vec![Selected {
+                spec: spec::load(modules_dir)?,
+                tests: None,
+            }]);
+        }
         let dirs = spec::discover(modules_dir)?;
         if dirs.is_empty() {
             bail!(
-                "no module folders (with a {}) in {}",
+                "no module folders in {}: a module folder has a {}, or a Kbuild or Makefile naming \
+                 obj-m (run kmodlab inside one, or name its path)",
+                display_path(modules_dir).display(),
                 spec::SPEC_FILE,
-                modules_dir.display()
             );
         }
         return dirs
@@ -37,7 +46,7 @@ pub fn select(modules_dir: &Path, names: &[String]) -> Result<Vec<Selected>> {
     let mut selected: Vec<Selected> = Vec::new();
     for name in names {
         let as_path = Path::new(name);
-        let (dir, test) = if as_path.join(spec::SPEC_FILE).is_file() {
+        let (dir, test) = if spec::is_module_folder(as_path) {
             (as_path.to_path_buf(), None)
         } else {
             let (module, test) = match name.split_once('/') {
@@ -47,13 +56,14 @@ pub fn select(modules_dir: &Path, names: &[String]) -> Result<Vec<Selected>> {
                 _ => (name.as_str(), None),
             };
             let dir = modules_dir.join(module);
-            if !dir.join(spec::SPEC_FILE).is_file() {
+            if !spec::is_module_folder(&dir) {
                 return Err(unknown_module(modules_dir, name));
             }
             (dir, test)
         };
         let spec = spec::load(&dir)?;
-        if let Some(test) = &test {
+        // A folder without a spec has its tests once it is built: one per .ko.
+        if let Some(test) = test.as_ref().filter(|_| !spec.discovered) {
             if !spec.tests.iter().any(|t| &t.name == test) {
                 let names: Vec<&str> = spec.tests.iter().map(|t| t.name.as_str()).collect();
                 bail!(
@@ -97,6 +107,11 @@ fn unknown_module(modules_dir: &Path, name: &str) -> anyhow::Error {
     }
     if !known.is_empty() {
         message.push_str(&format!("\navailable: {}", known.join(", ")));
+    } else if Path::new(name).is_dir() {
+        message = format!(
+            "{name} is no module folder: it has no {}, and no Kbuild or Makefile naming obj-m",
+            spec::SPEC_FILE
+        );
     }
     anyhow!(message)
 }
