@@ -294,4 +294,68 @@ mod tests {
         assert_eq!(found["gpiod_get"], "drivers/gpio/gpiolib-cdev.c");
         assert!(!found.contains_key("nothing_at_all"));
     }
+
+    #[test]
+    fn the_verdict_names_the_file_the_option_and_the_profile_that_sets_it() {
+        let src = tree(&[
+            (
+                "Kbuild",
+                "obj-$(CONFIG_NET) += net/
+obj-y += lib/
+",
+            ),
+            (
+                "net/Makefile",
+                "obj-y := dev.o
+",
+            ),
+            (
+                "net/dev.c",
+                "EXPORT_SYMBOL(register_netdev);
+EXPORT_SYMBOL_GPL(free_netdev);
+",
+            ),
+            (
+                "lib/Makefile",
+                "obj-y += string.o
+",
+            ),
+            (
+                "lib/string.c",
+                "EXPORT_SYMBOL(strfoo);
+",
+            ),
+        ]);
+        let configs = tree(&[
+            ("base.config", "CONFIG_PRINTK=y\n"),
+            ("rust.config", "CONFIG_RUST=y\n"),
+            (
+                "netting.config",
+                "# networking\nCONFIG_NET=y\nCONFIG_INET=y\n",
+            ),
+        ]);
+        let kernel = Kernel {
+            key: "k".into(),
+            source_dir: src.path().to_path_buf(),
+            build_dir: "/b".into(),
+            image: "/b/bzImage".into(),
+            release: "6.12.117".into(),
+            fragments: vec![
+                configs.path().join("base.config"),
+                configs.path().join("rust.config"),
+            ],
+            options: super::super::config::parse_dotconfig("CONFIG_RUST=y\n"),
+            prebuilt: false,
+        };
+        let symbols: Vec<String> = ["register_netdev", "free_netdev", "strfoo", "elsewhere"]
+            .map(String::from)
+            .to_vec();
+        let text = explain(&kernel, &symbols);
+        assert_eq!(
+            text,
+            "register_netdev, free_netdev (net/dev.c, CONFIG_NET; run with --kernel-config netting); \
+             strfoo (lib/string.c, built into every kernel); \
+             elsewhere (exported by no file of the kernel: another module must provide it)"
+        );
+    }
 }
