@@ -132,4 +132,51 @@ mod tests {
         let far = super::unknown_module(dir.path(), "zzzzzzzzz").to_string();
         assert!(!far.contains("did you mean"), "{far}");
     }
+
+    #[test]
+    fn a_folder_with_a_kbuild_is_selected_from_inside_by_path_or_by_name() {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let repo = dir.path().join("my-driver");
+        std::fs::create_dir(&repo).expect("module folder");
+        std::fs::write(repo.join("Makefile"), "obj-m += hello-1.o\n").expect("Makefile");
+        // `kmodlab test` inside it: the current folder is the modules folder.
+        let inside = super::select(&repo, &[]).expect("selected");
+        assert_eq!(inside.len(), 1);
+        assert_eq!(inside[0].spec.name, "my-driver");
+        assert!(inside[0].spec.discovered && inside[0].spec.tests.is_empty());
+        // `.` and other paths name it too, and `..`-ended ones get the folder's own name.
+        let sub = repo.join("sub");
+        std::fs::create_dir(&sub).expect("sub");
+        for path in [repo.clone(), repo.join("."), sub.join("..")] {
+            let by_path = super::select(dir.path(), &[path.display().to_string()]).expect("path");
+            assert_eq!(by_path[0].spec.name, "my-driver", "{}", path.display());
+        }
+        // By name, with a test of it (known once it is built).
+        let by_name =
+            super::select(dir.path(), &["my-driver/hello_1".to_string()]).expect("by name");
+        assert_eq!(
+            by_name[0].tests.as_deref(),
+            Some(&["hello_1".to_string()][..])
+        );
+        // The folder above lists it among its module folders.
+        assert_eq!(super::select(dir.path(), &[]).expect("all").len(), 1);
+    }
+
+    #[test]
+    fn a_folder_that_builds_nothing_says_what_a_module_folder_is() {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        std::fs::write(dir.path().join("Makefile"), "all:\n\techo\n").expect("Makefile");
+        let e = super::select(dir.path(), &[])
+            .expect_err("no modules")
+            .to_string();
+        assert!(
+            e.contains("no module folders in") && e.contains("naming obj-m"),
+            "{e}"
+        );
+        let path = dir.path().display().to_string();
+        let e = super::select(dir.path(), &[path])
+            .expect_err("not one")
+            .to_string();
+        assert!(e.contains("is no module folder"), "{e}");
+    }
 }
