@@ -81,8 +81,6 @@ impl Runner<'_> {
         let mut next_id = 0u32;
         for selected in &self.opts.selection {
             let spec = &selected.spec;
-            // Modules of a folder without a spec that did not build: their ERROR, by position.
-            let mut pending_errors: BTreeMap<usize, Verdict> = BTreeMap::new();
             let tests = chosen_tests(selected);
             let missing = kernel.lacks(&spec.requires);
             if !missing.is_empty() {
@@ -102,38 +100,26 @@ impl Runner<'_> {
             self.timings.builds += build_started.elapsed();
             products.add(&build)?;
             let source_paths = Some((build.copy_dir.clone(), spec.dir.clone()));
-            let discovered = spec.discovered.then(|| discovered_tests(selected, &build));
-            self.tell(RunEvent::ModuleBuilt(build));
-            let discovered_specs: Vec<TestSpec>;
-            let tests = match discovered {
-                None => tests,
-                Some(found) => {
-                    let mut specs = Vec::new();
-                    for item in found {
-                        match item {
-                            Discovered::Test(test) => specs.push(test),
-                            Discovered::Failed { test, failed } => {
-                                let verdict = failed_verdict(&spec.name, &test, &failed, kernel);
-                                specs.push(TestSpec::load_and_unload(&test, vec![]));
-                                pending_errors.insert(specs.len() - 1, verdict);
-                            }
-                        }
-                    }
-                    discovered_specs = specs;
-                    discovered_specs.iter().collect()
-                }
+            let planned: Vec<Planned> = if spec.discovered {
+                discovered_tests(selected, &build, kernel)
+            } else {
+                tests.into_iter().cloned().map(Planned::Run).collect()
             };
-            for (index, test) in tests.into_iter().enumerate() {
-                if let Some(verdict) = pending_errors.remove(&index) {
-                    self.settle(next_id, verdict);
-                    next_id += 1;
-                    continue;
-                }
+            self.tell(RunEvent::ModuleBuilt(build));
+            for item in planned {
+                let test = match item {
+                    Planned::Run(test) => test,
+                    Planned::Settled(verdict) => {
+                        self.settle(next_id, verdict);
+                        next_id += 1;
+                        continue;
+                    }
+                };
                 let timeout = self.opts.timeout.unwrap_or(test.timeout);
                 let job = job(
                     next_id,
                     &spec.name,
-                    test,
+                    &test,
                     timeout,
                     &kernel.release,
                     &source_paths,
@@ -161,11 +147,11 @@ fn chosen_tests(selected: &Selected) -> Vec<&TestSpec> {
         .collect()
 }
 
-/// What a folder without a spec gets for one of its modules: a test that loads it (after its
-/// dependencies), or the ERROR of a module that did not build.
-enum Discovered {
-    Test(TestSpec),
-    Failed { test: String, failed: Failed },
+/// A requested test: one to run, or one whose verdict is known before any VM (the ERROR of a
+/// module that did not build).
+enum Planned {
+    Run(TestSpec),
+    Settled(Verdict),
 }
 
 /// A discovered module's test name: the kernel's name for it, with the file's when they differ
@@ -182,7 +168,11 @@ fn discovered_test_name(stem: &str) -> String {
 /// One test per module of a folder without a spec, in Kbuild's order: load it with its
 /// dependencies first (depmod's order), settle, unload; or its build failure. When the selection
 /// names tests (`dir/hello_1`), only those.
-fn discovered_tests(selected: &Selected, build: &module::ModuleBuild) -> Vec<Discovered> {
+fn discovered_tests(
+    selected: &Selected,
+    build: &module::ModuleBuild,
+    kernel: &Kernel,
+) -> Vec<Planned> {
     let stem = |rel: &str| rel.rsplit('/').next().unwrap_or(rel).to_string();
     let mut all: Vec<String> = build
         .objects
@@ -203,17 +193,15 @@ fn discovered_tests(selected: &Selected, build: &module::ModuleBuild) -> Vec<Dis
         .map(|s| {
             let test = discovered_test_name(&s);
             if let Some(failed) = build.failed.iter().find(|f| stem(&f.module) == s) {
-                return Discovered::Failed {
-                    test,
-                    failed: failed.clone(),
-                };
+                let verdict = failed_verdict(&selected.spec.name, &test, failed, kernel);
+                return Planned::Settled(verdict);
             }
             let load = build
                 .load_orders
                 .get(&s)
                 .cloned()
                 .unwrap_or_else(|| vec![s.clone()]);
-            Discovered::Test(TestSpec::load_and_unload(&test, load))
+            Planned::Run(TestSpec::load_and_unload(&test, load))
         })
         .collect()
 }
