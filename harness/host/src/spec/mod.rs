@@ -921,6 +921,32 @@ program = "chardev_rs"
     }
 
     #[test]
+    fn build_and_load_take_file_names_with_dashes() {
+        let spec = parse(
+            "my-driver",
+            Path::new("my-driver"),
+            Path::new("my-driver/kmodlab.toml"),
+            "[module]\nlanguage = \"c\"\nbuild = [\"a-core\", \"a-user\"]\n\
+             [[test]]\nname = \"user\"\nload = [\"a_core\", \"a-user\"]\n",
+        )
+        .expect("valid spec");
+        assert_eq!(spec.name, "my-driver");
+        // `a_core` names the same module as `a-core`, as for the kernel; the file's name is kept.
+        assert_eq!(spec.tests[0].load, ["a-core", "a-user"]);
+        assert_eq!(kernel_name("a-core"), "a_core");
+        let e = error_of("[module]\nlanguage = \"c\"\nbuild = [\"a core\"]\n");
+        assert!(e.contains(":3:10: field `module.build`"), "{e}");
+        // A folder name without a spec is the folder's own, dashes and all.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let folder = dir.path().join("hello-world");
+        std::fs::create_dir(&folder).expect("mkdir");
+        std::fs::write(folder.join("Kbuild"), "obj-m := hello-world.o\n").expect("write");
+        let found = load(&folder.join(".")).expect("a folder without a spec");
+        assert_eq!(found.name, "hello-world");
+        assert!(found.discovered && found.tests.is_empty());
+    }
+
+    #[test]
     fn module_names_follow_the_kernel() {
         assert!(is_module_name("wq_demo2"));
         assert!(!is_module_name("wq-demo") && !is_module_name("2fast") && !is_module_name(""));
