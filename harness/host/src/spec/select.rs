@@ -105,13 +105,14 @@ fn unknown_module(modules_dir: &Path, name: &str) -> anyhow::Error {
     if let Some(closest) = closest {
         message.push_str(&format!("; did you mean `{closest}`?"));
     }
-    if !known.is_empty() {
-        message.push_str(&format!("\navailable: {}", known.join(", ")));
-    } else if Path::new(name).is_dir() {
-        message = format!(
+    if Path::new(name).is_dir() {
+        return anyhow!(
             "{name} is no module folder: it has no {}, and no Kbuild or Makefile naming obj-m",
             spec::SPEC_FILE
         );
+    }
+    if !known.is_empty() {
+        message.push_str(&format!("\navailable: {}", known.join(", ")));
     }
     anyhow!(message)
 }
