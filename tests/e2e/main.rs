@@ -13,3 +13,4 @@ mod reports;
 mod scaffold;
 mod shell;
 mod try_this;
+mod zero_config;

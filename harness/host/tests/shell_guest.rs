@@ -1,23 +1,41 @@
 //! The `shell` guest's initramfs: busybox as init, a login shell on ttyS0, the modules with the
-//! index files busybox's modprobe reads. Checked with kmodlab's reader and GNU cpio.
+//! index files busybox's modprobe reads (written by depmod). Checked with kmodlab's reader and GNU
+//! cpio.
 //!
-//! Needs the static busybox (`/bin/busybox`, Debian package busybox-static) and `cpio`.
+//! Needs the static busybox (`/bin/busybox`, Debian package busybox-static), `cpio`, gcc and depmod.
 
 use kmodlab::guest::initramfs::list;
 use kmodlab::guest::shell::{write_guest_initramfs, GuestModule, GuestSpec};
 use std::path::Path;
 use std::process::Command;
 
+/// A relocatable object shaped enough like a module for depmod: its `.modinfo` (name, alias,
+/// `depends=`), the symbol it exports (`__ksymtab_strings`) and calls to its dependencies' symbols.
 fn module(dir: &Path, name: &str, depends: &[&str]) -> GuestModule {
-    let source = dir.join(format!("{name}.ko"));
-    std::fs::write(&source, format!("not really {name}")).expect("write");
-    GuestModule {
-        name: name.to_string(),
-        source,
-        rel_path: format!("extra/{name}.ko"),
-        depends: depends.iter().map(|d| d.to_string()).collect(),
-        aliases: vec![format!("{name}-alias")],
-    }
+    let externs: String = depends
+        .iter()
+        .map(|d| format!("extern void {d}_fn(void);\n"))
+        .collect();
+    let calls: String = depends.iter().map(|d| format!("{d}_fn();")).collect();
+    let source = format!(
+        "__attribute__((section(\".modinfo\"), used)) static const char info[] = \
+         \"license=GPL\\0name={name}\\0alias={name}-alias\\0depends={}\";\n\
+         __attribute__((section(\"__ksymtab_strings\"), used)) static const char ks[] = \"{name}_fn\";\n\
+         void {name}_fn(void) {{}}\n{externs}void use_{name}(void) {{ {calls} }}\n",
+        depends.join(",")
+    );
+    let c = dir.join(format!("{name}.c"));
+    std::fs::write(&c, source).expect("write");
+    let ko = dir.join(format!("{name}.ko"));
+    let status = Command::new("gcc")
+        .arg("-c")
+        .arg(&c)
+        .arg("-o")
+        .arg(&ko)
+        .status()
+        .expect("gcc runs");
+    assert!(status.success());
+    GuestModule::from_ko(name, &ko).expect("modinfo")
 }
 
 #[test]
@@ -78,8 +96,10 @@ fn the_guest_has_busybox_init_a_console_shell_and_indexed_modules() {
     assert!(text("lib/modules/6.12.117/modules.alias")
         .ends_with("alias core_mod-alias core_mod\nalias user_mod-alias user_mod\n"));
     assert_eq!(
-        text("lib/modules/6.12.117/extra/user_mod.ko"),
-        "not really user_mod"
+        find("lib/modules/6.12.117/extra/user_mod.ko")
+            .entry
+            .data_in(&bytes),
+        std::fs::read(dir.path().join("user_mod.ko")).expect("read")
     );
 
     // GNU cpio reads the same entries.

@@ -29,6 +29,9 @@ pub(crate) struct BuildCopy {
 struct Stamp {
     key: String,
     files: Vec<String>,
+    /// For a folder without a spec: which modules built and which did not.
+    #[serde(default)]
+    outcome: Option<super::partial::Outcome>,
 }
 
 impl BuildCopy {
@@ -84,11 +87,26 @@ impl BuildCopy {
         Ok(())
     }
 
+    /// What the last build of inputs with `key` produced, if it was of a folder without a spec.
+    pub fn outcome(&self, key: &str) -> Option<super::partial::Outcome> {
+        self.previous
+            .outcome
+            .clone()
+            .filter(|_| self.previous.key == key)
+    }
+
     /// Records a successful build of inputs with `key`.
     pub fn finish(self, key: String) -> Result<()> {
+        self.finish_with(key, None)
+    }
+
+    /// Records a finished build of inputs with `key` (for a folder without a spec, what it
+    /// produced: some of its modules may have failed).
+    pub fn finish_with(self, key: String, outcome: Option<super::partial::Outcome>) -> Result<()> {
         let stamp = Stamp {
             key,
             files: self.synced,
+            outcome,
         };
         std::fs::write(&self.stamp_path, serde_json::to_vec(&stamp)?)
             .with_context(|| format!("writing {}", self.stamp_path.display()))

@@ -4,7 +4,9 @@
 pub mod agent;
 pub mod companion;
 pub mod copy;
+pub mod depmod;
 pub mod module;
+pub mod partial;
 
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
@@ -19,21 +21,23 @@ pub struct Products {
 }
 
 impl Products {
-    /// Adds one folder's build and returns the modules it added. Two folders that build a module
-    /// of the same name cannot both be loaded: that is an error naming both.
+    /// Adds one folder's build and returns the modules it added (by file name without `.ko`).
+    /// Two folders that build a module of the same name cannot both be loaded: that is an error
+    /// naming both. `objects` are keyed by the kernel's names (`hello_1` for `hello-1.ko`).
     pub fn add(&mut self, build: &module::ModuleBuild) -> Result<Vec<(String, PathBuf)>> {
         let mut added = Vec::new();
-        for (name, path) in &build.objects {
-            match self.objects.get(name) {
+        for (stem, path) in &build.objects {
+            let name = crate::spec::kernel_name(stem);
+            match self.objects.get(&name) {
                 Some(other) if other != path => bail!(
-                    "two module folders build {name}.ko ({} and {}); rename one",
+                    "two module folders build the module {name} ({} and {}); rename one",
                     other.display(),
                     path.display()
                 ),
                 Some(_) => {}
                 None => {
-                    self.objects.insert(name.clone(), path.clone());
-                    added.push((name.clone(), path.clone()));
+                    self.objects.insert(name, path.clone());
+                    added.push((stem.clone(), path.clone()));
                 }
             }
         }

@@ -33,6 +33,9 @@ pub enum Command {
     List(ListArgs),
     /// Create a module folder (source, Kbuild, spec, README) that passes `test` right away
     New(NewArgs),
+    /// Write a kmodlab.toml for a folder without one, from what its build produces: one test per
+    /// .ko with its load order, commented for you to refine
+    Init(InitArgs),
     /// Install what kmodlab needs on this machine: Debian packages, rustup pieces, bindgen
     Setup(SetupArgs),
     /// Check every host requirement, KVM, the kernel cache and disk space, and print the fix for each problem
@@ -215,6 +218,18 @@ pub struct NewArgs {
     /// Folder to create the module in [default: this repository's modules/]
     #[arg(long, value_name = "DIR")]
     pub modules_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// The module folder (a Kbuild or Makefile naming obj-m) [default: the current folder]
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub kernel: KernelOpts,
+    /// Don't check or install host requirements first
+    #[arg(long)]
+    pub no_setup: bool,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,6 +18,7 @@ pub(super) fn build(args: BuildArgs, ctx: &Context) -> Result<i32> {
         setup::ensure(true)?;
     }
     let kernel = kernel::ensure(&kernel_request(&args.kernel, ctx)?)?;
+    let mut any_failed = false;
     for selected in &selection {
         let build = module::build(&selected.spec, &kernel)?;
         let how = if build.reused {
@@ -32,8 +33,26 @@ pub(super) fn build(args: BuildArgs, ctx: &Context) -> Result<i32> {
         for (_, path) in &build.objects {
             println!("  {}", path.display());
         }
+        for failed in &build.failed {
+            let why = if failed.undefined.is_empty() {
+                failed
+                    .lines
+                    .iter()
+                    .find(|l| l.contains("error:"))
+                    .or(failed.lines.first())
+                    .cloned()
+                    .unwrap_or_default()
+            } else {
+                format!(
+                    "needs symbols nothing exports: {}",
+                    failed.undefined.join(", ")
+                )
+            };
+            println!("  {}.ko did not build: {}", failed.module, why.trim());
+        }
+        any_failed |= !build.failed.is_empty();
     }
-    Ok(EXIT_PASS)
+    Ok(if any_failed { EXIT_FAIL } else { EXIT_PASS })
 }
 
 pub(super) fn kernel(args: KernelArgs, ctx: &Context) -> Result<i32> {
@@ -102,7 +121,15 @@ pub(super) fn list(args: ListArgs, ctx: &Context) -> Result<i32> {
                     spec.description
                 );
                 let tests: Vec<&str> = spec.tests.iter().map(|t| t.name.as_str()).collect();
-                println!("{:<16} tests: {}", "", tests.join(", "));
+                if spec.discovered {
+                    println!(
+                        "{:<16} tests: one per .ko it builds (no {})",
+                        "",
+                        spec::SPEC_FILE
+                    );
+                } else {
+                    println!("{:<16} tests: {}", "", tests.join(", "));
+                }
             }
             Err(e) => println!(
                 "{:<16} invalid spec: {e:#}",

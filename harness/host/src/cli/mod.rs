@@ -2,7 +2,7 @@
 //! binary (anywhere): both parse the same arguments and differ only in their [`Context`].
 //!
 //! `args` holds the arguments; each group of commands has its file (`verdicts`: test and parse,
-//! `watch`, `build`: build, kernel, list and new, `host`: doctor and setup, `guest`: shell and
+//! `watch`, `build`: build, kernel, list and new, `init`: init, `host`: doctor and setup, `guest`: shell and
 //! initramfs); `exit` holds the exit codes.
 
 mod args;
@@ -11,6 +11,7 @@ pub mod doctor;
 mod exit;
 mod guest;
 mod host;
+mod init;
 mod verdicts;
 pub mod watch;
 
@@ -74,6 +75,7 @@ fn dispatch(command: Command, ctx: &Context) -> Result<i32> {
         Command::Kernel(args) => build::kernel(args, ctx),
         Command::List(args) => build::list(args, ctx),
         Command::New(args) => build::new_module(args, ctx),
+        Command::Init(args) => init::init(args, ctx),
         Command::Doctor => host::doctor(),
         Command::Setup(args) => host::setup_command(args),
         Command::Parse(args) => verdicts::parse(args),

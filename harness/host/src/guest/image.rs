@@ -23,17 +23,23 @@ pub fn write_test_initramfs(
     archive.file_from_path("/init", 0o755, agent)?;
     let plan_json = serde_json::to_vec(plan).context("encoding the test plan")?;
     archive.file(PLAN_PATH, 0o644, &plan_json)?;
-    let modules = plan
+    // Each module goes where the plan loads it from (its file's name: `hello-1.ko` is `hello_1`).
+    let module_paths: BTreeMap<&str, &str> = plan
         .tests
         .iter()
-        .flat_map(|t| t.modules.iter().map(|m| m.name.as_str()));
+        .flat_map(|t| t.modules.iter().map(|m| (m.name.as_str(), m.path.as_str())))
+        .collect();
     add_built(
         &mut archive,
-        modules,
+        module_paths.keys().copied(),
         objects,
         0o644,
         "object for module",
-        |name| guest_module_path(release, name),
+        |name| {
+            module_paths
+                .get(name)
+                .map_or_else(|| guest_module_path(release, name), |p| p.to_string())
+        },
     )?;
     let companions = plan
         .tests

@@ -100,12 +100,25 @@ pub fn skip_reason(kernel: &Kernel, missing: &[&str]) -> String {
         missing.join(", "),
         fragment_names(kernel)
     );
-    // Fragments beside the ones in use (kernel-configs/) that set every missing option.
+    let providers = providers(kernel, missing);
+    // Only the providing fragment is suggested: it always builds on top of base, whereas adding it
+    // to the current ones may not (6.12 cannot build Rust with KASAN under GCC).
+    if let Some(provider) = providers.first() {
+        reason.push_str(&format!(
+            "; kernel-configs/{provider}.config sets it: run with --kernel-config {provider}"
+        ));
+    }
+    reason
+}
+
+/// The profiles (fragments beside the ones in use, in kernel-configs/) that set every one of
+/// `options` to `y` or `m`, by name, sorted.
+pub fn providers(kernel: &Kernel, options: &[&str]) -> Vec<String> {
     let Some(dir) = kernel.fragments.first().and_then(|f| f.parent()) else {
-        return reason;
+        return vec![];
     };
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return reason;
+        return vec![];
     };
     let mut providers: Vec<String> = entries
         .flatten()
@@ -113,7 +126,7 @@ pub fn skip_reason(kernel: &Kernel, missing: &[&str]) -> String {
         .filter(|p| p.extension().is_some_and(|e| e == "config") && !kernel.fragments.contains(p))
         .filter(|p| {
             std::fs::read_to_string(p).is_ok_and(|text| {
-                missing.iter().all(|option| {
+                options.iter().all(|option| {
                     text.lines().any(|l| {
                         l.trim() == format!("{option}=y") || l.trim() == format!("{option}=m")
                     })
@@ -123,14 +136,7 @@ pub fn skip_reason(kernel: &Kernel, missing: &[&str]) -> String {
         .filter_map(|p| p.file_stem().map(|n| n.to_string_lossy().into_owned()))
         .collect();
     providers.sort();
-    // Only the providing fragment is suggested: it always builds on top of base, whereas adding it
-    // to the current ones may not (6.12 cannot build Rust with KASAN under GCC).
-    if let Some(provider) = providers.first() {
-        reason.push_str(&format!(
-            "; kernel-configs/{provider}.config sets it: run with --kernel-config {provider}"
-        ));
-    }
-    reason
+    providers
 }
 
 fn fragment_names(kernel: &Kernel) -> String {

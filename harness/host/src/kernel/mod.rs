@@ -18,6 +18,7 @@ mod debian;
 pub mod fragments;
 mod prebuilt;
 mod source;
+pub mod symbols;
 
 pub use source::DEBIAN_PACKAGE;
 

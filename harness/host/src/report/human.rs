@@ -256,6 +256,8 @@ mod tests {
                 warnings: String::new(),
                 copy_dir: "/tmp/x".into(),
                 companions: vec![],
+                failed: vec![],
+                load_orders: Default::default(),
             }),
             RunEvent::Accelerator {
                 accel: crate::guest::vm::Accelerator::Tcg,

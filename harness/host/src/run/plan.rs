@@ -3,10 +3,10 @@
 
 use super::folder::SavedTest;
 use super::{Job, RunEvent, Runner};
-use crate::build::module;
-use crate::build::Products;
+use crate::build::partial::Failed;
+use crate::build::{module, partial, Products};
 use crate::guest::image;
-use crate::judge::verdict::Verdict;
+use crate::judge::verdict::{Outcome, Verdict};
 use crate::kernel::{self, fragments, Kernel};
 use crate::spec::select::Selected;
 use crate::spec::TestSpec;
@@ -100,13 +100,26 @@ impl Runner<'_> {
             self.timings.builds += build_started.elapsed();
             products.add(&build)?;
             let source_paths = Some((build.copy_dir.clone(), spec.dir.clone()));
+            let planned: Vec<Planned> = if spec.discovered {
+                discovered_tests(selected, &build, kernel)
+            } else {
+                tests.into_iter().cloned().map(Planned::Run).collect()
+            };
             self.tell(RunEvent::ModuleBuilt(build));
-            for test in tests {
+            for item in planned {
+                let test = match item {
+                    Planned::Run(test) => test,
+                    Planned::Settled(verdict) => {
+                        self.settle(next_id, verdict);
+                        next_id += 1;
+                        continue;
+                    }
+                };
                 let timeout = self.opts.timeout.unwrap_or(test.timeout);
                 let job = job(
                     next_id,
                     &spec.name,
-                    test,
+                    &test,
                     timeout,
                     &kernel.release,
                     &source_paths,
@@ -134,6 +147,94 @@ fn chosen_tests(selected: &Selected) -> Vec<&TestSpec> {
         .collect()
 }
 
+/// A requested test: one to run, or one whose verdict is known before any VM (the ERROR of a
+/// module that did not build).
+enum Planned {
+    Run(TestSpec),
+    Settled(Verdict),
+}
+
+/// A discovered module's test name: the kernel's name for it, with the file's when they differ
+/// (`hello_1 (hello-1.ko)`).
+fn discovered_test_name(stem: &str) -> String {
+    let name = crate::spec::kernel_name(stem);
+    if name == stem {
+        name
+    } else {
+        format!("{name} ({stem}.ko)")
+    }
+}
+
+/// One test per module of a folder without a spec, in Kbuild's order: load it with its
+/// dependencies first (depmod's order), settle, unload; or its build failure. When the selection
+/// names tests (`dir/hello_1`), only those.
+fn discovered_tests(
+    selected: &Selected,
+    build: &module::ModuleBuild,
+    kernel: &Kernel,
+) -> Vec<Planned> {
+    let stem = |rel: &str| rel.rsplit('/').next().unwrap_or(rel).to_string();
+    let mut all: Vec<String> = build
+        .objects
+        .iter()
+        .map(|(name, _)| name.clone())
+        .chain(build.failed.iter().map(|f| stem(&f.module)))
+        .collect();
+    partial::kbuild_order(&selected.spec.dir, &mut all);
+    let wanted = |s: &str| {
+        selected.tests.as_ref().is_none_or(|names| {
+            names.iter().any(|n| {
+                *n == s || *n == crate::spec::kernel_name(s) || *n == discovered_test_name(s)
+            })
+        })
+    };
+    all.into_iter()
+        .filter(|s| wanted(s))
+        .map(|s| {
+            let test = discovered_test_name(&s);
+            if let Some(failed) = build.failed.iter().find(|f| stem(&f.module) == s) {
+                let verdict = failed_verdict(&selected.spec.name, &test, failed, kernel);
+                return Planned::Settled(verdict);
+            }
+            let load = build
+                .load_orders
+                .get(&s)
+                .cloned()
+                .unwrap_or_else(|| vec![s.clone()]);
+            Planned::Run(TestSpec::load_and_unload(&test, load))
+        })
+        .collect()
+}
+
+/// The ERROR of a module that did not build: the compiler's or modpost's first line, or the
+/// symbols it needs and what would provide them.
+fn failed_verdict(module: &str, test: &str, failed: &Failed, kernel: &Kernel) -> Verdict {
+    let reason = if failed.undefined.is_empty() {
+        let first = failed
+            .lines
+            .iter()
+            .find(|l| l.contains("error:") || l.starts_with("ERROR: "))
+            .or(failed.lines.first())
+            .map_or("make failed", |l| l.trim());
+        format!("build: {first}")
+    } else {
+        format!(
+            "load: needs symbols the kernel lacks: {}",
+            crate::kernel::symbols::explain(kernel, &failed.undefined)
+        )
+    };
+    // make's own lines (which target it gave up on) say nothing the compiler's do not.
+    let details = failed
+        .lines
+        .iter()
+        .filter(|l| !l.starts_with("make["))
+        .cloned()
+        .collect();
+    Verdict::new(module, test, Outcome::Error, reason)
+        .with_details(details)
+        .with_evidence()
+}
+
 /// One test as the agent's plan has it: its modules (the last with the test's parameters), its
 /// programs, and its limit (`timeout`, which may be the command line's).
 fn job(
@@ -150,7 +251,7 @@ fn job(
         .iter()
         .enumerate()
         .map(|(i, name)| ModuleLoad {
-            name: name.clone(),
+            name: crate::spec::kernel_name(name),
             path: image::guest_module_path(release, name),
             params: if i == last {
                 test.params.clone()

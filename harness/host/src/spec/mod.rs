@@ -34,6 +34,8 @@
 //! ```
 //! Every mistake is reported as `file:line:column: what is wrong`, naming the field.
 
+pub mod init;
+pub mod kbuild;
 pub mod scaffold;
 pub mod select;
 
@@ -71,7 +73,7 @@ impl std::fmt::Display for Language {
 /// A module folder and what its spec asks for.
 #[derive(Debug, Clone)]
 pub struct ModuleSpec {
-    /// The folder's name; also the default `.ko` name.
+    /// The folder's name (dashes allowed); also the default `.ko` name.
     pub name: String,
     pub dir: PathBuf,
     pub spec_path: PathBuf,
@@ -82,6 +84,9 @@ pub struct ModuleSpec {
     /// Kernel options (with the `CONFIG_` prefix) the tests need.
     pub requires: Vec<String>,
     pub tests: Vec<TestSpec>,
+    /// No spec: the folder's Kbuild or Makefile names `obj-m`, `build` and `tests` are empty, and
+    /// the run tests each `.ko` the build produces (with its dependencies, from depmod).
+    pub discovered: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -98,6 +103,25 @@ pub struct TestSpec {
     pub run: Vec<ProgramSpec>,
     /// The errno the last module of `load` must be refused with; `None`: every load must succeed.
     pub load_error: Option<Errno>,
+}
+
+impl TestSpec {
+    /// The basic check: load `load` in order, settle, unload, and the kernel stays healthy. A
+    /// spec without tests gets it, and so does each `.ko` of a folder without a spec.
+    pub fn load_and_unload(name: &str, load: Vec<String>) -> TestSpec {
+        TestSpec {
+            name: name.into(),
+            load,
+            params: String::new(),
+            ktap: false,
+            settle: Duration::from_millis(DEFAULT_SETTLE_MS),
+            timeout: Duration::from_secs(DEFAULT_TIMEOUT_S),
+            expect: vec![],
+            forbid: vec![],
+            run: vec![],
+            load_error: None,
+        }
+    }
 }
 
 /// One `[[test.run]]`: a companion program, its arguments and what it must do.
@@ -176,17 +200,52 @@ struct RawRun {
     timeout_s: Option<Spanned<u64>>,
 }
 
-/// Reads and checks `<dir>/kmodlab.toml`.
+/// Reads and checks `<dir>/kmodlab.toml`; a folder without one whose Kbuild or Makefile names
+/// `obj-m` gets a spec with no tests yet: each `.ko` its build produces becomes one.
 pub fn load(dir: &Path) -> Result<ModuleSpec> {
     let spec_path = dir.join(SPEC_FILE);
-    let text = std::fs::read_to_string(&spec_path)
-        .with_context(|| format!("{}: cannot read the module spec", spec_path.display()))?;
-    let name = dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| anyhow!("{}: the module folder has no usable name", dir.display()))?
-        .to_string();
+    let name = folder_name(dir)?;
+    if !spec_path.is_file() && kbuild::builds_modules(dir) {
+        return Ok(ModuleSpec {
+            name,
+            dir: dir.to_path_buf(),
+            spec_path,
+            language: kbuild::language_of(dir),
+            description: String::new(),
+            build: vec![],
+            requires: vec![],
+            tests: vec![],
+            discovered: true,
+        });
+    }
+    let text = std::fs::read_to_string(&spec_path).with_context(|| {
+        format!(
+            "{}: cannot read the module spec (a module folder has a {SPEC_FILE}, or a Kbuild or \
+             Makefile naming obj-m)",
+            spec_path.display()
+        )
+    })?;
     parse(&name, dir, &spec_path, &text)
+}
+
+/// A module folder's name: its own, also for `.` or a path ending in `..`.
+fn folder_name(dir: &Path) -> Result<String> {
+    let named = |d: &Path| d.file_name().and_then(|n| n.to_str()).map(str::to_string);
+    let name = match named(dir) {
+        Some(name) if name != ".." => Some(name),
+        _ => dir.canonicalize().ok().as_deref().and_then(named),
+    };
+    name.filter(|n| is_folder_name(n)).ok_or_else(|| {
+        anyhow!(
+            "{}: the module folder's name must be letters, digits, `_`, `-` or `.`",
+            dir.display()
+        )
+    })
+}
+
+/// Whether `dir` is a module folder: it has a spec, or a Kbuild or Makefile naming `obj-m`.
+pub fn is_module_folder(dir: &Path) -> bool {
+    dir.join(SPEC_FILE).is_file() || kbuild::builds_modules(dir)
 }
 
 /// Parses spec text; `spec_path` is only used in messages.
@@ -195,9 +254,9 @@ pub fn parse(name: &str, dir: &Path, spec_path: &Path, text: &str) -> Result<Mod
         path: spec_path,
         text,
     };
-    if !is_module_name(name) {
+    if !is_folder_name(name) {
         bail!(
-            "{}: `{name}` is not a valid module name: use letters, digits and underscores",
+            "{}: `{name}` is not a usable module folder name: use letters, digits, `_`, `-` and `.`",
             dir.display()
         );
     }
@@ -234,18 +293,7 @@ pub fn parse(name: &str, dir: &Path, spec_path: &Path, text: &str) -> Result<Mod
     }
     if tests.is_empty() {
         // A spec without tests still gets the basic check: loads, unloads, and the kernel stays healthy.
-        tests.push(TestSpec {
-            name: "load".into(),
-            load: build.clone(),
-            params: String::new(),
-            ktap: false,
-            settle: Duration::from_millis(DEFAULT_SETTLE_MS),
-            timeout: Duration::from_secs(DEFAULT_TIMEOUT_S),
-            expect: vec![],
-            forbid: vec![],
-            run: vec![],
-            load_error: None,
-        });
+        tests.push(TestSpec::load_and_unload("load", build.clone()));
     }
     Ok(ModuleSpec {
         name: name.to_string(),
@@ -256,7 +304,28 @@ pub fn parse(name: &str, dir: &Path, spec_path: &Path, text: &str) -> Result<Mod
         build,
         requires,
         tests,
+        discovered: false,
     })
+}
+
+/// A folder name kmodlab can use for a module folder (its verdicts' first part).
+pub fn is_folder_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// A `.ko` file's name without `.ko`, as `build` and `load` list them: a module name, except
+/// that dashes are allowed (`hello-1.ko` is the kernel's `hello_1`).
+pub fn is_module_file_name(name: &str) -> bool {
+    is_module_name(&kernel_name(name))
+}
+
+/// The name the kernel gives the module in `<stem>.ko`: dashes become underscores.
+pub fn kernel_name(stem: &str) -> String {
+    stem.replace('-', "_")
 }
 
 /// Kernel module names: what `modprobe` and the kernel accept without translation.
@@ -337,7 +406,7 @@ impl Locator<'_> {
     fn checked_name(&self, name: Spanned<String>, field: &str) -> Result<String> {
         let span = name.span();
         let name = name.into_inner();
-        if is_module_name(&name) {
+        if is_module_file_name(&name) {
             Ok(name)
         } else {
             Err(self.error(span, field, &format!("`{name}` is not a valid module name")))
@@ -446,14 +515,15 @@ impl Locator<'_> {
                 .map(|m| {
                     let span = m.span();
                     let m = self.checked_name(m, field)?;
-                    if !build.contains(&m) {
-                        return Err(self.error(
+                    // `hello_1` and `hello-1` name the same module, as for the kernel.
+                    match build.iter().find(|b| kernel_name(b) == kernel_name(&m)) {
+                        Some(b) => Ok(b.clone()),
+                        None => Err(self.error(
                             span,
                             field,
                             &format!("`{m}` is not in module.build {build:?}"),
-                        ));
+                        )),
                     }
-                    Ok(m)
                 })
                 .collect(),
         }
@@ -546,7 +616,8 @@ impl Locator<'_> {
     }
 }
 
-/// The module folders directly under `root`: those holding a spec.
+/// The module folders directly under `root`: those holding a spec, or a Kbuild or Makefile
+/// naming `obj-m`.
 pub fn discover(root: &Path) -> Result<Vec<PathBuf>> {
     let mut dirs = Vec::new();
     let entries = std::fs::read_dir(root)
@@ -555,7 +626,7 @@ pub fn discover(root: &Path) -> Result<Vec<PathBuf>> {
         let path = entry
             .with_context(|| format!("listing modules in {}", root.display()))?
             .path();
-        if path.join(SPEC_FILE).is_file() {
+        if path.is_dir() && is_module_folder(&path) {
             dirs.push(path);
         }
     }
@@ -847,6 +918,32 @@ program = "chardev_rs"
             e.contains(":6:1: field `test `a`: run[1]`: a test with `load_error` runs no programs"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn build_and_load_take_file_names_with_dashes() {
+        let spec = parse(
+            "my-driver",
+            Path::new("my-driver"),
+            Path::new("my-driver/kmodlab.toml"),
+            "[module]\nlanguage = \"c\"\nbuild = [\"a-core\", \"a-user\"]\n\
+             [[test]]\nname = \"user\"\nload = [\"a_core\", \"a-user\"]\n",
+        )
+        .expect("valid spec");
+        assert_eq!(spec.name, "my-driver");
+        // `a_core` names the same module as `a-core`, as for the kernel; the file's name is kept.
+        assert_eq!(spec.tests[0].load, ["a-core", "a-user"]);
+        assert_eq!(kernel_name("a-core"), "a_core");
+        let e = error_of("[module]\nlanguage = \"c\"\nbuild = [\"a core\"]\n");
+        assert!(e.contains(":3:10: field `module.build`"), "{e}");
+        // A folder name without a spec is the folder's own, dashes and all.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let folder = dir.path().join("hello-world");
+        std::fs::create_dir(&folder).expect("mkdir");
+        std::fs::write(folder.join("Kbuild"), "obj-m := hello-world.o\n").expect("write");
+        let found = load(&folder.join(".")).expect("a folder without a spec");
+        assert_eq!(found.name, "hello-world");
+        assert!(found.discovered && found.tests.is_empty());
     }
 
     #[test]

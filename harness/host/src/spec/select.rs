@@ -13,15 +13,24 @@ pub struct Selected {
     pub tests: Option<Vec<String>>,
 }
 
-/// Finds the named modules: `name`, `name/test`, or a path to a module folder.
+/// Finds the named modules: `name`, `name/test`, or a path to a module folder (`.` included). With
+/// no names: `modules_dir` itself when it is a module folder (`kmodlab test` inside a driver's
+/// repository), else every module folder in it.
 pub fn select(modules_dir: &Path, names: &[String]) -> Result<Vec<Selected>> {
     if names.is_empty() {
+        if spec::is_module_folder(modules_dir) {
+            return Ok(vec![Selected {
+                spec: spec::load(modules_dir)?,
+                tests: None,
+            }]);
+        }
         let dirs = spec::discover(modules_dir)?;
         if dirs.is_empty() {
             bail!(
-                "no module folders (with a {}) in {}",
+                "no module folders in {}: a module folder has a {}, or a Kbuild or Makefile naming \
+                 obj-m (run kmodlab inside one, or name its path)",
+                display_path(modules_dir).display(),
                 spec::SPEC_FILE,
-                modules_dir.display()
             );
         }
         return dirs
@@ -37,7 +46,7 @@ pub fn select(modules_dir: &Path, names: &[String]) -> Result<Vec<Selected>> {
     let mut selected: Vec<Selected> = Vec::new();
     for name in names {
         let as_path = Path::new(name);
-        let (dir, test) = if as_path.join(spec::SPEC_FILE).is_file() {
+        let (dir, test) = if spec::is_module_folder(as_path) {
             (as_path.to_path_buf(), None)
         } else {
             let (module, test) = match name.split_once('/') {
@@ -47,13 +56,14 @@ pub fn select(modules_dir: &Path, names: &[String]) -> Result<Vec<Selected>> {
                 _ => (name.as_str(), None),
             };
             let dir = modules_dir.join(module);
-            if !dir.join(spec::SPEC_FILE).is_file() {
+            if !spec::is_module_folder(&dir) {
                 return Err(unknown_module(modules_dir, name));
             }
             (dir, test)
         };
         let spec = spec::load(&dir)?;
-        if let Some(test) = &test {
+        // A folder without a spec has its tests once it is built: one per .ko.
+        if let Some(test) = test.as_ref().filter(|_| !spec.discovered) {
             if !spec.tests.iter().any(|t| &t.name == test) {
                 let names: Vec<&str> = spec.tests.iter().map(|t| t.name.as_str()).collect();
                 bail!(
@@ -95,6 +105,12 @@ fn unknown_module(modules_dir: &Path, name: &str) -> anyhow::Error {
     if let Some(closest) = closest {
         message.push_str(&format!("; did you mean `{closest}`?"));
     }
+    if Path::new(name).is_dir() {
+        return anyhow!(
+            "{name} is no module folder: it has no {}, and no Kbuild or Makefile naming obj-m",
+            spec::SPEC_FILE
+        );
+    }
     if !known.is_empty() {
         message.push_str(&format!("\navailable: {}", known.join(", ")));
     }
@@ -116,5 +132,52 @@ mod tests {
         assert!(near.contains("available: hello, workqueue"), "{near}");
         let far = super::unknown_module(dir.path(), "zzzzzzzzz").to_string();
         assert!(!far.contains("did you mean"), "{far}");
+    }
+
+    #[test]
+    fn a_folder_with_a_kbuild_is_selected_from_inside_by_path_or_by_name() {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let repo = dir.path().join("my-driver");
+        std::fs::create_dir(&repo).expect("module folder");
+        std::fs::write(repo.join("Makefile"), "obj-m += hello-1.o\n").expect("Makefile");
+        // `kmodlab test` inside it: the current folder is the modules folder.
+        let inside = super::select(&repo, &[]).expect("selected");
+        assert_eq!(inside.len(), 1);
+        assert_eq!(inside[0].spec.name, "my-driver");
+        assert!(inside[0].spec.discovered && inside[0].spec.tests.is_empty());
+        // `.` and other paths name it too, and `..`-ended ones get the folder's own name.
+        let sub = repo.join("sub");
+        std::fs::create_dir(&sub).expect("sub");
+        for path in [repo.clone(), repo.join("."), sub.join("..")] {
+            let by_path = super::select(dir.path(), &[path.display().to_string()]).expect("path");
+            assert_eq!(by_path[0].spec.name, "my-driver", "{}", path.display());
+        }
+        // By name, with a test of it (known once it is built).
+        let by_name =
+            super::select(dir.path(), &["my-driver/hello_1".to_string()]).expect("by name");
+        assert_eq!(
+            by_name[0].tests.as_deref(),
+            Some(&["hello_1".to_string()][..])
+        );
+        // The folder above lists it among its module folders.
+        assert_eq!(super::select(dir.path(), &[]).expect("all").len(), 1);
+    }
+
+    #[test]
+    fn a_folder_that_builds_nothing_says_what_a_module_folder_is() {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        std::fs::write(dir.path().join("Makefile"), "all:\n\techo\n").expect("Makefile");
+        let e = super::select(dir.path(), &[])
+            .expect_err("no modules")
+            .to_string();
+        assert!(
+            e.contains("no module folders in") && e.contains("naming obj-m"),
+            "{e}"
+        );
+        let path = dir.path().display().to_string();
+        let e = super::select(dir.path(), &[path])
+            .expect_err("not one")
+            .to_string();
+        assert!(e.contains("is no module folder"), "{e}");
     }
 }

@@ -66,7 +66,7 @@ pub fn write_guest_initramfs(path: &Path, spec: &GuestSpec) -> Result<()> {
     for m in spec.modules {
         w.file_from_path(&format!("{dir}/{}", m.rel_path), 0o644, &m.source)?;
     }
-    let (dep, alias, _) = module_indexes(spec.modules)?;
+    let (dep, alias) = module_indexes(spec.release, spec.modules)?;
     w.file(&format!("{dir}/modules.dep"), 0o644, dep.as_bytes())?;
     w.file(&format!("{dir}/modules.alias"), 0o644, alias.as_bytes())?;
     let mut out = w.finish()?;

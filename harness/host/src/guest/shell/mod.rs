@@ -3,9 +3,8 @@
 //!
 //! The guest is busybox's `init` as `/init` with an inittab that mounts proc, sysfs and devtmpfs,
 //! runs `mdev -s`, names the host `kmodlab-guest` and keeps a login shell on ttyS0. Modules sit in
-//! `/lib/modules/<release>/extra/` with a `modules.dep` and `modules.alias` generated here from
-//! each `.ko`'s `.modinfo` (`depends=`, `alias=`), which is what busybox's `modprobe` and
-//! `modinfo` read.
+//! `/lib/modules/<release>/extra/` with the `modules.dep` and `modules.alias` depmod writes for
+//! them, which is what busybox's `modprobe` and `modinfo` read.
 //!
 //! The console is relayed by kmodlab, not by QEMU: QEMU's serial port is on pipes, and kmodlab
 //! puts the terminal in raw mode and copies bytes both ways, so every key (Ctrl-C, Ctrl-A, Ctrl-Z)
@@ -28,7 +27,7 @@ mod relay;
 mod terminal;
 
 pub use image::{write_guest_initramfs, GuestSpec};
-pub use modules::{module_indexes, GuestModule};
+pub use modules::{missing_dependencies, module_indexes, GuestModule};
 
 use crate::build::{module, Products};
 use crate::guest::accel::{self, AccelChoice, ProbeBoot};
@@ -92,8 +91,7 @@ pub fn run(opts: &ShellOptions) -> Result<ShellEnd> {
         started.elapsed().as_secs_f64()
     );
     let modules = build_modules(&opts.selection, &kernel)?;
-    let (_, _, warnings) = module_indexes(&modules)?;
-    for warning in warnings {
+    for warning in missing_dependencies(&modules) {
         eprintln!("warning: {warning}");
     }
     let dir = tempfile::Builder::new()

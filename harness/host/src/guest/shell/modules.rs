@@ -1,16 +1,10 @@
 //! The shell guest's modules: what each `.ko`'s `.modinfo` says, and the `modules.dep` and
-//! `modules.alias` that busybox's `modprobe` and `modinfo` read.
-//!
-//! The index writer stands in for `depmod`, which does not fit here: it derives dependencies from
-//! the modules' symbol tables (so it needs real modules in a staging tree shaped like
-//! `/lib/modules/<release>`, and warns without the kernel's `modules.order` and
-//! `modules.builtin`), it lives in /sbin (not on an ordinary user's PATH) and would be one more
-//! tool for the host. libkmod (and crates that bind it) only reads these indexes. What busybox
-//! needs is the `depends=` closure in load order, which takes a few lines.
+//! `modules.alias` that busybox's `modprobe` and `modinfo` read, written by the real depmod
+//! ([`crate::build::depmod`], the same run that orders a test's modules).
 
-use crate::build::module;
-use anyhow::{bail, Result};
-use std::collections::BTreeMap;
+use crate::build::{depmod, module};
+use anyhow::Result;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// One module file for the guest, with what `.modinfo` says about it.
@@ -63,17 +57,25 @@ fn module_name(name: &str) -> String {
     name.trim().replace('-', "_")
 }
 
-/// `modules.dep` and `modules.alias` for `modules`, in the format depmod writes:
-/// `extra/a.ko: extra/b.ko extra/c.ko` lists every module `a` needs, directly or not, such that
-/// loading them from the last to the first is a valid order (what kmod's and busybox's modprobe
-/// do). Returns the two files and a warning for each dependency that is not among `modules`.
-pub fn module_indexes(modules: &[GuestModule]) -> Result<(String, String, Vec<String>)> {
-    let by_name: BTreeMap<&str, &GuestModule> =
-        modules.iter().map(|m| (m.name.as_str(), m)).collect();
+/// `modules.dep` and `modules.alias` for `modules`, from depmod: `extra/a.ko: extra/b.ko
+/// extra/c.ko` lists every module `a` needs, directly or not, such that loading them from the last
+/// to the first is a valid order (what kmod's and busybox's modprobe do).
+pub fn module_indexes(release: &str, modules: &[GuestModule]) -> Result<(String, String)> {
+    let files: Vec<(String, PathBuf)> = modules
+        .iter()
+        .map(|m| (m.rel_path.clone(), m.source.clone()))
+        .collect();
+    let indexes = depmod::run(release, &files)?;
+    Ok((indexes.dep, indexes.alias))
+}
+
+/// A warning for each dependency (`depends=`) that is not among `modules`.
+pub fn missing_dependencies(modules: &[GuestModule]) -> Vec<String> {
+    let names: BTreeSet<&str> = modules.iter().map(|m| m.name.as_str()).collect();
     let mut warnings = Vec::new();
     for m in modules {
         for dep in &m.depends {
-            if !by_name.contains_key(dep.as_str()) {
+            if !names.contains(dep.as_str()) {
                 warnings.push(format!(
                     "module {} depends on {dep}, which is not in the guest: `modprobe {}` will fail \
                      unless the kernel has {dep} built in",
@@ -82,109 +84,79 @@ pub fn module_indexes(modules: &[GuestModule]) -> Result<(String, String, Vec<St
             }
         }
     }
-    let mut dep = String::new();
-    for m in modules {
-        // Dependencies first (post-order), then reversed: the nearest dependency comes first.
-        let mut order: Vec<&str> = Vec::new();
-        let mut visiting: Vec<&str> = Vec::new();
-        visit(&m.name, &by_name, &mut order, &mut visiting)?;
-        let deps: Vec<&str> = order
-            .iter()
-            .rev()
-            .filter(|n| **n != m.name)
-            .filter_map(|n| by_name.get(n).map(|d| d.rel_path.as_str()))
-            .collect();
-        dep.push_str(&format!("{}:", m.rel_path));
-        for d in deps {
-            dep.push(' ');
-            dep.push_str(d);
-        }
-        dep.push('\n');
-    }
-    let mut alias = String::from("# Aliases extracted from modules themselves.\n");
-    for m in modules {
-        for a in &m.aliases {
-            alias.push_str(&format!("alias {a} {}\n", m.name));
-        }
-    }
-    Ok((dep, alias, warnings))
-}
-
-fn visit<'a>(
-    name: &'a str,
-    by_name: &BTreeMap<&'a str, &'a GuestModule>,
-    order: &mut Vec<&'a str>,
-    visiting: &mut Vec<&'a str>,
-) -> Result<()> {
-    if order.contains(&name) {
-        return Ok(());
-    }
-    if visiting.contains(&name) {
-        visiting.push(name);
-        bail!(
-            "the modules depend on each other in a cycle: {}",
-            visiting.join(" -> ")
-        );
-    }
-    visiting.push(name);
-    if let Some(m) = by_name.get(name) {
-        for dep in &m.depends {
-            visit(dep, by_name, order, visiting)?;
-        }
-    }
-    visiting.pop();
-    order.push(name);
-    Ok(())
+    warnings
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::process::Command;
 
-    fn module(name: &str, depends: &[&str]) -> GuestModule {
-        GuestModule {
-            name: name.into(),
-            source: PathBuf::from(format!("/b/{name}.ko")),
-            rel_path: format!("extra/{name}.ko"),
-            depends: depends.iter().map(|d| d.to_string()).collect(),
-            aliases: vec![],
-        }
+    /// A relocatable object shaped enough like a module for depmod: its `.modinfo`, the symbols it
+    /// exports (`__ksymtab_strings`) and calls to the ones it needs.
+    fn module(dir: &Path, name: &str, exports: &str, needs: &[&str]) -> GuestModule {
+        let calls: String = needs.iter().map(|n| format!("{n}();")).collect();
+        let externs: String = needs
+            .iter()
+            .map(|n| format!("extern void {n}(void);"))
+            .collect();
+        let source = format!(
+            "__attribute__((section(\".modinfo\"), used)) static const char info[] = \
+             \"license=GPL\\0name={name}\\0alias={name}-alias\\0vermagic=6.12.117 SMP \";\n\
+             __attribute__((section(\"__ksymtab_strings\"), used)) static const char ks[] = \"{exports}\";\n\
+             void {exports}(void) {{}}\n{externs}\nvoid use_{name}(void) {{ {calls} }}\n"
+        );
+        let c = dir.join(format!("{name}.c"));
+        std::fs::write(&c, source).expect("write");
+        let ko = dir.join(format!("{name}.ko"));
+        let status = Command::new("gcc")
+            .arg("-c")
+            .arg(&c)
+            .arg("-o")
+            .arg(&ko)
+            .status()
+            .expect("gcc runs");
+        assert!(status.success());
+        GuestModule::from_ko(name, &ko).expect("modinfo")
     }
 
     #[test]
     fn modules_dep_lists_every_dependency_nearest_first() {
         // a -> b -> c, a -> c, d alone; modprobe loads the list from the end.
+        let dir = tempfile::tempdir().expect("tempdir");
         let mods = [
-            module("a", &["b", "c"]),
-            module("b", &["c"]),
-            module("c", &[]),
-            module("d", &[]),
+            module(dir.path(), "a", "a_fn", &["b_fn", "c_fn"]),
+            module(dir.path(), "b", "b_fn", &["c_fn"]),
+            module(dir.path(), "c", "c_fn", &[]),
+            module(dir.path(), "d", "d_fn", &[]),
         ];
-        let (dep, alias, warnings) = module_indexes(&mods).unwrap();
+        let (dep, alias) = module_indexes("6.12.117", &mods).expect("depmod");
+        let mut lines: Vec<&str> = dep.lines().collect();
+        lines.sort();
         assert_eq!(
-            dep,
-            "extra/a.ko: extra/b.ko extra/c.ko\nextra/b.ko: extra/c.ko\nextra/c.ko:\nextra/d.ko:\n"
+            lines,
+            [
+                "extra/a.ko: extra/b.ko extra/c.ko",
+                "extra/b.ko: extra/c.ko",
+                "extra/c.ko:",
+                "extra/d.ko:"
+            ]
         );
-        assert!(warnings.is_empty());
-        assert_eq!(alias, "# Aliases extracted from modules themselves.\n");
+        // Aliases name the module.
+        assert!(alias.contains("alias a-alias a\n"), "{alias}");
+        assert!(alias.contains("alias d-alias d\n"), "{alias}");
     }
 
     #[test]
-    fn missing_and_cyclic_dependencies_are_reported() {
-        let (dep, _, warnings) = module_indexes(&[module("a", &["gone"])]).unwrap();
-        assert_eq!(dep, "extra/a.ko:\n");
+    fn missing_dependencies_are_reported() {
+        let m = GuestModule {
+            name: "a".into(),
+            source: PathBuf::from("/b/a.ko"),
+            rel_path: "extra/a.ko".into(),
+            depends: vec!["gone".into()],
+            aliases: vec![],
+        };
+        let warnings = missing_dependencies(&[m]);
         assert!(warnings[0].contains("a depends on gone"), "{warnings:?}");
-        let err = module_indexes(&[module("a", &["b"]), module("b", &["a"])])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("a -> b -> a"), "{err}");
-    }
-
-    #[test]
-    fn aliases_name_the_module() {
-        let mut m = module("snd_x", &[]);
-        m.aliases = vec!["pci:v00001234d*".into(), "char-major-10-200".into()];
-        let (_, alias, _) = module_indexes(&[m]).unwrap();
-        assert!(alias.ends_with("alias pci:v00001234d* snd_x\nalias char-major-10-200 snd_x\n"));
     }
 }
