@@ -31,6 +31,25 @@ pub struct Failed {
     pub undefined: Vec<String>,
 }
 
+impl Failed {
+    /// Why it did not build, in one line: the symbols it lacks, else the compiler's first error.
+    pub fn summary(&self) -> String {
+        if self.undefined.is_empty() {
+            self.lines
+                .iter()
+                .find(|l| l.contains("error:"))
+                .or(self.lines.first())
+                .cloned()
+                .unwrap_or_default()
+        } else {
+            format!(
+                "needs symbols the kernel lacks: {}",
+                self.undefined.join(", ")
+            )
+        }
+    }
+}
+
 /// The modules Kbuild knows in `copy` (from their `.mod` files), relative to it, with the
 /// objects each is linked from (absolute paths).
 pub fn modules_by_mod_file(copy: &Path) -> BTreeMap<String, Vec<PathBuf>> {

@@ -34,20 +34,7 @@ pub(super) fn build(args: BuildArgs, ctx: &Context) -> Result<i32> {
             println!("  {}", path.display());
         }
         for failed in &build.failed {
-            let why = if failed.undefined.is_empty() {
-                failed
-                    .lines
-                    .iter()
-                    .find(|l| l.contains("error:"))
-                    .or(failed.lines.first())
-                    .cloned()
-                    .unwrap_or_default()
-            } else {
-                format!(
-                    "needs symbols nothing exports: {}",
-                    failed.undefined.join(", ")
-                )
-            };
+            let why = failed.summary();
             println!("  {}.ko did not build: {}", failed.module, why.trim());
         }
         any_failed |= !build.failed.is_empty();

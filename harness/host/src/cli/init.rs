@@ -51,16 +51,7 @@ pub(super) fn init(args: InitArgs, ctx: &Context) -> Result<i32> {
         .iter()
         .map(|f| init::NotBuilt {
             file: f.module.clone(),
-            why: if f.undefined.is_empty() {
-                f.lines
-                    .iter()
-                    .find(|l| l.contains("error:"))
-                    .or(f.lines.first())
-                    .cloned()
-                    .unwrap_or_default()
-            } else {
-                format!("needs symbols the kernel lacks: {}", f.undefined.join(", "))
-            },
+            why: f.summary(),
         })
         .collect();
     if found.is_empty() {
