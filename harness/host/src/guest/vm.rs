@@ -1,8 +1,9 @@
 //! QEMU: start a guest, read its two channels, end it.
 //!
 //! The console (first UART) goes to QEMU's stdout and carries everything the kernel prints, crash
-//! reports included; the agent channel (second UART) is a unix socket carrying the agent's JSON
-//! events. The command line comes from [`crate::guest::qemu`]. Starting a VM is one operation
+//! reports included; the agent channel (second UART) is one end of a connected unix socket pair,
+//! inherited by QEMU, carrying the agent's JSON events. The host opens no socket with a name: no
+//! other process can connect to the channel and speak for the agent. The command line comes from [`crate::guest::qemu`]. Starting a VM is one operation
 //! ([`Vm::start`]) so that it can later mean "restore a snapshot" or "boot an arm64 guest".
 //! The host always ends QEMU itself ([`Vm::stop`], or on drop); it never relies on the guest
 //! powering off. [`run_bounded`] boots a guest without the agent (console only) to its end.
@@ -12,13 +13,11 @@ use crate::host::child::KillOnDrop;
 use anyhow::{anyhow, Context, Result};
 use kmodlab_protocol::Event;
 use std::io::{BufRead, BufReader, Write};
-use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::{SocketAddr, UnixListener};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Which accelerator QEMU uses.
@@ -79,7 +78,7 @@ pub enum VmEvent {
     AgentNoise(String),
     /// QEMU closed the console: it has exited or is exiting.
     ConsoleClosed,
-    /// QEMU never connected the agent channel, or it broke.
+    /// Reading the agent channel failed.
     ChannelError(String),
 }
 
@@ -209,8 +208,6 @@ fn cmdline_with(accel: Accelerator, tcg_tuning: &str, extra: &str) -> String {
 pub struct Vm {
     child: KillOnDrop,
     events: Receiver<VmEvent>,
-    /// Tells the agent channel's reader to stop waiting for QEMU to connect.
-    stop: Arc<AtomicBool>,
     pub label: String,
     pub started: Instant,
     pub console_log: PathBuf,
@@ -246,8 +243,8 @@ impl VmLogs {
 impl Vm {
     /// Starts QEMU and the threads that read its channels.
     pub fn start(cfg: &VmConfig) -> Result<Vm> {
-        let socket_name = unique_socket_name();
-        let listener = bind_abstract(&socket_name)?;
+        let (agent_channel, qemu_end) =
+            UnixStream::pair().context("creating the agent channel's socket pair")?;
         let VmLogs {
             console: console_log,
             events: events_log,
@@ -256,25 +253,25 @@ impl Vm {
 
         let wiring = Wiring {
             console: Console::Recorded,
-            agent_socket: Some(&socket_name),
+            agent_socket: Some(qemu_end.as_fd()),
         };
         let mut command = qemu::command(&cfg.boot(), &wiring);
         command.stderr(Stdio::from(start_record(&qemu_log, &command)?));
         let started = Instant::now();
         let mut child = KillOnDrop::spawn(&mut command)
             .with_context(|| format!("starting {}", cfg.qemu.display()))?;
+        // QEMU has its copy; with ours closed, the channel ends when QEMU does.
+        drop(qemu_end);
         let stdout = child
             .take_stdout()
             .ok_or_else(|| anyhow!("QEMU's console pipe is missing"))?;
 
         let (tx, rx) = mpsc::channel();
-        let stop = Arc::new(AtomicBool::new(false));
         spawn_console_reader(stdout, &console_log, tx.clone())?;
-        spawn_agent_reader(listener, &events_log, tx, stop.clone())?;
+        spawn_agent_reader(agent_channel, &events_log, tx)?;
         Ok(Vm {
             child,
             events: rx,
-            stop,
             label: cfg.label.clone(),
             started,
             console_log,
@@ -297,7 +294,6 @@ impl Vm {
 
     /// Ends QEMU now and waits for it; every event still buffered can be drained afterwards.
     pub fn stop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
         self.child.stop();
     }
 
@@ -310,13 +306,6 @@ impl Vm {
             out.push(event);
         }
         out
-    }
-}
-
-impl Drop for Vm {
-    /// Beyond what [`KillOnDrop`] does for QEMU: tells the agent channel's reader to give up.
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
@@ -394,28 +383,6 @@ fn read_all_in_thread(
     })
 }
 
-fn unique_socket_name() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!(
-        "kmodlab-{}-{}-{nanos}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn bind_abstract(name: &str) -> Result<UnixListener> {
-    let addr =
-        SocketAddr::from_abstract_name(name.as_bytes()).context("naming the agent socket")?;
-    let listener = UnixListener::bind_addr(&addr).context("opening the agent socket")?;
-    listener
-        .set_nonblocking(true)
-        .context("configuring the agent socket")?;
-    Ok(listener)
-}
-
 /// Creates `log` and starts the thread `name` that copies a channel into it.
 fn spawn_reader(
     name: &str,
@@ -436,29 +403,17 @@ fn spawn_console_reader(
     tx: Sender<VmEvent>,
 ) -> Result<()> {
     spawn_reader("vm-console", log, move |mut file| {
-        for_each_line(stdout, &mut file, |line| {
+        // A read error ends the console like its end of file: QEMU is gone either way.
+        let _ = for_each_line(stdout, &mut file, |line| {
             tx.send(VmEvent::Console(line)).is_ok()
         });
         let _ = tx.send(VmEvent::ConsoleClosed);
     })
 }
 
-fn spawn_agent_reader(
-    listener: UnixListener,
-    log: &Path,
-    tx: Sender<VmEvent>,
-    stop: Arc<AtomicBool>,
-) -> Result<()> {
+fn spawn_agent_reader(channel: UnixStream, log: &Path, tx: Sender<VmEvent>) -> Result<()> {
     spawn_reader("vm-agent", log, move |mut file| {
-        let stream = match accept_agent(&listener, &stop) {
-            Ok(stream) => stream,
-            Err(why) => {
-                let _ = tx.send(VmEvent::ChannelError(why));
-                return;
-            }
-        };
-        let _ = stream.set_nonblocking(false);
-        for_each_line(stream, &mut file, |line| {
+        let read = for_each_line(channel, &mut file, |line| {
             if line.is_empty() {
                 return true;
             }
@@ -468,51 +423,33 @@ fn spawn_agent_reader(
             };
             tx.send(event).is_ok()
         });
+        if let Err(e) = read {
+            let _ = tx.send(VmEvent::ChannelError(format!("agent channel: {e}")));
+        }
     })
 }
 
-/// Waits for QEMU to connect the agent channel. QEMU connects while it starts, before the guest
-/// runs; poll so that a QEMU that died first (or a VM stopped meanwhile) does not leave the reader
-/// waiting forever.
-fn accept_agent(
-    listener: &UnixListener,
-    stop: &AtomicBool,
-) -> Result<std::os::unix::net::UnixStream, String> {
-    let give_up = Instant::now() + Duration::from_secs(30);
-    loop {
-        match listener.accept() {
-            Ok((stream, _)) => return Ok(stream),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if stop.load(Ordering::Relaxed) || Instant::now() > give_up {
-                    return Err("QEMU never connected the agent channel".into());
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            Err(e) => return Err(format!("agent channel: {e}")),
-        }
-    }
-}
-
 /// Copies every line of `source` to `log` as it came, and hands it to `take` without its line
-/// ending, until end of file or until `take` returns false.
+/// ending, until end of file (or a read error, returned) or until `take` returns false.
 fn for_each_line(
     source: impl std::io::Read,
     log: &mut std::fs::File,
     mut take: impl FnMut(String) -> bool,
-) {
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(source);
     let mut buf = Vec::new();
     loop {
         buf.clear();
         match reader.read_until(b'\n', &mut buf) {
-            Ok(0) | Err(_) => return,
+            Ok(0) => return Ok(()),
+            Err(e) => return Err(e),
             Ok(_) => {
                 let _ = log.write_all(&buf);
                 let line = String::from_utf8_lossy(&buf)
                     .trim_end_matches(['\r', '\n'])
                     .to_string();
                 if !take(line) {
-                    return;
+                    return Ok(());
                 }
             }
         }
