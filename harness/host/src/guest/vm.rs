@@ -287,9 +287,25 @@ impl Vm {
         self.events.recv_timeout(wait).ok()
     }
 
-    /// Whether QEMU has exited on its own (e.g. after a guest panic).
-    pub fn has_exited(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(Some(_)))
+    /// How QEMU ended, once it closed the console by itself (the host did not stop it): waits a
+    /// moment for its exit status, then reads it with QEMU's own messages. `None` if QEMU is still
+    /// running after that moment.
+    pub fn end(&mut self) -> Option<QemuEnd> {
+        let give_up = Instant::now() + Duration::from_secs(3);
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() < give_up => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                _ => return None,
+            }
+        };
+        let record = std::fs::read_to_string(&self.qemu_log).unwrap_or_default();
+        let messages = record
+            .split_once(QEMU_MESSAGES)
+            .map_or("", |(_, messages)| messages);
+        Some(QemuEnd::of(status, messages))
     }
 
     /// Ends QEMU now and waits for it; every event still buffered can be drained afterwards.
@@ -309,12 +325,88 @@ impl Vm {
     }
 }
 
+/// The line in `<label>.qemu.txt` after which QEMU's own messages (its stderr) follow.
+const QEMU_MESSAGES: &str = "--- QEMU's own messages ---";
+
+/// How a QEMU that the host did not stop ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QemuEnd {
+    /// QEMU exited by itself, with status 0: the guest powered off, rebooted, or panicked
+    /// (`panic=-1` with `-no-reboot`), or triple-faulted. Whatever the guest did, the test did.
+    Guest,
+    /// Something outside the guest ended QEMU, in these words: a signal kmodlab did not send,
+    /// QEMU crashing, or QEMU failing with an error. Not the module's doing.
+    Infrastructure(String),
+}
+
+impl QemuEnd {
+    /// Reads QEMU's exit status and its own messages. QEMU catches SIGINT, SIGTERM and SIGHUP,
+    /// says `terminating on signal N from pid P (name)` and exits with status 0, so the messages
+    /// tell those apart from a guest that powered off; a signal it does not catch (SIGKILL, or
+    /// its own SIGSEGV or SIGABRT) shows in the status. kmodlab itself only ever ends QEMU with
+    /// SIGKILL, after it stopped reading it, so a status seen here was never kmodlab's doing.
+    pub fn of(status: std::process::ExitStatus, messages: &str) -> QemuEnd {
+        use std::os::unix::process::ExitStatusExt;
+        const NOT_OURS: &str = "an infrastructure failure, not the module's";
+        if let Some(signal) = status.signal() {
+            let name = signal_name(signal);
+            return QemuEnd::Infrastructure(match signal {
+                libc::SIGSEGV | libc::SIGABRT | libc::SIGBUS | libc::SIGILL | libc::SIGFPE => {
+                    format!("QEMU crashed ({name}): {NOT_OURS}")
+                }
+                _ => format!("QEMU was killed by {name}, not by kmodlab: {NOT_OURS}"),
+            });
+        }
+        if let Some((signal, from)) = terminated_by(messages) {
+            return QemuEnd::Infrastructure(format!(
+                "QEMU was ended by {}{from}, not by kmodlab: {NOT_OURS}",
+                signal_name(signal)
+            ));
+        }
+        match status.code() {
+            Some(0) | None => QemuEnd::Guest,
+            Some(code) => {
+                let last = messages.lines().rev().find(|l| !l.trim().is_empty());
+                let said = last.map_or(String::new(), |l| format!(" ({})", l.trim()));
+                QemuEnd::Infrastructure(format!(
+                    "QEMU failed with exit status {code}{said}: {NOT_OURS}"
+                ))
+            }
+        }
+    }
+}
+
+/// `SIGTERM` for 15; the number when the name is unknown.
+fn signal_name(signal: i32) -> String {
+    nix::sys::signal::Signal::try_from(signal)
+        .map_or_else(|_| format!("signal {signal}"), |s| s.as_str().to_string())
+}
+
+/// From QEMU's `terminating on signal 15 from pid 4242 (kill)`: the signal, and ` from pid 4242
+/// (kill)` (empty when QEMU did not learn the sender).
+fn terminated_by(messages: &str) -> Option<(i32, String)> {
+    messages.lines().find_map(|line| {
+        let (_, rest) = line.split_once("terminating on signal ")?;
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let signal = rest[..digits].parse().ok()?;
+        let from = rest[digits..].trim_end();
+        let from = if from.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", from.trim_start())
+        };
+        Some((signal, from))
+    })
+}
+
 /// Creates the VM's `<label>.qemu.txt`: the command line, then (as QEMU's stderr) its own messages.
 fn start_record(path: &Path, command: &std::process::Command) -> Result<std::fs::File> {
     let mut record =
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     writeln!(record, "{}", qemu::command_line(command)?)
-        .and_then(|()| writeln!(record, "--- QEMU's own messages ---"))
+        .and_then(|()| writeln!(record, "{QEMU_MESSAGES}"))
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(record)
 }
@@ -481,6 +573,44 @@ mod tests {
         assert!(is_virtual_machine(vm));
         assert!(!is_virtual_machine(metal));
         assert!(!is_virtual_machine(""));
+    }
+
+    #[test]
+    fn how_qemu_ended_tells_the_guest_from_the_infrastructure() {
+        use std::os::unix::process::ExitStatusExt;
+        let exited = |code: i32| std::process::ExitStatus::from_raw(code << 8);
+        let killed = |signal: i32| std::process::ExitStatus::from_raw(signal);
+        // The guest powered off, rebooted or panicked: QEMU exits 0, saying nothing.
+        assert_eq!(QemuEnd::of(exited(0), ""), QemuEnd::Guest);
+        let infrastructure = |end: QemuEnd| match end {
+            QemuEnd::Infrastructure(why) => why,
+            QemuEnd::Guest => panic!("read as the guest's end"),
+        };
+        assert_eq!(
+            infrastructure(QemuEnd::of(killed(libc::SIGKILL), "")),
+            "QEMU was killed by SIGKILL, not by kmodlab: an infrastructure failure, not the module's"
+        );
+        assert_eq!(
+            infrastructure(QemuEnd::of(killed(libc::SIGSEGV), "")),
+            "QEMU crashed (SIGSEGV): an infrastructure failure, not the module's"
+        );
+        // QEMU 7.2's own words when it catches SIGTERM or SIGINT; it then exits 0.
+        let caught = "qemu-system-x86_64: terminating on signal 15 from pid 21167 (kill)\n";
+        assert_eq!(
+            infrastructure(QemuEnd::of(exited(0), caught)),
+            "QEMU was ended by SIGTERM from pid 21167 (kill), not by kmodlab: \
+             an infrastructure failure, not the module's"
+        );
+        assert_eq!(
+            infrastructure(QemuEnd::of(exited(0), "qemu: terminating on signal 2\n")),
+            "QEMU was ended by SIGINT, not by kmodlab: an infrastructure failure, not the module's"
+        );
+        let failed = "qemu-system-x86_64: warning: x\nqemu-system-x86_64: cannot set up guest memory 'pc.ram': Cannot allocate memory\n";
+        assert_eq!(
+            infrastructure(QemuEnd::of(exited(1), failed)),
+            "QEMU failed with exit status 1 (qemu-system-x86_64: cannot set up guest memory \
+             'pc.ram': Cannot allocate memory): an infrastructure failure, not the module's"
+        );
     }
 
     #[test]
