@@ -188,6 +188,23 @@ fn a_qemu_killed_from_outside_is_retried_then_an_error_and_never_a_crash() {
     assert!(retried.iter().all(|n| n.contains(cause)), "{notices:?}");
     // vm1 and vm2 ended during init_hang, vm3 during slow_settle, vm4 ran it to its end.
     assert_eq!(report.vms, 4);
+    // `parse` judges the run folder again as the run judged it.
+    let replayed = kmodlab::run::replay::run_folder(&run_dir).expect("parse the run folder");
+    let story = |verdicts: &[kmodlab::judge::verdict::Verdict]| -> Vec<String> {
+        verdicts
+            .iter()
+            .map(|v| {
+                format!(
+                    "{} {} {} {:?}",
+                    v.id(),
+                    v.outcome.label(),
+                    v.reason,
+                    v.details.first()
+                )
+            })
+            .collect()
+    };
+    assert_eq!(story(&replayed.verdicts), story(&report.verdicts));
     let left: Vec<u32> = qemus_of(&run_dir)
         .into_iter()
         .filter(|p| alive(*p))

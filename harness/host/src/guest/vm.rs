@@ -305,7 +305,16 @@ impl Vm {
         let messages = record
             .split_once(QEMU_MESSAGES)
             .map_or("", |(_, messages)| messages);
-        Some(QemuEnd::of(status, messages))
+        let end = QemuEnd::of(status, messages);
+        // Kept for `parse`, which judges the run folder again: the status is not in any file.
+        let kept = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.qemu_log)
+            .and_then(|mut file| writeln!(file, "{}", end.record()));
+        if let Err(e) = kept {
+            eprintln!("warning: {}: {e}", self.qemu_log.display());
+        }
+        Some(end)
     }
 
     /// Ends QEMU now and waits for it; every event still buffered can be drained afterwards.
@@ -373,6 +382,31 @@ impl QemuEnd {
                 ))
             }
         }
+    }
+}
+
+impl QemuEnd {
+    const GUEST: &'static str = "--- QEMU ended by itself ---";
+    const OUTSIDE: &'static str = "--- QEMU ended from outside the guest: ";
+
+    /// The line `<label>.qemu.txt` keeps of it.
+    fn record(&self) -> String {
+        match self {
+            QemuEnd::Guest => QemuEnd::GUEST.to_string(),
+            QemuEnd::Infrastructure(cause) => format!("{}{cause} ---", QemuEnd::OUTSIDE),
+        }
+    }
+
+    /// What a VM's `<label>.qemu.txt` kept of QEMU's end; `None` when the host ended QEMU (or
+    /// the file predates this record).
+    pub fn recorded(qemu_txt: &str) -> Option<QemuEnd> {
+        qemu_txt.lines().rev().find_map(|line| {
+            if line == QemuEnd::GUEST {
+                return Some(QemuEnd::Guest);
+            }
+            let cause = line.strip_prefix(QemuEnd::OUTSIDE)?.strip_suffix(" ---")?;
+            Some(QemuEnd::Infrastructure(cause.to_string()))
+        })
     }
 }
 
@@ -610,6 +644,19 @@ mod tests {
             infrastructure(QemuEnd::of(exited(1), failed)),
             "QEMU failed with exit status 1 (qemu-system-x86_64: cannot set up guest memory \
              'pc.ram': Cannot allocate memory): an infrastructure failure, not the module's"
+        );
+    }
+
+    #[test]
+    fn the_run_folder_keeps_how_qemu_ended() {
+        let outside = QemuEnd::Infrastructure("QEMU crashed (SIGSEGV): not the module's".into());
+        for end in [QemuEnd::Guest, outside] {
+            let file = format!("qemu ...\n{QEMU_MESSAGES}\nwarning: x\n{}\n", end.record());
+            assert_eq!(QemuEnd::recorded(&file), Some(end));
+        }
+        assert_eq!(
+            QemuEnd::recorded(&format!("qemu ...\n{QEMU_MESSAGES}\n")),
+            None
         );
     }
 

@@ -66,6 +66,7 @@ impl EventSource for Vm {
 pub struct Recording {
     events: VecDeque<VmEvent>,
     at: Instant,
+    end: Option<QemuEnd>,
 }
 
 impl Recording {
@@ -79,7 +80,19 @@ impl Recording {
         Recording {
             events: queue,
             at: Instant::now(),
+            end: None,
         }
+    }
+
+    /// The recording of a VM whose QEMU ended as `end` says (from its `<label>.qemu.txt`). When
+    /// something outside the guest ended it, the events end with the console closing, as they
+    /// did live; otherwise running out of them still reads as silence.
+    pub fn ended(mut self, end: Option<QemuEnd>) -> Recording {
+        if matches!(end, Some(QemuEnd::Infrastructure(_))) {
+            self.events.push_back(VmEvent::ConsoleClosed);
+        }
+        self.end = end;
+        self
     }
 }
 
@@ -102,10 +115,19 @@ impl EventSource for Recording {
         self.at
     }
 
-    /// A run folder does not keep QEMU's exit status; its verdicts do.
     fn end(&mut self) -> Option<QemuEnd> {
-        None
+        self.end.clone()
     }
+}
+
+/// The verdict of a test whose VM was ended from outside the guest a second time
+/// ([`Session::held`]): it stands, saying that it ran again once.
+pub fn held_twice(mut verdict: Verdict, label: &str) -> Verdict {
+    verdict.details.insert(
+        0,
+        format!("retried once in a fresh VM; QEMU ended from outside the guest again ({label})"),
+    );
+    verdict
 }
 
 /// What a session needs of the plan.
@@ -666,6 +688,26 @@ mod tests {
         let session = drive_quietly(&mut vm, None);
         assert!(!session.booted);
         assert_eq!(session.end, KILLED);
+    }
+
+    #[test]
+    fn a_recording_of_a_vm_ended_from_outside_is_judged_as_it_was_live() {
+        let events = [hello(), started(0), loaded(0)].into_iter().flatten();
+        let events: Vec<Event> = events
+            .filter_map(|e| match e {
+                VmEvent::Agent(event) => Some(event),
+                _ => None,
+            })
+            .collect();
+        let end = Some(QemuEnd::Infrastructure(KILLED.into()));
+        let session = drive_quietly(&mut Recording::new(events.clone(), "").ended(end), None);
+        let (id, held) = session.held.expect("held back");
+        assert_eq!((id, held.outcome.label()), (0, "ERROR"));
+        assert_eq!(session.end, KILLED);
+        // Without the record (or when the guest ended it), running out of events is silence.
+        let session = drive_quietly(&mut Recording::new(events, "").ended(None), None);
+        assert!(session.held.is_none());
+        assert_eq!(outcome(&session).1, "test time limit reached");
     }
 
     #[test]

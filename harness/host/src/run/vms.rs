@@ -288,16 +288,10 @@ impl Runner<'_> {
             return;
         }
         at.pending.retain(|p| *p != id);
-        let mut verdict = held
+        let verdict = held
             .map(|(_, verdict)| verdict)
             .unwrap_or_else(|| Verdict::new(&job.module, &job.spec.name, Outcome::Error, cause));
-        verdict.details.insert(
-            0,
-            format!(
-                "retried once in a fresh VM; QEMU ended from outside the guest again ({label})"
-            ),
-        );
-        self.settle(id, verdict);
+        self.settle(id, session::held_twice(verdict, label));
     }
 }
 
