@@ -306,14 +306,12 @@ impl Vm {
             .split_once(QEMU_MESSAGES)
             .map_or("", |(_, messages)| messages);
         let end = QemuEnd::of(status, messages);
-        // Kept for `parse`, which judges the run folder again: the status is not in any file.
-        let kept = std::fs::OpenOptions::new()
+        // Kept for `parse`, which judges the run folder again: the status is in no other file.
+        // Failing to write it only costs `parse` this one fact.
+        let _ = std::fs::OpenOptions::new()
             .append(true)
             .open(&self.qemu_log)
             .and_then(|mut file| writeln!(file, "{}", end.record()));
-        if let Err(e) = kept {
-            eprintln!("warning: {}: {e}", self.qemu_log.display());
-        }
         Some(end)
     }
 

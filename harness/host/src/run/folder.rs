@@ -4,6 +4,8 @@
 //! - `plan.json` ([`PLAN_FILE`]): what each planned test was judged against ([`SavedTest`]);
 //! - `vmN.events.jsonl` and `vmN.console.log`: what each VM's agent sent and its console printed
 //!   (the VM writes them as they arrive);
+//! - `vmN.qemu.txt`: the QEMU command line, QEMU's own messages, and how QEMU ended when it ended
+//!   by itself ([`QemuEnd::recorded`]), so `parse` tells a guest's end from one from outside;
 //! - `verdicts.json`: every verdict, in test-id order, and `MODULE.TEST.log`, each test's log.
 
 use crate::guest::vm::{QemuEnd, VmLogs};
