@@ -8,6 +8,7 @@ mod examples;
 mod fixtures;
 mod html;
 mod kernel;
+mod outside;
 mod prebuilt;
 mod reports;
 mod scaffold;

@@ -222,7 +222,7 @@ impl Drop for Tmux {
 }
 
 /// Whether a process exists and is not a zombie.
-fn alive(pid: u32) -> bool {
+pub(crate) fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => stat
             .rsplit_once(')')
@@ -232,7 +232,7 @@ fn alive(pid: u32) -> bool {
 }
 
 /// Children of `parent` whose command name starts with `prefix`.
-fn children(parent: u32, prefix: &str) -> Vec<u32> {
+pub(crate) fn children(parent: u32, prefix: &str) -> Vec<u32> {
     let mut found = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return found;
@@ -257,7 +257,7 @@ fn children(parent: u32, prefix: &str) -> Vec<u32> {
 }
 
 /// Builds the xtask binary (a no-op when `cargo xtask ci` runs these tests) within a bound.
-fn xtask_binary() -> PathBuf {
+pub(crate) fn xtask_binary() -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut child: Child = Command::new(cargo)
         .args(["build", "--quiet", "--package", "xtask"])

@@ -81,26 +81,18 @@ pub fn run_selection(
     selection: Vec<select::Selected>,
     kernel: &kmodlab::cli::KernelOpts,
 ) -> RunReport {
-    let ctx = context();
-    let kernel = kmodlab::cli::kernel_request(kernel, &ctx).unwrap_or_else(|e| panic!("{e:#}"));
-    let qemu = kmodlab::host::setup::require_tool("qemu-system-x86_64")
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    run_listening(selection, kernel, &mut |_| {})
+}
+
+/// [`run_selection`], with `listener` told every event of the run as it happens.
+pub fn run_listening(
+    selection: Vec<select::Selected>,
+    kernel: &kmodlab::cli::KernelOpts,
+    listener: &mut dyn FnMut(&run::RunEvent),
+) -> RunReport {
     let names: Vec<String> = selection.iter().map(|s| s.spec.name.clone()).collect();
-    let options = RunOptions {
-        selection,
-        kernel,
-        agent: agent(),
-        accel: AccelChoice::Auto,
-        qemu,
-        runs_dir: None,
-        timeout: None,
-        run_timeout: None,
-        isolation: Default::default(),
-        memory_mb: 256,
-        cpus: 2,
-    };
-    let report =
-        run::run(&options, &mut |_| {}).unwrap_or_else(|e| panic!("running {names:?}: {e:#}"));
+    let report = try_run_listening(selection, kernel, listener)
+        .unwrap_or_else(|e| panic!("running {names:?}: {e:#}"));
     for verdict in &report.verdicts {
         println!(
             "{} {} {}",
@@ -115,6 +107,32 @@ pub fn run_selection(
         report.vms
     );
     report
+}
+
+/// [`run_listening`] for a run that may not happen: its error instead of a panic.
+pub fn try_run_listening(
+    selection: Vec<select::Selected>,
+    kernel: &kmodlab::cli::KernelOpts,
+    listener: &mut dyn FnMut(&run::RunEvent),
+) -> anyhow::Result<RunReport> {
+    let ctx = context();
+    let kernel = kmodlab::cli::kernel_request(kernel, &ctx).unwrap_or_else(|e| panic!("{e:#}"));
+    let qemu = kmodlab::host::setup::require_tool("qemu-system-x86_64")
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let options = RunOptions {
+        selection,
+        kernel,
+        agent: agent(),
+        accel: AccelChoice::Auto,
+        qemu,
+        runs_dir: None,
+        timeout: None,
+        run_timeout: None,
+        isolation: Default::default(),
+        memory_mb: 256,
+        cpus: 2,
+    };
+    run::run(&options, listener)
 }
 
 /// The verdict of `module/test`, failing the test with the whole report when it is missing.

@@ -5,10 +5,15 @@
 //! QEMU, and the console on the first UART over QEMU's stdio. What differs between a test VM and
 //! the interactive shell is [`Wiring`]: whether a person types into the console, and whether the
 //! agent has a channel of its own.
+//!
+//! Every QEMU gets a process group of its own: a Ctrl-C at the terminal (SIGINT to the foreground
+//! group) reaches kmodlab alone, which decides what ends, instead of also ending QEMU behind its
+//! back; `PR_SET_PDEATHSIG` ([`crate::host::child`]) still ends QEMU with kmodlab.
 
 use crate::guest::vm::Accelerator;
 use anyhow::{Context, Result};
 use std::ffi::OsString;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -30,8 +35,7 @@ pub struct Boot {
 pub enum Console {
     /// Only read (and recorded); QEMU's stdin is closed.
     Recorded,
-    /// Relayed both ways to a person's terminal. QEMU gets a process group of its own, so that
-    /// the terminal's signals reach kmodlab, which decides.
+    /// Relayed both ways to a person's terminal.
     Interactive,
 }
 
@@ -39,9 +43,10 @@ pub enum Console {
 #[derive(Debug, Clone, Copy)]
 pub struct Wiring<'a> {
     pub console: Console,
-    /// The abstract unix socket QEMU connects the agent's UART (the second one) to, for a guest
-    /// that runs the agent.
-    pub agent_socket: Option<&'a str>,
+    /// For a guest that runs the agent: QEMU's end of a connected socket pair, which carries the
+    /// agent's UART (the second one). QEMU inherits it already connected, so there is no name any
+    /// other process could connect to first. It must stay open until QEMU is spawned.
+    pub agent_socket: Option<BorrowedFd<'a>>,
 }
 
 /// QEMU's `-cpu` for the accelerator.
@@ -81,11 +86,12 @@ pub fn args(boot: &Boot, wiring: &Wiring) -> Vec<OsString> {
     args.extend(["-append", &boot.cmdline, "-serial", "stdio"].map(OsString::from));
     if let Some(socket) = wiring.agent_socket {
         // On microvm a second `-serial` gives a UART that fails with EIO; an explicit isa-serial
-        // works (both tried on QEMU 7.2 here).
+        // works (both tried on QEMU 7.2 here). Without `server=on`, QEMU takes `fd=` as a socket
+        // that is already connected and uses it as it is.
         args.extend(
             [
                 "-chardev",
-                &format!("socket,id=agent,path={socket},abstract=on"),
+                &format!("socket,id=agent,fd={}", socket.as_raw_fd()),
                 "-device",
                 "isa-serial,chardev=agent,index=1",
             ]
@@ -100,23 +106,26 @@ pub fn args(boot: &Boot, wiring: &Wiring) -> Vec<OsString> {
 pub fn command(boot: &Boot, wiring: &Wiring) -> Command {
     let mut command = Command::new(&boot.qemu);
     command.args(args(boot, wiring)).stdout(Stdio::piped());
-    match wiring.console {
-        Console::Recorded => {
-            command.stdin(Stdio::null());
-        }
-        Console::Interactive => {
-            command.stdin(Stdio::piped());
-            // SAFETY: setpgid is async-signal-safe; between fork and exec it only moves QEMU into
-            // a process group of its own.
-            unsafe {
-                command.pre_exec(|| {
-                    if libc::setpgid(0, 0) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
+    command.stdin(match wiring.console {
+        Console::Recorded => Stdio::null(),
+        Console::Interactive => Stdio::piped(),
+    });
+    let inherited: Option<RawFd> = wiring.agent_socket.map(|fd| fd.as_raw_fd());
+    // SAFETY: setpgid and fcntl are async-signal-safe; between fork and exec they only move QEMU
+    // into a process group of its own and let it keep the agent's socket across exec. The socket
+    // is close-on-exec in kmodlab, so no other child (another VM started meanwhile, zstd) gets it.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setpgid(0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
             }
-        }
+            if let Some(fd) = inherited {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
     }
     command
 }
@@ -152,6 +161,7 @@ pub fn version(qemu: &Path) -> Result<String> {
 mod tests {
     use super::*;
     use crate::guest::vm::default_cmdline;
+    use std::os::fd::AsFd;
 
     fn boot(cmdline: &str) -> Boot {
         Boot {
@@ -174,16 +184,73 @@ mod tests {
     }
 
     #[test]
-    fn the_agent_uart_is_an_isa_serial_on_a_socket() {
+    fn the_agent_uart_is_an_isa_serial_on_an_inherited_socket() {
         let boot = boot(&default_cmdline(Accelerator::Kvm, "quiet"));
+        let (_host, qemu_end) = std::os::unix::net::UnixStream::pair().expect("socket pair");
         let wiring = Wiring {
             console: Console::Recorded,
-            agent_socket: Some("sock"),
+            agent_socket: Some(qemu_end.as_fd()),
         };
         let joined = joined(&command(&boot, &wiring));
-        assert!(joined.contains("-chardev socket,id=agent,path=sock,abstract=on -device isa-serial,chardev=agent,index=1"));
+        let fd = qemu_end.as_raw_fd();
+        assert!(
+            joined.contains(&format!(
+                "-chardev socket,id=agent,fd={fd} -device isa-serial,chardev=agent,index=1"
+            )),
+            "{joined}"
+        );
+        // No name anyone could connect to, and QEMU does not listen.
+        for word in ["path=", "abstract", "server"] {
+            assert!(!joined.contains(word), "{word} in {joined}");
+        }
         assert!(joined.contains("-accel tcg -cpu max"));
         assert!(joined.contains("-append console=ttyS0 loglevel=5 panic=-1 reboot=t quiet"));
+    }
+
+    /// Stands in for QEMU: writes to the fd its `-chardev ...,fd=N` names, and says which process
+    /// group it runs in and whether it inherited the host's end of the pair as well.
+    const FAKE_QEMU: &str = r#"#!/bin/sh
+for word in "$@"; do case "$word" in socket,*fd=*) fd=${word##*fd=};; esac; done
+host_end_open=no
+[ -e "/proc/self/fd/$HOST_END" ] && host_end_open=yes
+echo "pgid=$(cut -d' ' -f5 /proc/self/stat) ppgid=$(cut -d' ' -f5 /proc/$PPID/stat) host_end=$host_end_open" >&"$fd"
+"#;
+
+    #[test]
+    fn qemu_inherits_only_its_end_of_the_agent_socket_in_a_group_of_its_own() {
+        use std::io::Read;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fake = dir.path().join("qemu");
+        std::fs::write(&fake, FAKE_QEMU).expect("write fake QEMU");
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
+        let (mut host_end, qemu_end) = std::os::unix::net::UnixStream::pair().expect("pair");
+        let boot = Boot {
+            qemu: fake,
+            ..boot("console=ttyS0")
+        };
+        let wiring = Wiring {
+            console: Console::Recorded,
+            agent_socket: Some(qemu_end.as_fd()),
+        };
+        let mut command = command(&boot, &wiring);
+        command.env("HOST_END", host_end.as_raw_fd().to_string());
+        let mut child = crate::host::child::KillOnDrop::spawn(&mut command).expect("spawn");
+        drop(qemu_end);
+        let mut said = String::new();
+        // End of file once the child exits: the host holds no other copy of QEMU's end.
+        host_end.read_to_string(&mut said).expect("read");
+        assert!(child.wait().expect("wait").success());
+        let words: Vec<&str> = said.split_whitespace().collect();
+        let [pgid, parent_pgid, host] = words[..] else {
+            panic!("{said:?}");
+        };
+        assert_ne!(
+            pgid.trim_start_matches("pgid="),
+            parent_pgid.trim_start_matches("ppgid="),
+            "{said}"
+        );
+        assert_eq!(host, "host_end=no", "{said}");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! QEMU: start a guest, read its two channels, end it.
 //!
 //! The console (first UART) goes to QEMU's stdout and carries everything the kernel prints, crash
-//! reports included; the agent channel (second UART) is a unix socket carrying the agent's JSON
-//! events. The command line comes from [`crate::guest::qemu`]. Starting a VM is one operation
+//! reports included; the agent channel (second UART) is one end of a connected unix socket pair,
+//! inherited by QEMU, carrying the agent's JSON events. The host opens no socket with a name: no
+//! other process can connect to the channel and speak for the agent. The command line comes from [`crate::guest::qemu`]. Starting a VM is one operation
 //! ([`Vm::start`]) so that it can later mean "restore a snapshot" or "boot an arm64 guest".
 //! The host always ends QEMU itself ([`Vm::stop`], or on drop); it never relies on the guest
 //! powering off. [`run_bounded`] boots a guest without the agent (console only) to its end.
@@ -12,13 +13,11 @@ use crate::host::child::KillOnDrop;
 use anyhow::{anyhow, Context, Result};
 use kmodlab_protocol::Event;
 use std::io::{BufRead, BufReader, Write};
-use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::{SocketAddr, UnixListener};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Which accelerator QEMU uses.
@@ -79,7 +78,7 @@ pub enum VmEvent {
     AgentNoise(String),
     /// QEMU closed the console: it has exited or is exiting.
     ConsoleClosed,
-    /// QEMU never connected the agent channel, or it broke.
+    /// Reading the agent channel failed.
     ChannelError(String),
 }
 
@@ -209,8 +208,6 @@ fn cmdline_with(accel: Accelerator, tcg_tuning: &str, extra: &str) -> String {
 pub struct Vm {
     child: KillOnDrop,
     events: Receiver<VmEvent>,
-    /// Tells the agent channel's reader to stop waiting for QEMU to connect.
-    stop: Arc<AtomicBool>,
     pub label: String,
     pub started: Instant,
     pub console_log: PathBuf,
@@ -246,8 +243,8 @@ impl VmLogs {
 impl Vm {
     /// Starts QEMU and the threads that read its channels.
     pub fn start(cfg: &VmConfig) -> Result<Vm> {
-        let socket_name = unique_socket_name();
-        let listener = bind_abstract(&socket_name)?;
+        let (agent_channel, qemu_end) =
+            UnixStream::pair().context("creating the agent channel's socket pair")?;
         let VmLogs {
             console: console_log,
             events: events_log,
@@ -256,25 +253,25 @@ impl Vm {
 
         let wiring = Wiring {
             console: Console::Recorded,
-            agent_socket: Some(&socket_name),
+            agent_socket: Some(qemu_end.as_fd()),
         };
         let mut command = qemu::command(&cfg.boot(), &wiring);
         command.stderr(Stdio::from(start_record(&qemu_log, &command)?));
         let started = Instant::now();
         let mut child = KillOnDrop::spawn(&mut command)
             .with_context(|| format!("starting {}", cfg.qemu.display()))?;
+        // QEMU has its copy; with ours closed, the channel ends when QEMU does.
+        drop(qemu_end);
         let stdout = child
             .take_stdout()
             .ok_or_else(|| anyhow!("QEMU's console pipe is missing"))?;
 
         let (tx, rx) = mpsc::channel();
-        let stop = Arc::new(AtomicBool::new(false));
         spawn_console_reader(stdout, &console_log, tx.clone())?;
-        spawn_agent_reader(listener, &events_log, tx, stop.clone())?;
+        spawn_agent_reader(agent_channel, &events_log, tx)?;
         Ok(Vm {
             child,
             events: rx,
-            stop,
             label: cfg.label.clone(),
             started,
             console_log,
@@ -290,14 +287,36 @@ impl Vm {
         self.events.recv_timeout(wait).ok()
     }
 
-    /// Whether QEMU has exited on its own (e.g. after a guest panic).
-    pub fn has_exited(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(Some(_)))
+    /// How QEMU ended, once it closed the console by itself (the host did not stop it): waits a
+    /// moment for its exit status, then reads it with QEMU's own messages. `None` if QEMU is still
+    /// running after that moment.
+    pub fn end(&mut self) -> Option<QemuEnd> {
+        let give_up = Instant::now() + Duration::from_secs(3);
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() < give_up => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                _ => return None,
+            }
+        };
+        let record = std::fs::read_to_string(&self.qemu_log).unwrap_or_default();
+        let messages = record
+            .split_once(QEMU_MESSAGES)
+            .map_or("", |(_, messages)| messages);
+        let end = QemuEnd::of(status, messages);
+        // Kept for `parse`, which judges the run folder again: the status is in no other file.
+        // Failing to write it only costs `parse` this one fact.
+        let _ = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.qemu_log)
+            .and_then(|mut file| writeln!(file, "{}", end.record()));
+        Some(end)
     }
 
     /// Ends QEMU now and waits for it; every event still buffered can be drained afterwards.
     pub fn stop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
         self.child.stop();
     }
 
@@ -313,11 +332,105 @@ impl Vm {
     }
 }
 
-impl Drop for Vm {
-    /// Beyond what [`KillOnDrop`] does for QEMU: tells the agent channel's reader to give up.
-    fn drop(&mut self) {
-        self.stop();
+/// The line in `<label>.qemu.txt` after which QEMU's own messages (its stderr) follow.
+const QEMU_MESSAGES: &str = "--- QEMU's own messages ---";
+
+/// How a QEMU that the host did not stop ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QemuEnd {
+    /// QEMU exited by itself, with status 0: the guest powered off, rebooted, or panicked
+    /// (`panic=-1` with `-no-reboot`), or triple-faulted. Whatever the guest did, the test did.
+    Guest,
+    /// Something outside the guest ended QEMU, in these words: a signal kmodlab did not send,
+    /// QEMU crashing, or QEMU failing with an error. Not the module's doing.
+    Infrastructure(String),
+}
+
+impl QemuEnd {
+    /// Reads QEMU's exit status and its own messages. QEMU catches SIGINT, SIGTERM and SIGHUP,
+    /// says `terminating on signal N from pid P (name)` and exits with status 0, so the messages
+    /// tell those apart from a guest that powered off; a signal it does not catch (SIGKILL, or
+    /// its own SIGSEGV or SIGABRT) shows in the status. kmodlab itself only ever ends QEMU with
+    /// SIGKILL, after it stopped reading it, so a status seen here was never kmodlab's doing.
+    pub fn of(status: std::process::ExitStatus, messages: &str) -> QemuEnd {
+        use std::os::unix::process::ExitStatusExt;
+        const NOT_OURS: &str = "an infrastructure failure, not the module's";
+        if let Some(signal) = status.signal() {
+            let name = signal_name(signal);
+            return QemuEnd::Infrastructure(match signal {
+                libc::SIGSEGV | libc::SIGABRT | libc::SIGBUS | libc::SIGILL | libc::SIGFPE => {
+                    format!("QEMU crashed ({name}): {NOT_OURS}")
+                }
+                _ => format!("QEMU was killed by {name}, not by kmodlab: {NOT_OURS}"),
+            });
+        }
+        if let Some((signal, from)) = terminated_by(messages) {
+            return QemuEnd::Infrastructure(format!(
+                "QEMU was ended by {}{from}, not by kmodlab: {NOT_OURS}",
+                signal_name(signal)
+            ));
+        }
+        match status.code() {
+            Some(0) | None => QemuEnd::Guest,
+            Some(code) => {
+                let last = messages.lines().rev().find(|l| !l.trim().is_empty());
+                let said = last.map_or(String::new(), |l| format!(" ({})", l.trim()));
+                QemuEnd::Infrastructure(format!(
+                    "QEMU failed with exit status {code}{said}: {NOT_OURS}"
+                ))
+            }
+        }
     }
+}
+
+impl QemuEnd {
+    const GUEST: &'static str = "--- QEMU ended by itself ---";
+    const OUTSIDE: &'static str = "--- QEMU ended from outside the guest: ";
+
+    /// The line `<label>.qemu.txt` keeps of it.
+    fn record(&self) -> String {
+        match self {
+            QemuEnd::Guest => QemuEnd::GUEST.to_string(),
+            QemuEnd::Infrastructure(cause) => format!("{}{cause} ---", QemuEnd::OUTSIDE),
+        }
+    }
+
+    /// What a VM's `<label>.qemu.txt` kept of QEMU's end; `None` when the host ended QEMU (or
+    /// the file predates this record).
+    pub fn recorded(qemu_txt: &str) -> Option<QemuEnd> {
+        qemu_txt.lines().rev().find_map(|line| {
+            if line == QemuEnd::GUEST {
+                return Some(QemuEnd::Guest);
+            }
+            let cause = line.strip_prefix(QemuEnd::OUTSIDE)?.strip_suffix(" ---")?;
+            Some(QemuEnd::Infrastructure(cause.to_string()))
+        })
+    }
+}
+
+/// `SIGTERM` for 15; the number when the name is unknown.
+fn signal_name(signal: i32) -> String {
+    nix::sys::signal::Signal::try_from(signal)
+        .map_or_else(|_| format!("signal {signal}"), |s| s.as_str().to_string())
+}
+
+/// From QEMU's `terminating on signal 15 from pid 4242 (kill)`: the signal, and ` from pid 4242
+/// (kill)` (empty when QEMU did not learn the sender).
+fn terminated_by(messages: &str) -> Option<(i32, String)> {
+    messages.lines().find_map(|line| {
+        let (_, rest) = line.split_once("terminating on signal ")?;
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let signal = rest[..digits].parse().ok()?;
+        let from = rest[digits..].trim_end();
+        let from = if from.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", from.trim_start())
+        };
+        Some((signal, from))
+    })
 }
 
 /// Creates the VM's `<label>.qemu.txt`: the command line, then (as QEMU's stderr) its own messages.
@@ -325,7 +438,7 @@ fn start_record(path: &Path, command: &std::process::Command) -> Result<std::fs:
     let mut record =
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     writeln!(record, "{}", qemu::command_line(command)?)
-        .and_then(|()| writeln!(record, "--- QEMU's own messages ---"))
+        .and_then(|()| writeln!(record, "{QEMU_MESSAGES}"))
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(record)
 }
@@ -394,28 +507,6 @@ fn read_all_in_thread(
     })
 }
 
-fn unique_socket_name() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!(
-        "kmodlab-{}-{}-{nanos}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn bind_abstract(name: &str) -> Result<UnixListener> {
-    let addr =
-        SocketAddr::from_abstract_name(name.as_bytes()).context("naming the agent socket")?;
-    let listener = UnixListener::bind_addr(&addr).context("opening the agent socket")?;
-    listener
-        .set_nonblocking(true)
-        .context("configuring the agent socket")?;
-    Ok(listener)
-}
-
 /// Creates `log` and starts the thread `name` that copies a channel into it.
 fn spawn_reader(
     name: &str,
@@ -436,29 +527,17 @@ fn spawn_console_reader(
     tx: Sender<VmEvent>,
 ) -> Result<()> {
     spawn_reader("vm-console", log, move |mut file| {
-        for_each_line(stdout, &mut file, |line| {
+        // A read error ends the console like its end of file: QEMU is gone either way.
+        let _ = for_each_line(stdout, &mut file, |line| {
             tx.send(VmEvent::Console(line)).is_ok()
         });
         let _ = tx.send(VmEvent::ConsoleClosed);
     })
 }
 
-fn spawn_agent_reader(
-    listener: UnixListener,
-    log: &Path,
-    tx: Sender<VmEvent>,
-    stop: Arc<AtomicBool>,
-) -> Result<()> {
+fn spawn_agent_reader(channel: UnixStream, log: &Path, tx: Sender<VmEvent>) -> Result<()> {
     spawn_reader("vm-agent", log, move |mut file| {
-        let stream = match accept_agent(&listener, &stop) {
-            Ok(stream) => stream,
-            Err(why) => {
-                let _ = tx.send(VmEvent::ChannelError(why));
-                return;
-            }
-        };
-        let _ = stream.set_nonblocking(false);
-        for_each_line(stream, &mut file, |line| {
+        let read = for_each_line(channel, &mut file, |line| {
             if line.is_empty() {
                 return true;
             }
@@ -468,51 +547,33 @@ fn spawn_agent_reader(
             };
             tx.send(event).is_ok()
         });
+        if let Err(e) = read {
+            let _ = tx.send(VmEvent::ChannelError(format!("agent channel: {e}")));
+        }
     })
 }
 
-/// Waits for QEMU to connect the agent channel. QEMU connects while it starts, before the guest
-/// runs; poll so that a QEMU that died first (or a VM stopped meanwhile) does not leave the reader
-/// waiting forever.
-fn accept_agent(
-    listener: &UnixListener,
-    stop: &AtomicBool,
-) -> Result<std::os::unix::net::UnixStream, String> {
-    let give_up = Instant::now() + Duration::from_secs(30);
-    loop {
-        match listener.accept() {
-            Ok((stream, _)) => return Ok(stream),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if stop.load(Ordering::Relaxed) || Instant::now() > give_up {
-                    return Err("QEMU never connected the agent channel".into());
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            Err(e) => return Err(format!("agent channel: {e}")),
-        }
-    }
-}
-
 /// Copies every line of `source` to `log` as it came, and hands it to `take` without its line
-/// ending, until end of file or until `take` returns false.
+/// ending, until end of file (or a read error, returned) or until `take` returns false.
 fn for_each_line(
     source: impl std::io::Read,
     log: &mut std::fs::File,
     mut take: impl FnMut(String) -> bool,
-) {
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(source);
     let mut buf = Vec::new();
     loop {
         buf.clear();
         match reader.read_until(b'\n', &mut buf) {
-            Ok(0) | Err(_) => return,
+            Ok(0) => return Ok(()),
+            Err(e) => return Err(e),
             Ok(_) => {
                 let _ = log.write_all(&buf);
                 let line = String::from_utf8_lossy(&buf)
                     .trim_end_matches(['\r', '\n'])
                     .to_string();
                 if !take(line) {
-                    return;
+                    return Ok(());
                 }
             }
         }
@@ -544,6 +605,57 @@ mod tests {
         assert!(is_virtual_machine(vm));
         assert!(!is_virtual_machine(metal));
         assert!(!is_virtual_machine(""));
+    }
+
+    #[test]
+    fn how_qemu_ended_tells_the_guest_from_the_infrastructure() {
+        use std::os::unix::process::ExitStatusExt;
+        let exited = |code: i32| std::process::ExitStatus::from_raw(code << 8);
+        let killed = |signal: i32| std::process::ExitStatus::from_raw(signal);
+        // The guest powered off, rebooted or panicked: QEMU exits 0, saying nothing.
+        assert_eq!(QemuEnd::of(exited(0), ""), QemuEnd::Guest);
+        let infrastructure = |end: QemuEnd| match end {
+            QemuEnd::Infrastructure(why) => why,
+            QemuEnd::Guest => panic!("read as the guest's end"),
+        };
+        assert_eq!(
+            infrastructure(QemuEnd::of(killed(libc::SIGKILL), "")),
+            "QEMU was killed by SIGKILL, not by kmodlab: an infrastructure failure, not the module's"
+        );
+        assert_eq!(
+            infrastructure(QemuEnd::of(killed(libc::SIGSEGV), "")),
+            "QEMU crashed (SIGSEGV): an infrastructure failure, not the module's"
+        );
+        // QEMU 7.2's own words when it catches SIGTERM or SIGINT; it then exits 0.
+        let caught = "qemu-system-x86_64: terminating on signal 15 from pid 21167 (kill)\n";
+        assert_eq!(
+            infrastructure(QemuEnd::of(exited(0), caught)),
+            "QEMU was ended by SIGTERM from pid 21167 (kill), not by kmodlab: \
+             an infrastructure failure, not the module's"
+        );
+        assert_eq!(
+            infrastructure(QemuEnd::of(exited(0), "qemu: terminating on signal 2\n")),
+            "QEMU was ended by SIGINT, not by kmodlab: an infrastructure failure, not the module's"
+        );
+        let failed = "qemu-system-x86_64: warning: x\nqemu-system-x86_64: cannot set up guest memory 'pc.ram': Cannot allocate memory\n";
+        assert_eq!(
+            infrastructure(QemuEnd::of(exited(1), failed)),
+            "QEMU failed with exit status 1 (qemu-system-x86_64: cannot set up guest memory \
+             'pc.ram': Cannot allocate memory): an infrastructure failure, not the module's"
+        );
+    }
+
+    #[test]
+    fn the_run_folder_keeps_how_qemu_ended() {
+        let outside = QemuEnd::Infrastructure("QEMU crashed (SIGSEGV): not the module's".into());
+        for end in [QemuEnd::Guest, outside] {
+            let file = format!("qemu ...\n{QEMU_MESSAGES}\nwarning: x\n{}\n", end.record());
+            assert_eq!(QemuEnd::recorded(&file), Some(end));
+        }
+        assert_eq!(
+            QemuEnd::recorded(&format!("qemu ...\n{QEMU_MESSAGES}\n")),
+            None
+        );
     }
 
     #[test]

@@ -10,8 +10,11 @@ use std::time::Duration;
 pub enum Interruption {
     /// The test's time limit (plus the agent's grace) passed on the host's clock.
     HostTimeout,
-    /// QEMU exited, or its channels closed, while the test ran.
+    /// QEMU exited by itself, or its channels closed, while the test ran.
     VmEnded,
+    /// Something outside the guest ended QEMU while the test ran (a signal kmodlab did not send,
+    /// QEMU crashing): the cause, in words.
+    Infrastructure(String),
     /// The whole run's time limit passed while the test ran.
     RunTimeLimit,
 }

@@ -267,6 +267,10 @@ fn interruption(facts: &Facts) -> Option<Decision> {
         ),
         Interruption::VmEnded => Decision::new(Outcome::Crash, "the VM ended during the test")
             .details(tail(&facts.console, 20)),
+        // Not the module's doing: an ERROR naming the cause, never a CRASH.
+        Interruption::Infrastructure(cause) => {
+            Decision::new(Outcome::Error, cause.as_str()).details(tail(&facts.console, 20))
+        }
     };
     Some(decision)
 }
@@ -683,6 +687,25 @@ mod tests {
         record.finished = true;
         let (_, reason, _) = verdict(&spec(vec![]), &record);
         assert_eq!(reason, "possible deadlock");
+    }
+
+    #[test]
+    fn a_qemu_ended_from_outside_is_an_error_unless_the_kernel_crashed_first() {
+        let cause = "QEMU was killed by SIGKILL, not by kmodlab: an infrastructure failure, not the module's";
+        let mut record = TestRecord::new(0);
+        record.apply(&Event::TestStarted { test: 0, taint: 0 });
+        record.console = vec!["[    1.200000] hello: Hello, kmodlab!".into()];
+        record.interrupted = Some(Interruption::Infrastructure(cause.into()));
+        let (outcome, reason, details) = verdict(&spec(vec![]), &record);
+        assert_eq!((outcome, reason.as_str()), (Outcome::Error, cause));
+        assert_eq!(details, ["[    1.200000] hello: Hello, kmodlab!"]);
+        // A crash report the kernel printed before explains more, and is the module's.
+        record.apply(&kmsg(
+            1,
+            "BUG: kernel NULL pointer dereference, address: 0000000000000000",
+        ));
+        let (outcome, _, _) = verdict(&spec(vec![]), &record);
+        assert_eq!(outcome, Outcome::Crash);
     }
 
     fn verdict(spec: &TestSpec, record: &TestRecord) -> (Outcome, String, Vec<String>) {

@@ -4,9 +4,11 @@
 //! - `plan.json` ([`PLAN_FILE`]): what each planned test was judged against ([`SavedTest`]);
 //! - `vmN.events.jsonl` and `vmN.console.log`: what each VM's agent sent and its console printed
 //!   (the VM writes them as they arrive);
+//! - `vmN.qemu.txt`: the QEMU command line, QEMU's own messages, and how QEMU ended when it ended
+//!   by itself ([`QemuEnd::recorded`]), so `parse` tells a guest's end from one from outside;
 //! - `verdicts.json`: every verdict, in test-id order, and `MODULE.TEST.log`, each test's log.
 
-use crate::guest::vm::VmLogs;
+use crate::guest::vm::{QemuEnd, VmLogs};
 use crate::judge::evidence::Evidence;
 use crate::judge::verdict::{Outcome, Verdict};
 use crate::spec::{ProgramSpec, TestSpec};
@@ -252,6 +254,8 @@ pub struct VmFiles {
     pub console: String,
     /// Lines of its events file that were not events.
     pub notes: Vec<String>,
+    /// How QEMU ended, when it ended by itself.
+    pub qemu_end: Option<QemuEnd>,
 }
 
 impl RunFolder {
@@ -308,6 +312,9 @@ impl RunFolder {
         let console = std::fs::read(&logs.console)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default();
+        let qemu_end = std::fs::read_to_string(&logs.qemu)
+            .ok()
+            .and_then(|text| QemuEnd::recorded(&text));
         let mut events = Vec::new();
         let mut notes = Vec::new();
         for (n, line) in events_text.lines().enumerate() {
@@ -328,6 +335,7 @@ impl RunFolder {
             events,
             console,
             notes,
+            qemu_end,
         })
     }
 }

@@ -12,7 +12,7 @@ use crate::judge::verdict::{Outcome, Verdict};
 use crate::spec::{ProgramSpec, TestSpec};
 use anyhow::Result;
 use kmodlab_protocol::{OpResult, WaitEnd};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -33,10 +33,12 @@ pub fn run_folder(dir: &Path) -> Result<Parsed> {
     }
     let judge = Replayed::new(&folder)?;
     let mut judged: BTreeMap<u32, Verdict> = BTreeMap::new();
+    // Tests a VM ended from outside the guest interrupted: the first time, they ran again.
+    let mut held_once = BTreeSet::new();
     for number in &folder.vms {
         let vm = folder.vm(*number)?;
         parsed.notes.extend(vm.notes);
-        let mut recording = Recording::new(vm.events, &vm.console);
+        let mut recording = Recording::new(vm.events, &vm.console).ended(vm.qemu_end);
         let label = vm.label;
         let notes = &mut parsed.notes;
         let session = session::drive(&mut recording, &judge, None, &mut |progress| {
@@ -52,6 +54,11 @@ pub fn run_folder(dir: &Path) -> Result<Parsed> {
         }
         // A test a crash or timeout cut short in one VM ran again in the next: the later counts.
         judged.extend(session.verdicts);
+        if let Some((id, verdict)) = session.held {
+            if !held_once.insert(id) {
+                judged.insert(id, session::held_twice(verdict, &label));
+            }
+        }
     }
     parsed.verdicts = in_test_order(judged, &folder);
     Ok(parsed)

@@ -1,9 +1,12 @@
 //! One VM's session: reading its events until the agent is done, a test crashes or times out, or
-//! QEMU ends, with the host's deadlines on top. The events come from a live [`Vm`] or, for
+//! QEMU ends, with the host's deadlines on top. A QEMU that something outside the guest ended (a
+//! signal kmodlab did not send, QEMU's own crash) is an infrastructure failure: the test it
+//! interrupted is judged but its verdict is held back ([`Session::held`]), for the run to try the
+//! test again in a fresh VM. The events come from a live [`Vm`] or, for
 //! `parse`, from the files a run folder kept of one ([`Recording`]); [`VmRecords`] puts both
 //! together into the same per-test records, so a run folder is judged again as it was judged live.
 
-use crate::guest::vm::{Vm, VmEvent};
+use crate::guest::vm::{QemuEnd, Vm, VmEvent};
 use crate::judge::records::{Interruption, Step, TestRecord, VmRecords};
 use crate::judge::verdict::Verdict;
 use kmodlab_protocol::Event;
@@ -29,6 +32,8 @@ pub trait EventSource {
     fn started(&self) -> Instant;
     /// The host's clock. A recording's stands still: only the agent's durations count there.
     fn now(&self) -> Instant;
+    /// How QEMU ended, once its console closed by itself; `None` when that cannot be told.
+    fn end(&mut self) -> Option<QemuEnd>;
 }
 
 impl EventSource for Vm {
@@ -48,6 +53,10 @@ impl EventSource for Vm {
     fn now(&self) -> Instant {
         Instant::now()
     }
+
+    fn end(&mut self) -> Option<QemuEnd> {
+        Vm::end(self)
+    }
 }
 
 /// A VM's events as a run folder kept them: the agent's events in order, then the console's
@@ -57,6 +66,7 @@ impl EventSource for Vm {
 pub struct Recording {
     events: VecDeque<VmEvent>,
     at: Instant,
+    end: Option<QemuEnd>,
 }
 
 impl Recording {
@@ -70,7 +80,19 @@ impl Recording {
         Recording {
             events: queue,
             at: Instant::now(),
+            end: None,
         }
+    }
+
+    /// The recording of a VM whose QEMU ended as `end` says (from its `<label>.qemu.txt`). When
+    /// something outside the guest ended it, the events end with the console closing, as they
+    /// did live; otherwise running out of them still reads as silence.
+    pub fn ended(mut self, end: Option<QemuEnd>) -> Recording {
+        if matches!(end, Some(QemuEnd::Infrastructure(_))) {
+            self.events.push_back(VmEvent::ConsoleClosed);
+        }
+        self.end = end;
+        self
     }
 }
 
@@ -92,6 +114,20 @@ impl EventSource for Recording {
     fn now(&self) -> Instant {
         self.at
     }
+
+    fn end(&mut self) -> Option<QemuEnd> {
+        self.end.clone()
+    }
+}
+
+/// The verdict of a test whose VM was ended from outside the guest a second time
+/// ([`Session::held`]): it stands, saying that it ran again once.
+pub fn held_twice(mut verdict: Verdict, label: &str) -> Verdict {
+    verdict.details.insert(
+        0,
+        format!("retried once in a fresh VM; QEMU ended from outside the guest again ({label})"),
+    );
+    verdict
 }
 
 /// What a session needs of the plan.
@@ -124,6 +160,11 @@ pub struct Session {
     /// Why the session ended, in words.
     pub end: String,
     pub last_verdict: Option<Instant>,
+    /// Set when something outside the guest ended QEMU: the cause, in words.
+    pub infrastructure: Option<String>,
+    /// The verdict on the test that [`Session::infrastructure`] interrupted, not told: it stands
+    /// only if the test's next attempt ends the same way.
+    pub held: Option<(u32, Verdict)>,
 }
 
 /// Reads one VM's events until the agent is done, a test crashes or times out, or QEMU ends.
@@ -168,14 +209,18 @@ pub fn drive(
             _ => {}
         }
     }
-    let why = if driver.vm_ended {
-        Interruption::VmEnded
-    } else {
-        Interruption::HostTimeout
+    let why = match (&driver.session.infrastructure, driver.vm_ended) {
+        (Some(cause), _) => Interruption::Infrastructure(cause.clone()),
+        (None, true) => Interruption::VmEnded,
+        (None, false) => Interruption::HostTimeout,
     };
     let ran = source.now().saturating_duration_since(driver.test_started);
     if let Some(record) = driver.records.interrupt(why, ran) {
-        driver.finish(&record, source, tell);
+        if driver.session.infrastructure.is_some() && !record.finished {
+            driver.session.held = driver.judge.judge(&record).map(|v| (record.id, v));
+        } else {
+            driver.finish(&record, source, tell);
+        }
     }
     driver.session.booted |= driver.records.booted();
     driver.session.kernel_release = driver.records.kernel_release().map(str::to_string);
@@ -236,7 +281,7 @@ impl Driver<'_> {
     fn take(
         &mut self,
         event: VmEvent,
-        source: &dyn EventSource,
+        source: &mut dyn EventSource,
         tell: &mut dyn FnMut(Progress),
     ) -> Flow {
         match event {
@@ -247,9 +292,15 @@ impl Driver<'_> {
                 Flow::Continue
             }
             VmEvent::AgentNoise(_) => Flow::Continue,
-            VmEvent::ConsoleClosed => self.vm_ended("QEMU exited".into()),
+            VmEvent::ConsoleClosed => match source.end() {
+                Some(QemuEnd::Infrastructure(cause)) => {
+                    self.session.infrastructure = Some(cause.clone());
+                    self.vm_ended(cause)
+                }
+                Some(QemuEnd::Guest) | None => self.vm_ended("QEMU exited".into()),
+            },
             VmEvent::ChannelError(e) => self.vm_ended(e),
-            VmEvent::Agent(event) => self.agent_event(&event, source, tell),
+            VmEvent::Agent(event) => self.agent_event(&event, &*source, tell),
         }
     }
 
@@ -342,6 +393,8 @@ mod tests {
         left_in_channels: Vec<VmEvent>,
         deadlines: Vec<Instant>,
         at: Instant,
+        /// How QEMU ended when the script closes the console.
+        end: Option<QemuEnd>,
     }
 
     impl Scripted {
@@ -351,6 +404,7 @@ mod tests {
                 left_in_channels: vec![],
                 deadlines: vec![],
                 at: Instant::now(),
+                end: Some(QemuEnd::Guest),
             }
         }
     }
@@ -371,6 +425,10 @@ mod tests {
 
         fn now(&self) -> Instant {
             self.at
+        }
+
+        fn end(&mut self) -> Option<QemuEnd> {
+            self.end.clone()
         }
     }
 
@@ -557,6 +615,99 @@ mod tests {
             )
         );
         assert_eq!(vm.deadlines.last(), Some(&run_deadline));
+    }
+
+    const KILLED: &str =
+        "QEMU was killed by SIGKILL, not by kmodlab: an infrastructure failure, not the module's";
+
+    #[test]
+    fn qemu_exiting_by_a_signal_during_a_test_holds_its_verdict_back_as_an_error() {
+        let mut vm = Scripted::new(vec![
+            hello(),
+            agent(Event::TestStarted { test: 0, taint: 0 }),
+            agent(Event::TestFinished {
+                test: 0,
+                taint: 0,
+                duration_us: 900,
+            }),
+            started(1),
+            loaded(1),
+            Some(VmEvent::Console("[    1.0] hello: Hello, kmodlab!".into())),
+            Some(VmEvent::ConsoleClosed),
+        ]);
+        vm.end = Some(QemuEnd::Infrastructure(KILLED.into()));
+        let mut told = Vec::new();
+        let session = drive(&mut vm, &Inferred, None, &mut |p| {
+            if let Progress::Verdict(id, v) = p {
+                told.push(format!("{id} {}", v.outcome.label()));
+            }
+        });
+        // The test before is judged as usual; the one it interrupted is not told, nor CRASH.
+        assert_eq!(told, ["0 PASS"]);
+        assert_eq!(outcome(&session), (vec!["0 PASS ".to_string()], KILLED));
+        assert!(session.booted);
+        assert_eq!(session.infrastructure.as_deref(), Some(KILLED));
+        let (id, held) = session
+            .held
+            .as_ref()
+            .expect("the interrupted test's verdict");
+        assert_eq!(
+            (*id, held.outcome.label(), held.reason.as_str()),
+            (1, "ERROR", KILLED)
+        );
+        assert_eq!(held.details, ["[    1.0] hello: Hello, kmodlab!"]);
+    }
+
+    #[test]
+    fn qemu_exiting_by_a_signal_between_tests_or_as_a_test_ended_holds_nothing_back() {
+        // Between tests: nothing to judge, the session only says why.
+        let mut vm = Scripted::new(vec![hello(), Some(VmEvent::ConsoleClosed)]);
+        vm.end = Some(QemuEnd::Infrastructure(KILLED.into()));
+        let session = drive_quietly(&mut vm, None);
+        assert!(session.booted && session.held.is_none() && session.verdicts.is_empty());
+        assert_eq!(session.infrastructure.as_deref(), Some(KILLED));
+        // The agent had finished the test when QEMU was killed: its verdict stands.
+        let mut vm = Scripted::new(vec![
+            hello(),
+            started(0),
+            loaded(0),
+            Some(VmEvent::ConsoleClosed),
+        ]);
+        vm.end = Some(QemuEnd::Infrastructure(KILLED.into()));
+        vm.left_in_channels = vec![VmEvent::Agent(Event::TestFinished {
+            test: 0,
+            taint: 0,
+            duration_us: 900,
+        })];
+        let session = drive_quietly(&mut vm, None);
+        assert!(session.held.is_none());
+        assert_eq!(outcome(&session).0, ["0 PASS "]);
+        // Before the agent greeted: a boot that failed, for the run to retry.
+        let mut vm = Scripted::new(vec![Some(VmEvent::ConsoleClosed)]);
+        vm.end = Some(QemuEnd::Infrastructure(KILLED.into()));
+        let session = drive_quietly(&mut vm, None);
+        assert!(!session.booted);
+        assert_eq!(session.end, KILLED);
+    }
+
+    #[test]
+    fn a_recording_of_a_vm_ended_from_outside_is_judged_as_it_was_live() {
+        let events = [hello(), started(0), loaded(0)].into_iter().flatten();
+        let events: Vec<Event> = events
+            .filter_map(|e| match e {
+                VmEvent::Agent(event) => Some(event),
+                _ => None,
+            })
+            .collect();
+        let end = Some(QemuEnd::Infrastructure(KILLED.into()));
+        let session = drive_quietly(&mut Recording::new(events.clone(), "").ended(end), None);
+        let (id, held) = session.held.expect("held back");
+        assert_eq!((id, held.outcome.label()), (0, "ERROR"));
+        assert_eq!(session.end, KILLED);
+        // Without the record (or when the guest ended it), running out of events is silence.
+        let session = drive_quietly(&mut Recording::new(events, "").ended(None), None);
+        assert!(session.held.is_none());
+        assert_eq!(outcome(&session).1, "test time limit reached");
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! The run's VMs: one after another until every job has a verdict, a fresh one after a crash or
-//! timeout, a boot that failed retried once, and the run's own time limit kept.
+//! timeout, a boot that failed retried once, and the run's own time limit kept. A QEMU that
+//! something outside the guest ended (a signal kmodlab did not send, QEMU's own crash) is not the
+//! module's doing: the test it interrupted (or, between tests, the next one) runs again once in a
+//! fresh VM, and gets an ERROR naming the cause only if that VM ends the same way.
 
 use super::plan::Jobs;
 use super::session::{self, Progress, Session};
@@ -13,6 +16,7 @@ use crate::judge::verdict::{Outcome, Verdict};
 use crate::kernel::Kernel;
 use anyhow::{bail, Result};
 use kmodlab_protocol::Plan;
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -44,6 +48,17 @@ struct VmSetup<'a> {
     run_deadline: Option<Instant>,
 }
 
+/// What the run's VMs have been through so far.
+#[derive(Default)]
+struct Attempts {
+    /// Tests not yet judged.
+    pending: Vec<u32>,
+    /// Boots that failed in a row.
+    failed_boots: u32,
+    /// Tests that an infrastructure failure already sent to a fresh VM once.
+    retried: BTreeSet<u32>,
+}
+
 impl Runner<'_> {
     /// Runs every job; the number of VMs it took.
     pub(super) fn run_vms(
@@ -58,24 +73,26 @@ impl Runner<'_> {
             products,
             run_deadline: self.opts.run_timeout.map(|limit| self.started + limit),
         };
-        let mut pending: Vec<u32> = jobs.0.keys().copied().collect();
-        let mut failed_boots = 0;
+        let mut at = Attempts {
+            pending: jobs.0.keys().copied().collect(),
+            ..Attempts::default()
+        };
         let mut vms = 0;
-        while !pending.is_empty() {
+        while !at.pending.is_empty() {
             if setup
                 .run_deadline
                 .is_some_and(|deadline| Instant::now() >= deadline)
             {
-                self.out_of_time(std::mem::take(&mut pending), jobs);
+                self.out_of_time(std::mem::take(&mut at.pending), jobs);
                 break;
             }
             vms += 1;
             let label = format!("vm{vms}");
-            let group = group(self.opts.isolation, &pending, jobs);
+            let group = group(self.opts.isolation, &at.pending, jobs);
             let (session, console_log) = self.vm_session(&label, &setup, jobs, &group)?;
             if !session.booted {
-                failed_boots += 1;
-                if failed_boots >= BOOT_ATTEMPTS {
+                at.failed_boots += 1;
+                if at.failed_boots >= BOOT_ATTEMPTS {
                     bail!(
                         "the guest did not boot ({}), {BOOT_ATTEMPTS} times in a row; this is not the module's fault. \
                          Console: {}",
@@ -89,8 +106,8 @@ impl Runner<'_> {
                 )));
                 continue;
             }
-            failed_boots = 0;
-            self.take_session(session, &mut pending, jobs, setup.run_deadline);
+            at.failed_boots = 0;
+            self.take_session(&label, session, &mut at, jobs, setup.run_deadline);
         }
         Ok(vms)
     }
@@ -208,15 +225,21 @@ impl Runner<'_> {
     /// ERROR, so that the run cannot loop forever.
     fn take_session(
         &mut self,
-        session: Session,
-        pending: &mut Vec<u32>,
+        label: &str,
+        mut session: Session,
+        at: &mut Attempts,
         jobs: &Jobs,
         run_deadline: Option<Instant>,
     ) {
+        let pending = &mut at.pending;
         let progressed = !session.verdicts.is_empty();
-        for (id, verdict) in session.verdicts {
+        for (id, verdict) in std::mem::take(&mut session.verdicts) {
             pending.retain(|p| *p != id);
             self.verdicts.insert(id, verdict);
+        }
+        if let Some(cause) = session.infrastructure.take() {
+            self.infrastructure_failure(label, &cause, session.held.take(), at, jobs);
+            return;
         }
         let out_of_time = run_deadline.is_some_and(|deadline| Instant::now() >= deadline);
         if progressed || out_of_time || pending.is_empty() {
@@ -232,6 +255,43 @@ impl Runner<'_> {
             );
             self.settle(id, verdict);
         }
+    }
+}
+
+impl Runner<'_> {
+    /// Something outside the guest ended the VM. The test it interrupted (or else the next one to
+    /// run) answers for it: the first time it runs again in a fresh VM, the second time it gets
+    /// its ERROR naming the cause, and the run goes on with the others.
+    fn infrastructure_failure(
+        &mut self,
+        label: &str,
+        cause: &str,
+        held: Option<(u32, Verdict)>,
+        at: &mut Attempts,
+        jobs: &Jobs,
+    ) {
+        let Some(id) = held
+            .as_ref()
+            .map(|(id, _)| *id)
+            .or_else(|| at.pending.first().copied())
+        else {
+            return;
+        };
+        let Some(job) = jobs.get(id) else {
+            return;
+        };
+        let test = format!("{}/{}", job.module, job.spec.name);
+        if at.retried.insert(id) {
+            self.tell(RunEvent::Notice(format!(
+                "{label}: {cause}; {test} runs again in a fresh VM"
+            )));
+            return;
+        }
+        at.pending.retain(|p| *p != id);
+        let verdict = held
+            .map(|(_, verdict)| verdict)
+            .unwrap_or_else(|| Verdict::new(&job.module, &job.spec.name, Outcome::Error, cause));
+        self.settle(id, session::held_twice(verdict, label));
     }
 }
 
