@@ -5,7 +5,7 @@
 //! Needs the static busybox (`/bin/busybox`, Debian package busybox-static), `cpio`, gcc and depmod.
 
 use kmodlab::guest::initramfs::list;
-use kmodlab::guest::shell::{write_guest_initramfs, GuestModule, GuestSpec};
+use kmodlab::guest::shell::{module_indexes, write_guest_initramfs, GuestModule, GuestSpec};
 use std::path::Path;
 use std::process::Command;
 
@@ -130,4 +130,31 @@ fn a_dynamically_linked_busybox_is_refused() {
     )
     .expect_err("a dynamic busybox cannot run in the guest");
     assert!(format!("{err:#}").contains("dynamically linked"), "{err:#}");
+}
+
+#[test]
+fn modules_dep_lists_every_dependency_nearest_first() {
+    // a -> b -> c, a -> c, d alone; modprobe loads the list from the end.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mods = [
+        module(dir.path(), "a", &["b", "c"]),
+        module(dir.path(), "b", &["c"]),
+        module(dir.path(), "c", &[]),
+        module(dir.path(), "d", &[]),
+    ];
+    let (dep, alias) = module_indexes("6.12.117", &mods).expect("depmod");
+    let mut lines: Vec<&str> = dep.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "extra/a.ko: extra/b.ko extra/c.ko",
+            "extra/b.ko: extra/c.ko",
+            "extra/c.ko:",
+            "extra/d.ko:"
+        ]
+    );
+    // Aliases name the module.
+    assert!(alias.contains("alias a-alias a\n"), "{alias}");
+    assert!(alias.contains("alias d-alias d\n"), "{alias}");
 }

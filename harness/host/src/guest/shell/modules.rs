@@ -90,62 +90,6 @@ pub fn missing_dependencies(modules: &[GuestModule]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::process::Command;
-
-    /// A relocatable object shaped enough like a module for depmod: its `.modinfo`, the symbols it
-    /// exports (`__ksymtab_strings`) and calls to the ones it needs.
-    fn module(dir: &Path, name: &str, exports: &str, needs: &[&str]) -> GuestModule {
-        let calls: String = needs.iter().map(|n| format!("{n}();")).collect();
-        let externs: String = needs
-            .iter()
-            .map(|n| format!("extern void {n}(void);"))
-            .collect();
-        let source = format!(
-            "__attribute__((section(\".modinfo\"), used)) static const char info[] = \
-             \"license=GPL\\0name={name}\\0alias={name}-alias\\0vermagic=6.12.117 SMP \";\n\
-             __attribute__((section(\"__ksymtab_strings\"), used)) static const char ks[] = \"{exports}\";\n\
-             void {exports}(void) {{}}\n{externs}\nvoid use_{name}(void) {{ {calls} }}\n"
-        );
-        let c = dir.join(format!("{name}.c"));
-        std::fs::write(&c, source).expect("write");
-        let ko = dir.join(format!("{name}.ko"));
-        let status = Command::new("gcc")
-            .arg("-c")
-            .arg(&c)
-            .arg("-o")
-            .arg(&ko)
-            .status()
-            .expect("gcc runs");
-        assert!(status.success());
-        GuestModule::from_ko(name, &ko).expect("modinfo")
-    }
-
-    #[test]
-    fn modules_dep_lists_every_dependency_nearest_first() {
-        // a -> b -> c, a -> c, d alone; modprobe loads the list from the end.
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mods = [
-            module(dir.path(), "a", "a_fn", &["b_fn", "c_fn"]),
-            module(dir.path(), "b", "b_fn", &["c_fn"]),
-            module(dir.path(), "c", "c_fn", &[]),
-            module(dir.path(), "d", "d_fn", &[]),
-        ];
-        let (dep, alias) = module_indexes("6.12.117", &mods).expect("depmod");
-        let mut lines: Vec<&str> = dep.lines().collect();
-        lines.sort();
-        assert_eq!(
-            lines,
-            [
-                "extra/a.ko: extra/b.ko extra/c.ko",
-                "extra/b.ko: extra/c.ko",
-                "extra/c.ko:",
-                "extra/d.ko:"
-            ]
-        );
-        // Aliases name the module.
-        assert!(alias.contains("alias a-alias a\n"), "{alias}");
-        assert!(alias.contains("alias d-alias d\n"), "{alias}");
-    }
 
     #[test]
     fn missing_dependencies_are_reported() {
