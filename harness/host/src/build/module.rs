@@ -81,13 +81,47 @@ fn build_key(spec: &ModuleSpec, kernel: &Kernel, sources: &[PathBuf]) -> Result<
     Ok(key.finish())
 }
 
-fn build_modules(spec: &ModuleSpec, kernel: &Kernel) -> Result<ModuleBuild> {
-    let started = Instant::now();
-    let sources = source_files(&spec.dir)?;
-    let key = build_key(spec, kernel, &sources)?;
+/// A build about to start: its sources, their content key and the copy it happens in.
+struct Start {
+    started: Instant,
+    sources: Vec<PathBuf>,
+    key: String,
+    build_copy: BuildCopy,
+    copy: PathBuf,
+}
 
-    let mut build_copy = BuildCopy::open(&cache::dir("modules")?.join(&kernel.key), spec)?;
-    let copy = build_copy.root.join(&spec.name);
+impl Start {
+    fn new(spec: &ModuleSpec, kernel: &Kernel) -> Result<Start> {
+        let started = Instant::now();
+        let sources = source_files(&spec.dir)?;
+        let key = build_key(spec, kernel, &sources)?;
+        let build_copy = BuildCopy::open(&cache::dir("modules")?.join(&kernel.key), spec)?;
+        let copy = build_copy.root.join(&spec.name);
+        Ok(Start {
+            started,
+            sources,
+            key,
+            build_copy,
+            copy,
+        })
+    }
+
+    /// Brings the copy up to date with the folder and kmodlab's helpers, before `make`. Only
+    /// changed files are rewritten, so make's own timestamps keep builds incremental.
+    fn sync(&mut self, spec: &ModuleSpec) -> Result<()> {
+        for (name, text) in HELPERS {
+            write_if_changed(
+                &self.build_copy.root.join("include").join(name),
+                text.as_bytes(),
+            )?;
+        }
+        self.build_copy.sync(&spec.dir, &self.sources, &self.copy)
+    }
+}
+
+fn build_modules(spec: &ModuleSpec, kernel: &Kernel) -> Result<ModuleBuild> {
+    let mut start = Start::new(spec, kernel)?;
+    let (started, copy) = (start.started, start.copy.clone());
     let objects: Vec<(String, PathBuf)> = spec
         .build
         .iter()
@@ -104,15 +138,12 @@ fn build_modules(spec: &ModuleSpec, kernel: &Kernel) -> Result<ModuleBuild> {
         failed: vec![],
         load_orders: BTreeMap::new(),
     };
-    if !build_copy.is_current(&key, build.objects.iter().map(|(_, path)| path.as_path())) {
-        // Sync the copy: rewrite only changed files so make's own timestamps keep builds incremental.
-        for (name, text) in HELPERS {
-            write_if_changed(&build_copy.root.join("include").join(name), text.as_bytes())?;
-        }
-        build_copy.sync(&spec.dir, &sources, &copy)?;
+    let objects = build.objects.iter().map(|(_, path)| path.as_path());
+    if !start.build_copy.is_current(&start.key, objects) {
+        start.sync(spec)?;
         build.warnings = make_modules(spec, kernel, &copy)?;
         check_objects(spec, &build.objects, &kernel.release)?;
-        build_copy.finish(key)?;
+        start.build_copy.finish(start.key)?;
         build.reused = false;
     }
     build.duration = started.elapsed();
@@ -122,24 +153,21 @@ fn build_modules(spec: &ModuleSpec, kernel: &Kernel) -> Result<ModuleBuild> {
 /// Builds a folder without a spec: every `.ko` that builds, the failures by module, and the load
 /// order of each from depmod.
 fn build_discovered(spec: &ModuleSpec, kernel: &Kernel) -> Result<ModuleBuild> {
-    let started = Instant::now();
-    let sources = source_files(&spec.dir)?;
-    let key = build_key(spec, kernel, &sources)?;
-    let mut build_copy = BuildCopy::open(&cache::dir("modules")?.join(&kernel.key), spec)?;
-    let copy = build_copy.root.join(&spec.name);
+    let mut start = Start::new(spec, kernel)?;
+    let (started, copy) = (start.started, start.copy.clone());
     let ko = |rel: &String| copy.join(format!("{rel}.ko"));
-    let previous = build_copy
-        .outcome(&key)
+    let previous = start
+        .build_copy
+        .outcome(&start.key)
         .filter(|o| o.built.iter().all(|m| ko(m).is_file()));
     let (outcome, warnings, reused) = match previous {
         Some(outcome) => (outcome, String::new(), true),
         None => {
-            for (name, text) in HELPERS {
-                write_if_changed(&build_copy.root.join("include").join(name), text.as_bytes())?;
-            }
-            build_copy.sync(&spec.dir, &sources, &copy)?;
+            start.sync(spec)?;
             let (outcome, warnings) = make_every_module(spec, kernel, &copy)?;
-            build_copy.finish_with(key, Some(outcome.clone()))?;
+            start
+                .build_copy
+                .finish_with(start.key, Some(outcome.clone()))?;
             (outcome, warnings, false)
         }
     };

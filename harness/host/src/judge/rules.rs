@@ -823,36 +823,22 @@ mod tests {
         ];
         p.forbid = vec![Regex::new("FAILED").expect("re")];
         let spec = spec(vec![p]);
-        let (outcome, reason, details) = verdict(
-            &spec,
-            &record(
-                vec![finished(
-                    "chardev_test",
-                    Some(0),
-                    None,
-                    "read back: hello\nFAILED: ioctl INFO (line 3)\n",
-                )],
-                &[],
-            ),
-        );
+        // chardev_test exits 0 having printed `output`.
+        let printed = |output: &str| {
+            verdict(
+                &spec,
+                &record(vec![finished("chardev_test", Some(0), None, output)], &[]),
+            )
+        };
+        let (outcome, reason, details) = printed("read back: hello\nFAILED: ioctl INFO (line 3)\n");
         assert_eq!(outcome, Outcome::Fail);
         assert_eq!(
             reason,
             "chardev_test: expected /all checks passed/ in its output; it never appeared"
         );
         assert_eq!(details.len(), 2);
-        let (_, reason, _) = verdict(
-            &spec,
-            &record(
-                vec![finished(
-                    "chardev_test",
-                    Some(0),
-                    None,
-                    "read back: hello\nFAILED: ioctl INFO (line 3)\nall checks passed\n",
-                )],
-                &[],
-            ),
-        );
+        let (_, reason, _) =
+            printed("read back: hello\nFAILED: ioctl INFO (line 3)\nall checks passed\n");
         assert_eq!(
             reason,
             "chardev_test: forbidden /FAILED/ appeared: FAILED: ioctl INFO (line 3)"
