@@ -34,9 +34,10 @@ pub struct Context {
 
 #[derive(Debug, Clone)]
 pub enum AgentSource {
-    /// Build it from this kmodlab workspace.
+    /// Inside this kmodlab workspace: the agent built into the library (build.rs rebuilds it
+    /// whenever its sources change), else a build from the workspace's sources.
     Workspace(PathBuf),
-    /// `KMODLAB_AGENT`, or next to the running executable.
+    /// `KMODLAB_AGENT`, else the agent built into the binary.
     Installed,
 }
 
@@ -104,7 +105,9 @@ pub fn kernel_request(opts: &KernelOpts, ctx: &Context) -> Result<KernelRequest>
 
 fn agent_binary(ctx: &Context) -> Result<PathBuf> {
     match &ctx.agent {
-        AgentSource::Workspace(root) => agent::build_in_workspace(root),
+        AgentSource::Workspace(root) => {
+            agent::embedded().unwrap_or_else(|| agent::build_in_workspace(root))
+        }
         AgentSource::Installed => agent::locate(),
     }
 }
