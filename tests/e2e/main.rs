@@ -7,6 +7,7 @@ mod debug_fixtures;
 mod examples;
 mod fixtures;
 mod html;
+mod install;
 mod kernel;
 mod prebuilt;
 mod reports;
