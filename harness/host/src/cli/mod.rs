@@ -84,9 +84,9 @@ fn dispatch(command: Command, ctx: &Context) -> Result<i32> {
 
 /// The kernel the options ask for.
 pub fn kernel_request(opts: &KernelOpts, ctx: &Context) -> Result<KernelRequest> {
-    if opts.kernel_prebuilt {
+    if let Some(abi) = &opts.kernel_prebuilt {
         return Ok(KernelRequest {
-            source: SourceSpec::DebianPrebuilt,
+            source: SourceSpec::DebianPrebuilt { abi: abi.clone() },
             fragments: Vec::new(),
             jobs: None,
         });
