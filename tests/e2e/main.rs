@@ -6,6 +6,7 @@ mod companions;
 mod debug_fixtures;
 mod examples;
 mod fixtures;
+mod full_kernel;
 mod html;
 mod install;
 mod kernel;
