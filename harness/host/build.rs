@@ -88,7 +88,11 @@ fn agent_source(workspace: &Path, out_dir: &Path) -> String {
         );
     }
     let none = "pub const AGENT: Option<&[u8]> = None;\npub const AGENT_SHA256: &str = \"\";\n";
-    if !target_installed() {
+    let target_lib = target_lib();
+    // A path that does not exist counts as changed: while the target is missing this runs on
+    // every build, so the first build after `rustup target add` embeds the agent.
+    println!("cargo::rerun-if-changed={}", target_lib.display());
+    if !target_lib.is_dir() {
         println!(
             "cargo::warning=the Rust target {AGENT_TARGET} is missing, so this kmodlab carries no \
              guest agent; `rustup target add {AGENT_TARGET}` (or `cargo xtask setup`) and build again"
@@ -107,18 +111,18 @@ fn agent_source(workspace: &Path, out_dir: &Path) -> String {
     )
 }
 
-/// Whether rustup (or the toolchain) has the musl target's standard library.
-fn target_installed() -> bool {
+/// Where the toolchain keeps the musl target's standard library (there when rustup added it).
+fn target_lib() -> PathBuf {
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let Ok(out) = Command::new(rustc).args(["--print", "sysroot"]).output() else {
-        return false;
-    };
-    let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let sysroot = Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .unwrap_or_default();
     Path::new(&sysroot)
         .join("lib/rustlib")
         .join(AGENT_TARGET)
         .join("lib")
-        .is_dir()
 }
 
 /// `<target dir>/agent`: OUT_DIR is `<target dir>[/<triple>]/<profile>/build/kmodlab-<hash>/out`.
