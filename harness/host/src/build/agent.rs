@@ -9,11 +9,16 @@ use std::process::Command;
 pub const TARGET: &str = "x86_64-unknown-linux-musl";
 const BINARY: &str = "kmodlab-agent";
 
-/// Builds the agent from the workspace at `workspace` and returns its path.
+/// The agent of the workspace at `workspace`: the one built into this library when there is one
+/// (build.rs built it from the same sources, and cargo rebuilds the library when they change),
+/// else a build of its sources, for a library built before the musl target was installed.
 ///
-/// It uses its own target folder so that it can run while an outer cargo holds the workspace's
-/// (as `cargo test` does while the end-to-end tests run).
+/// That build uses its own target folder so that it can run while an outer cargo holds the
+/// workspace's (as `cargo test` does while the end-to-end tests run).
 pub fn build_in_workspace(workspace: &Path) -> Result<PathBuf> {
+    if let Some(agent) = embedded() {
+        return agent;
+    }
     let target_dir = workspace.join("target").join("agent");
     let path = target_dir.join(TARGET).join("release").join(BINARY);
     if !path.is_file() {

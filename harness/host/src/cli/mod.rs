@@ -105,9 +105,7 @@ pub fn kernel_request(opts: &KernelOpts, ctx: &Context) -> Result<KernelRequest>
 
 fn agent_binary(ctx: &Context) -> Result<PathBuf> {
     match &ctx.agent {
-        AgentSource::Workspace(root) => {
-            agent::embedded().unwrap_or_else(|| agent::build_in_workspace(root))
-        }
+        AgentSource::Workspace(root) => agent::build_in_workspace(root),
         AgentSource::Installed => agent::locate(),
     }
 }
