@@ -14,7 +14,7 @@ fn hello_passes_and_rust_skips_on_the_prebuilt_kernel() {
     let selection = select::select(&ctx.modules_dir, &names)
         .unwrap_or_else(|e| panic!("selecting {names:?}: {e:#}"));
     let kernel = KernelOpts {
-        kernel_prebuilt: true,
+        kernel_prebuilt: Some(None),
         ..Default::default()
     };
     let report = run_selection(selection, &kernel);

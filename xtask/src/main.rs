@@ -22,8 +22,9 @@ struct Xtask {
 
 #[derive(Subcommand)]
 enum Task {
+    // Boxed: kmodlab's commands are far larger than the two below.
     #[command(flatten)]
-    Kmodlab(kmodlab::cli::Command),
+    Kmodlab(Box<kmodlab::cli::Command>),
     /// The project's own checks, as CI runs them: host set-up, kernel, fmt, clippy, then every test
     /// including the end-to-end ones that boot QEMU
     Ci,
@@ -50,7 +51,7 @@ fn main() {
         agent: AgentSource::Workspace(root.clone()),
     };
     let code = match Xtask::parse().command {
-        Task::Kmodlab(command) => kmodlab::cli::run_command(command, &ctx),
+        Task::Kmodlab(command) => kmodlab::cli::run_command(*command, &ctx),
         Task::Ci => ci(&root, &ctx),
         Task::Bench { module, runs } => kmodlab::cli::code_or_unable(
             bench::bench(&root, &ctx, &module, runs.max(1)).map(|()| kmodlab::cli::EXIT_PASS),

@@ -1,4 +1,5 @@
-//! `kmodlab`: the standalone command, for module repositories outside this one.
+//! `kmodlab`: the standalone command, for module repositories outside this one. It carries the
+//! guest agent and every kernel config fragment (build.rs), so it needs nothing beside it.
 
 fn main() {
     kmodlab::cli::quiet_on_broken_pipe();

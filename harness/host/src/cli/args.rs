@@ -66,10 +66,17 @@ pub struct KernelOpts {
     /// Parallel jobs for the kernel build [default: number of CPUs]
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
-    /// Use Debian's prebuilt cloud kernel (image and headers fetched with apt-get download, no
-    /// root, no kernel build) instead of building one: C modules only, Rust modules SKIP
-    #[arg(long, conflicts_with_all = ["kernel_src", "kernel_config", "jobs"])]
-    pub kernel_prebuilt: bool,
+    /// Use Debian's prebuilt 6.12 cloud kernel (image and headers fetched with apt-get download,
+    /// no root, no kernel build) instead of building one: C modules only, Rust modules SKIP. The
+    /// newest ABI apt's lists offer when first fetched, or =ABI (e.g. =6.12.117+deb12)
+    #[arg(
+        long,
+        value_name = "ABI",
+        num_args = 0..=1,
+        require_equals = true,
+        conflicts_with_all = ["kernel_src", "kernel_config", "jobs"]
+    )]
+    pub kernel_prebuilt: Option<Option<String>>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -351,6 +358,25 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn kernel_prebuilt_takes_an_optional_abi_after_an_equals_sign() {
+        let prebuilt = |args: &[&str]| {
+            let all = ["kmodlab", "kernel"].iter().chain(args).copied();
+            match Cli::try_parse_from(all).map(|cli| cli.command) {
+                Ok(Command::Kernel(k)) => Ok(k.kernel.kernel_prebuilt),
+                Ok(other) => panic!("{other:?}"),
+                Err(e) => Err(e.kind()),
+            }
+        };
+        assert_eq!(prebuilt(&[]), Ok(None));
+        assert_eq!(prebuilt(&["--kernel-prebuilt"]), Ok(Some(None)));
+        assert_eq!(
+            prebuilt(&["--kernel-prebuilt=6.12.117+deb12"]),
+            Ok(Some(Some("6.12.117+deb12".to_string())))
+        );
+        assert!(prebuilt(&["--kernel-prebuilt", "--kernel-config", "debug"]).is_err());
     }
 
     #[test]

@@ -36,9 +36,10 @@ pub struct Context {
 
 #[derive(Debug, Clone)]
 pub enum AgentSource {
-    /// Build it from this kmodlab workspace.
+    /// Inside this kmodlab workspace: the agent built into the library (build.rs rebuilds it
+    /// whenever its sources change), else a build from the workspace's sources.
     Workspace(PathBuf),
-    /// `KMODLAB_AGENT`, or next to the running executable.
+    /// `KMODLAB_AGENT`, else the agent built into the binary.
     Installed,
 }
 
@@ -86,9 +87,9 @@ fn dispatch(command: Command, ctx: &Context) -> Result<i32> {
 
 /// The kernel the options ask for.
 pub fn kernel_request(opts: &KernelOpts, ctx: &Context) -> Result<KernelRequest> {
-    if opts.kernel_prebuilt {
+    if let Some(abi) = &opts.kernel_prebuilt {
         return Ok(KernelRequest {
-            source: SourceSpec::DebianPrebuilt,
+            source: SourceSpec::DebianPrebuilt { abi: abi.clone() },
             fragments: Vec::new(),
             jobs: None,
         });

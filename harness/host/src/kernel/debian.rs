@@ -30,6 +30,30 @@ fn query_candidates(packages: &[String], purpose: &str) -> Result<Vec<(String, S
     Ok(parse_policy(&String::from_utf8_lossy(&out.stdout)))
 }
 
+/// The names of the packages apt's local lists know that match the extended regex `pattern`
+/// (`apt-cache search --names-only`, no network).
+pub(super) fn names_matching(pattern: &str, purpose: &str) -> Result<Vec<String>> {
+    let apt_cache = setup::require_tool("apt-cache").context(purpose.to_string())?;
+    let out = Command::new(apt_cache)
+        .args(["search", "--names-only", pattern])
+        .env("LC_ALL", "C")
+        .stderr(Stdio::null())
+        .output()
+        .context("running apt-cache search")?;
+    if !out.status.success() {
+        bail!(
+            "`apt-cache search --names-only {pattern}` failed ({})",
+            out.status
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| line.split(" - ").next())
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .collect())
+}
+
 /// `apt-cache policy A B` → `[(A, candidate), ...]`, leaving out packages without a candidate.
 fn parse_policy(text: &str) -> Vec<(String, String)> {
     let mut found = Vec::new();

@@ -1,6 +1,7 @@
-//! Kconfig fragments by name: `base` and the profiles merged onto it (`rust`, `debug`, `kasan`),
-//! found in a `kernel-configs/` folder or, outside this repository, in the binary itself; and which
-//! fragment to suggest when a test needs an option the kernel lacks.
+//! Kconfig fragments by name: `base` and the profiles merged onto it (`rust`, `debug`, `kasan`,
+//! `full`), found in a `kernel-configs/` folder or, outside this repository, in the binary itself
+//! (build.rs embeds every file of `kernel-configs/`); and which fragment to suggest when a test
+//! needs an option the kernel lacks.
 
 use super::Kernel;
 use anyhow::{bail, Context, Result};
@@ -12,17 +13,11 @@ pub const BASE_FRAGMENT: &str = "base";
 /// The fragments merged onto `base` when none are named.
 pub const DEFAULT_FRAGMENTS: [&str; 1] = ["rust"];
 
-/// Fragments built into the binary, for use outside this repository.
-const EMBEDDED_FRAGMENTS: [(&str, &str); 2] = [
-    (
-        "base",
-        include_str!("../../../../kernel-configs/base.config"),
-    ),
-    (
-        "rust",
-        include_str!("../../../../kernel-configs/rust.config"),
-    ),
-];
+/// Every fragment of `kernel-configs/`, built into the binary for use outside this repository.
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/fragments.rs"));
+}
+pub use embedded::EMBEDDED_FRAGMENTS;
 
 /// The fragments a run merges, in order: `base`, then the named ones (by default [`DEFAULT_FRAGMENTS`]).
 pub fn requested(names: &[String], configs_dir: Option<&Path>) -> Result<Vec<PathBuf>> {
@@ -75,16 +70,22 @@ pub fn resolve(name: &str, configs_dir: Option<&Path>) -> Result<PathBuf> {
             known.join(", ")
         );
     }
-    match EMBEDDED_FRAGMENTS.iter().find(|(n, _)| *n == name) {
-        Some((n, text)) => {
-            let path = crate::host::cache::dir("configs")?.join(format!("{n}.config"));
-            if std::fs::read_to_string(&path).ok().as_deref() != Some(*text) {
-                std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-            }
-            Ok(path)
-        }
-        None => bail!("no built-in kernel config fragment `{name}` (built in: base, rust); give a path instead"),
+    if !EMBEDDED_FRAGMENTS.iter().any(|(n, _)| *n == name) {
+        let known: Vec<&str> = EMBEDDED_FRAGMENTS.iter().map(|(n, _)| *n).collect();
+        bail!(
+            "no built-in kernel config fragment `{name}` (built in: {}); give a path instead",
+            known.join(", ")
+        );
     }
+    // All of them, so that the folder holds every profile a SKIP reason may suggest.
+    let dir = crate::host::cache::dir("configs")?;
+    for (n, text) in EMBEDDED_FRAGMENTS {
+        let path = dir.join(format!("{n}.config"));
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(*text) {
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    Ok(dir.join(format!("{name}.config")))
 }
 
 /// `the kernel lacks CONFIG_KASAN (fragments: base + rust); ... run with --kernel-config kasan`
@@ -151,4 +152,43 @@ fn fragment_names(kernel: &Kernel) -> String {
         })
         .collect::<Vec<_>>()
         .join(" + ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_fragment_of_kernel_configs_is_built_in_byte_for_byte() {
+        // Byte for byte: a kernel's cache key covers the fragments' bytes, so an installed kmodlab
+        // finds the kernels `cargo xtask` built.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../kernel-configs");
+        let mut on_disk: Vec<(String, String)> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "config"))
+            .map(|p| {
+                let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read_to_string(&p).unwrap())
+            })
+            .collect();
+        on_disk.sort();
+        let embedded: Vec<(String, String)> = EMBEDDED_FRAGMENTS
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect();
+        assert_eq!(embedded, on_disk);
+        for name in ["base", "rust", "debug", "kasan", "full"] {
+            assert!(embedded.iter().any(|(n, _)| n == name), "{name}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_built_in_fragment_names_the_known_ones() {
+        let err = resolve("nosuch", None).unwrap_err().to_string();
+        assert!(
+            err.contains("`nosuch`") && err.contains("base, debug, full, kasan, rust"),
+            "{err}"
+        );
+    }
 }

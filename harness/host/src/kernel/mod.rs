@@ -46,8 +46,9 @@ pub enum SourceSpec {
     /// A kernel tree the user has; it must be clean (`make mrproper`) since kmodlab builds with `O=`.
     Dir(PathBuf),
     /// Debian's prebuilt cloud kernel image and headers, unpacked into the cache (no build, no
-    /// fragments: its own `.config` decides the options; no CONFIG_RUST).
-    DebianPrebuilt,
+    /// fragments: its own `.config` decides the options; no CONFIG_RUST). `abi` pins one
+    /// (`6.12.117+deb12`); `None`: the newest 6.12 apt's lists offer when it is first fetched.
+    DebianPrebuilt { abi: Option<String> },
 }
 
 /// Which kernel to provide.
@@ -149,8 +150,8 @@ struct Stamp {
 /// The cache key of the kernel `req` describes. Does not provision or build; for a Debian source
 /// not provisioned yet it asks dpkg or apt (locally) which version would be.
 pub fn key(req: &KernelRequest) -> Result<String> {
-    if req.source == SourceSpec::DebianPrebuilt {
-        return prebuilt::key();
+    if let SourceSpec::DebianPrebuilt { abi } = &req.source {
+        return prebuilt::key(abi.as_deref());
     }
     let requests = config::merged_requests(&req.fragments)?;
     request_key(req, &source::identity(&req.source)?, &requests)
@@ -158,8 +159,8 @@ pub fn key(req: &KernelRequest) -> Result<String> {
 
 /// The kernel if it is built already; never provisions or builds.
 pub fn cached(req: &KernelRequest) -> Result<Option<Kernel>> {
-    if req.source == SourceSpec::DebianPrebuilt {
-        return prebuilt::cached();
+    if let SourceSpec::DebianPrebuilt { abi } = &req.source {
+        return prebuilt::cached(abi.as_deref());
     }
     let requests = config::merged_requests(&req.fragments)?;
     let Some(src) = source::existing(&req.source)? else {
@@ -171,8 +172,8 @@ pub fn cached(req: &KernelRequest) -> Result<Option<Kernel>> {
 
 /// The kernel `req` describes: provisioned, configured, checked and built unless cached.
 pub fn ensure(req: &KernelRequest) -> Result<Kernel> {
-    if req.source == SourceSpec::DebianPrebuilt {
-        return prebuilt::ensure();
+    if let SourceSpec::DebianPrebuilt { abi } = &req.source {
+        return prebuilt::ensure(abi.as_deref());
     }
     let slot = Slot::take(req, "building")?;
     let user_tree = matches!(req.source, SourceSpec::Dir(_));
@@ -197,8 +198,8 @@ pub fn ensure(req: &KernelRequest) -> Result<Kernel> {
 /// Provisions and configures (no build), then checks that every requested option survived;
 /// returns the `.config`. For trying fragments quickly: seconds instead of minutes.
 pub fn configure(req: &KernelRequest) -> Result<PathBuf> {
-    if req.source == SourceSpec::DebianPrebuilt {
-        return Ok(prebuilt::ensure()?.build_dir.join(".config"));
+    if let SourceSpec::DebianPrebuilt { abi } = &req.source {
+        return Ok(prebuilt::ensure(abi.as_deref())?.build_dir.join(".config"));
     }
     let slot = Slot::take(req, "configuring")?;
     // A finished build's .config is the answer already; rewriting it would only make kbuild redo work.
@@ -262,8 +263,8 @@ fn request_key(
 
 /// Provisions the source only (for the provisioning example and test, which time it apart from the build); returns its tree.
 pub fn provision_source(spec: &SourceSpec) -> Result<PathBuf> {
-    if *spec == SourceSpec::DebianPrebuilt {
-        return Ok(prebuilt::ensure()?.source_dir);
+    if let SourceSpec::DebianPrebuilt { abi } = spec {
+        return Ok(prebuilt::ensure(abi.as_deref())?.source_dir);
     }
     Ok(source::provision(spec)?.dir)
 }

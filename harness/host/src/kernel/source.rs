@@ -64,7 +64,7 @@ fn debian_identity(version: &str) -> String {
 pub(crate) fn identity(spec: &SourceSpec) -> Result<String> {
     match spec {
         SourceSpec::Dir(dir) => Ok(dir_source(dir)?.identity),
-        SourceSpec::DebianPrebuilt => bail!(NO_SOURCE),
+        SourceSpec::DebianPrebuilt { .. } => bail!(NO_SOURCE),
         SourceSpec::Debian => {
             if let Some(source) = recorded(&cache::dir("sources")?)? {
                 return Ok(source.identity);
@@ -81,7 +81,7 @@ pub(crate) fn identity(spec: &SourceSpec) -> Result<String> {
 pub(crate) fn existing(spec: &SourceSpec) -> Result<Option<Source>> {
     match spec {
         SourceSpec::Dir(dir) => dir_source(dir).map(Some),
-        SourceSpec::DebianPrebuilt => bail!(NO_SOURCE),
+        SourceSpec::DebianPrebuilt { .. } => bail!(NO_SOURCE),
         SourceSpec::Debian => recorded(&cache::dir("sources")?),
     }
 }
@@ -90,7 +90,7 @@ pub(crate) fn existing(spec: &SourceSpec) -> Result<Option<Source>> {
 pub(crate) fn provision(spec: &SourceSpec) -> Result<Source> {
     match spec {
         SourceSpec::Dir(dir) => dir_source(dir),
-        SourceSpec::DebianPrebuilt => bail!(NO_SOURCE),
+        SourceSpec::DebianPrebuilt { .. } => bail!(NO_SOURCE),
         SourceSpec::Debian => provision_debian(&cache::dir("sources")?, true),
     }
 }
