@@ -36,7 +36,7 @@ fn an_installed_kmodlab_alone_in_its_folder_passes_a_module_elsewhere_on_the_deb
         bin.display()
     );
 
-    // A module folder outside the repository, with nothing of kmodlab's near it.
+    // A module folder outside the repository, with nothing of kmodlab's near it: `cd hello && kmodlab test`.
     let elsewhere = tempfile::tempdir().expect("tempdir");
     let module = elsewhere.path().join("hello");
     std::fs::create_dir(&module).expect("mkdir");
@@ -46,13 +46,7 @@ fn an_installed_kmodlab_alone_in_its_folder_passes_a_module_elsewhere_on_the_deb
     }
     let out = Command::new(bin.join("kmodlab"))
         .current_dir(&module)
-        .args([
-            "test",
-            "--no-setup",
-            "--kernel-config",
-            "rust,debug",
-            "../hello",
-        ])
+        .args(["test", "--no-setup", "--kernel-config", "rust,debug"])
         .env_remove("KMODLAB_AGENT")
         .output()
         .expect("running the installed kmodlab");
