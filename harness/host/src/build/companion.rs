@@ -1,4 +1,5 @@
-//! User-space companions: programs in a module folder that tests run inside the guest.
+//! Building user-space companions (found by [`crate::spec::companions`]): programs in a module
+//! folder that tests run inside the guest.
 //!
 //! A module folder may hold, under `companions/`:
 //! - `<name>.c`: one C file, built on the host as a **static** program with the C compiler the
@@ -20,91 +21,19 @@
 use crate::build::copy::{key_sources, relocate, source_files, BuildCopy};
 use crate::host::cache::{self, KeyBuilder};
 use crate::host::paths::display_path;
+use crate::spec::companions::{discover, Companion, Kind};
 use crate::spec::ModuleSpec;
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// The folder, inside a module folder, that holds the companions.
-pub const DIR: &str = "companions";
 /// Where companions go in the guest.
 pub const GUEST_BIN: &str = "/kmodlab/bin";
 /// The Rust target of Rust companions: static, like the agent.
 pub const RUST_TARGET: &str = crate::build::agent::TARGET;
 /// The C target: the guest is x86_64, whatever the host is.
 const C_TARGET: &str = "x86_64-unknown-linux-gnu";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    C,
-    Rust,
-}
-
-/// A companion found in a module folder.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Companion {
-    pub name: String,
-    pub kind: Kind,
-    /// `companions/<name>.c` or `companions/<name>`, relative to the module folder.
-    pub source: PathBuf,
-}
-
-/// The companions of a module folder, by name. A folder without `companions/` has none.
-pub fn discover(module_dir: &Path) -> Result<Vec<Companion>> {
-    let dir = module_dir.join(DIR);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-        Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
-    };
-    let mut found: Vec<Companion> = Vec::new();
-    for entry in entries {
-        let path = entry
-            .with_context(|| format!("listing {}", dir.display()))?
-            .path();
-        let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
-        let (name, kind) = if path.join("Cargo.toml").is_file() {
-            (file_name, Kind::Rust)
-        } else if let Some(stem) = file_name.strip_suffix(".c").filter(|_| path.is_file()) {
-            (stem, Kind::C)
-        } else {
-            // Shared headers, READMEs and the like.
-            continue;
-        };
-        if !is_program_name(name) {
-            bail!(
-                "{}: `{name}` is not a usable companion name: use letters, digits, `_` and `-`",
-                path.display()
-            );
-        }
-        if let Some(other) = found.iter().find(|c| c.name == name) {
-            bail!(
-                "{}: two companions are named `{name}` ({} and {}); rename one",
-                dir.display(),
-                other.source.display(),
-                Path::new(DIR).join(file_name).display()
-            );
-        }
-        found.push(Companion {
-            name: name.to_string(),
-            kind,
-            source: Path::new(DIR).join(file_name),
-        });
-    }
-    found.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(found)
-}
-
-fn is_program_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with('-')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-}
 
 /// Where a module's companion is in the guest.
 pub fn guest_path(module: &str, program: &str) -> String {
@@ -368,48 +297,6 @@ mod tests {
         let path = dir.join(rel);
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
         std::fs::write(path, text).expect("write");
-    }
-
-    #[test]
-    fn c_files_and_cargo_packages_are_companions() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        touch(
-            dir.path(),
-            "companions/b_test.c",
-            "int main(void){return 0;}",
-        );
-        touch(dir.path(), "companions/a_rs/Cargo.toml", "[package]");
-        touch(dir.path(), "companions/shared.h", "");
-        touch(dir.path(), "companions/README.md", "");
-        touch(dir.path(), "companions/notes/x.txt", "");
-        let found = discover(dir.path()).expect("discover");
-        assert_eq!(
-            found,
-            [
-                Companion {
-                    name: "a_rs".into(),
-                    kind: Kind::Rust,
-                    source: PathBuf::from("companions/a_rs"),
-                },
-                Companion {
-                    name: "b_test".into(),
-                    kind: Kind::C,
-                    source: PathBuf::from("companions/b_test.c"),
-                },
-            ]
-        );
-        assert!(discover(&dir.path().join("nothing"))
-            .expect("none")
-            .is_empty());
-    }
-
-    #[test]
-    fn a_name_taken_twice_is_an_error() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        touch(dir.path(), "companions/x.c", "");
-        touch(dir.path(), "companions/x/Cargo.toml", "");
-        let e = discover(dir.path()).expect_err("clash").to_string();
-        assert!(e.contains("two companions are named `x`"), "{e}");
     }
 
     #[test]

@@ -34,6 +34,7 @@
 //! ```
 //! Every mistake is reported as `file:line:column: what is wrong`, naming the field.
 
+pub mod companions;
 pub mod init;
 pub mod kbuild;
 pub mod scaffold;
@@ -127,7 +128,7 @@ impl TestSpec {
 /// One `[[test.run]]`: a companion program, its arguments and what it must do.
 #[derive(Debug, Clone)]
 pub struct ProgramSpec {
-    /// The companion's name (see [`crate::build::companion`]).
+    /// The companion's name (see [`companions`]).
     pub program: String,
     pub args: Vec<String>,
     /// The exit status it must end with.
@@ -276,7 +277,7 @@ pub fn parse(name: &str, dir: &Path, spec_path: &Path, text: &str) -> Result<Mod
     let requires = at.requires(raw.module.requires)?;
 
     let companions = if raw.tests.iter().any(|t| !t.run.is_empty()) {
-        crate::build::companion::discover(dir)?
+        companions::discover(dir)?
             .into_iter()
             .map(|c| c.name)
             .collect()
@@ -586,8 +587,8 @@ impl Locator<'_> {
                     "no companion `{program}` in {}/{} ({found}; a companion is \
                      {dir_name}/<name>.c or {dir_name}/<name>/Cargo.toml)",
                     dir.display(),
-                    crate::build::companion::DIR,
-                    dir_name = crate::build::companion::DIR,
+                    companions::DIR,
+                    dir_name = companions::DIR,
                 ),
             ));
         }
