@@ -210,9 +210,7 @@ pub struct Vm {
     events: Receiver<VmEvent>,
     pub label: String,
     pub started: Instant,
-    pub console_log: PathBuf,
-    pub events_log: PathBuf,
-    pub qemu_log: PathBuf,
+    pub logs: VmLogs,
 }
 
 /// The files a VM leaves in its folder, named for its label. The one place that names them: the
@@ -245,18 +243,14 @@ impl Vm {
     pub fn start(cfg: &VmConfig) -> Result<Vm> {
         let (agent_channel, qemu_end) =
             UnixStream::pair().context("creating the agent channel's socket pair")?;
-        let VmLogs {
-            console: console_log,
-            events: events_log,
-            qemu: qemu_log,
-        } = VmLogs::named(&cfg.dir, &cfg.label);
+        let logs = VmLogs::named(&cfg.dir, &cfg.label);
 
         let wiring = Wiring {
             console: Console::Recorded,
             agent_socket: Some(qemu_end.as_fd()),
         };
         let mut command = qemu::command(&cfg.boot(), &wiring);
-        command.stderr(Stdio::from(start_record(&qemu_log, &command)?));
+        command.stderr(Stdio::from(start_record(&logs.qemu, &command)?));
         let started = Instant::now();
         let mut child = KillOnDrop::spawn(&mut command)
             .with_context(|| format!("starting {}", cfg.qemu.display()))?;
@@ -267,16 +261,14 @@ impl Vm {
             .ok_or_else(|| anyhow!("QEMU's console pipe is missing"))?;
 
         let (tx, rx) = mpsc::channel();
-        spawn_console_reader(stdout, &console_log, tx.clone())?;
-        spawn_agent_reader(agent_channel, &events_log, tx)?;
+        spawn_console_reader(stdout, &logs.console, tx.clone())?;
+        spawn_agent_reader(agent_channel, &logs.events, tx)?;
         Ok(Vm {
             child,
             events: rx,
             label: cfg.label.clone(),
             started,
-            console_log,
-            events_log,
-            qemu_log,
+            logs,
         })
     }
 
@@ -301,7 +293,7 @@ impl Vm {
                 _ => return None,
             }
         };
-        let record = std::fs::read_to_string(&self.qemu_log).unwrap_or_default();
+        let record = std::fs::read_to_string(&self.logs.qemu).unwrap_or_default();
         let messages = record
             .split_once(QEMU_MESSAGES)
             .map_or("", |(_, messages)| messages);
@@ -310,7 +302,7 @@ impl Vm {
         // Failing to write it only costs `parse` this one fact.
         let _ = std::fs::OpenOptions::new()
             .append(true)
-            .open(&self.qemu_log)
+            .open(&self.logs.qemu)
             .and_then(|mut file| writeln!(file, "{}", end.record()));
         Some(end)
     }

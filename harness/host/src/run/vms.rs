@@ -197,7 +197,7 @@ impl Runner<'_> {
             label: label.to_string(),
             reason: session.end.clone(),
         });
-        Ok((session, vm.console_log.clone()))
+        Ok((session, vm.logs.console.clone()))
     }
 
     /// One VM's session, told to the listener as it goes.
