@@ -2,7 +2,7 @@
 //! report files.
 
 use super::args::{Format, Isolate, OutputOpts, ParseArgs, TestArgs};
-use super::exit::exit_code;
+use super::exit::{exit_code, EXIT_UNABLE};
 use super::{agent_binary, kernel_request, Context};
 use crate::host::setup;
 use crate::judge::verdict::Verdict;
@@ -72,6 +72,11 @@ pub(super) fn test(args: TestArgs, ctx: &Context) -> Result<i32> {
     }
     let info = report::json::RunInfo::of(&report, kernel_release, options.cpus);
     write_reports(&args.output, &report.verdicts, &info)?;
+    if let Some(cause) = &report.infrastructure {
+        // Every test has its verdict in the reports; the exit code says the run could not happen.
+        eprintln!("error: {cause}");
+        return Ok(EXIT_UNABLE);
+    }
     Ok(exit_code(&report.verdicts))
 }
 

@@ -106,6 +106,9 @@ pub struct RunReport {
     /// One per requested test, in the requested order.
     pub verdicts: Vec<Verdict>,
     pub vms: u32,
+    /// Why the run could not run every test, when the fault was the machine's (a guest that never
+    /// booted): the tests it could not run have ERROR verdicts saying so, and `test` exits 2.
+    pub infrastructure: Option<String>,
     pub duration: Duration,
     pub timings: Timings,
 }
@@ -156,8 +159,8 @@ fn run_in_order(
     let (jobs, products) = runner.plan(&kernel)?;
     // What `parse` needs to judge this run folder again exactly as it was judged now.
     folder::save_plan(&runner.run_dir, &jobs.saved())?;
-    let vms = if jobs.is_empty() {
-        0
+    let (vms, infrastructure) = if jobs.is_empty() {
+        (0, None)
     } else {
         runner.run_vms(&kernel, &jobs, &products)?
     };
@@ -165,6 +168,7 @@ fn run_in_order(
         run_dir: runner.run_dir,
         verdicts: runner.verdicts.into_values().collect(),
         vms,
+        infrastructure,
         duration: started.elapsed(),
         timings: runner.timings,
     };

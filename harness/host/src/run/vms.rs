@@ -14,7 +14,7 @@ use crate::guest::vm::{self, Accelerator, Vm, VmConfig};
 use crate::judge::records::TestRecord;
 use crate::judge::verdict::{Outcome, Verdict};
 use crate::kernel::Kernel;
-use anyhow::{bail, Result};
+use anyhow::Result;
 use kmodlab_protocol::Plan;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -60,13 +60,14 @@ struct Attempts {
 }
 
 impl Runner<'_> {
-    /// Runs every job; the number of VMs it took.
+    /// Runs every job; the number of VMs it took, and why it had to stop early when the machine
+    /// could not boot a guest.
     pub(super) fn run_vms(
         &mut self,
         kernel: &Kernel,
         jobs: &Jobs,
         products: &Products,
-    ) -> Result<u32> {
+    ) -> Result<(u32, Option<String>)> {
         let setup = VmSetup {
             kernel,
             accel: self.choose_accel(kernel)?,
@@ -93,12 +94,14 @@ impl Runner<'_> {
             if !session.booted {
                 at.failed_boots += 1;
                 if at.failed_boots >= BOOT_ATTEMPTS {
-                    bail!(
+                    let cause = format!(
                         "the guest did not boot ({}), {BOOT_ATTEMPTS} times in a row; this is not the module's fault. \
                          Console: {}",
                         session.end,
                         console_log.display()
                     );
+                    self.not_run(std::mem::take(&mut at.pending), jobs, &cause);
+                    return Ok((vms, Some(cause)));
                 }
                 self.tell(RunEvent::Notice(format!(
                     "{label}: guest did not boot ({}); retrying in a fresh VM",
@@ -109,7 +112,7 @@ impl Runner<'_> {
             at.failed_boots = 0;
             self.take_session(&label, session, &mut at, jobs, setup.run_deadline);
         }
-        Ok(vms)
+        Ok((vms, None))
     }
 
     /// KVM when it works (or as asked), else TCG; told to the listener.
@@ -127,6 +130,21 @@ impl Runner<'_> {
         })?;
         self.tell(RunEvent::Accelerator { accel, reason });
         Ok(accel)
+    }
+
+    /// The machine could not boot a guest for these tests: each gets an ERROR that says so.
+    fn not_run(&mut self, pending: Vec<u32>, jobs: &Jobs, cause: &str) {
+        for id in pending {
+            if let Some(job) = jobs.get(id) {
+                let verdict = Verdict::new(
+                    &job.module,
+                    &job.spec.name,
+                    Outcome::Error,
+                    format!("not run: {cause}"),
+                );
+                self.settle(id, verdict);
+            }
+        }
     }
 
     /// The run's time limit passed before these tests started: each gets a TIMEOUT.
