@@ -2,7 +2,6 @@
 //! modules through the real pipeline (build, initramfs, QEMU, verdicts) and get the report back.
 
 use kmodlab::cli::{AgentSource, Context};
-use kmodlab::guest::accel::AccelChoice;
 use kmodlab::judge::verdict::{Outcome, Verdict};
 use kmodlab::run::{self, RunOptions, RunReport};
 use kmodlab::spec::select;
@@ -119,19 +118,7 @@ pub fn try_run_listening(
     let kernel = kmodlab::cli::kernel_request(kernel, &ctx).unwrap_or_else(|e| panic!("{e:#}"));
     let qemu = kmodlab::host::setup::require_tool("qemu-system-x86_64")
         .unwrap_or_else(|e| panic!("{e:#}"));
-    let options = RunOptions {
-        selection,
-        kernel,
-        agent: agent(),
-        accel: AccelChoice::Auto,
-        qemu,
-        runs_dir: None,
-        timeout: None,
-        run_timeout: None,
-        isolation: Default::default(),
-        memory_mb: 256,
-        cpus: 2,
-    };
+    let options = RunOptions::new(selection, kernel, agent(), qemu);
     run::run(&options, listener)
 }
 

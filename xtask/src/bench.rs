@@ -2,7 +2,6 @@
 //! several runs. The figures are recorded in docs/PERFORMANCE.md.
 
 use kmodlab::cli::Context;
-use kmodlab::guest::accel::AccelChoice;
 use kmodlab::run::{self, RunOptions};
 use kmodlab::spec::select;
 use std::path::Path;
@@ -15,19 +14,12 @@ pub fn bench(root: &Path, ctx: &Context, module: &str, runs: usize) -> anyhow::R
     let agent = kmodlab::build::agent::build_in_workspace(root)?;
     let selection = select::select(&ctx.modules_dir, &[module.to_string()])?;
     let spec = &selection[0].spec;
-    let options = RunOptions {
-        selection: selection.clone(),
-        kernel: request.clone(),
+    let options = RunOptions::new(
+        selection.clone(),
+        request.clone(),
         agent,
-        accel: AccelChoice::Auto,
-        qemu: kmodlab::host::setup::require_tool("qemu-system-x86_64")?,
-        runs_dir: None,
-        timeout: None,
-        run_timeout: None,
-        isolation: Default::default(),
-        memory_mb: 256,
-        cpus: 2,
-    };
+        kmodlab::host::setup::require_tool("qemu-system-x86_64")?,
+    );
 
     let mut rows: Vec<(&str, Vec<Duration>)> = vec![
         ("kernel cache check", vec![]),

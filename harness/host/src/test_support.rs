@@ -3,6 +3,13 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+/// Writes `text` to `dir/rel`, creating the folders on the way.
+pub fn touch(dir: &std::path::Path, rel: &str, text: &str) {
+    let path = dir.join(rel);
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(path, text).expect("write");
+}
+
 /// A writer a test hands out (as a `Box<dyn Write>`) and reads back afterwards.
 #[derive(Clone, Default)]
 pub struct SharedBuffer(Arc<Mutex<Vec<u8>>>);

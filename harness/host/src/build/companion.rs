@@ -292,12 +292,7 @@ fn shown(bytes: &[u8], copy: &Path, spec: &ModuleSpec) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn touch(dir: &Path, rel: &str, text: &str) {
-        let path = dir.join(rel);
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        std::fs::write(path, text).expect("write");
-    }
+    use crate::test_support::touch;
 
     #[test]
     fn cargo_messages_name_the_executable() {

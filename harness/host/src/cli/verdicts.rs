@@ -42,11 +42,7 @@ pub(super) fn test(args: TestArgs, ctx: &Context) -> Result<i32> {
         setup::ensure(true)?;
     }
     let options = RunOptions {
-        selection,
-        kernel: kernel_request(&args.kernel, ctx)?,
-        agent: agent_binary(ctx)?,
         accel: args.accel.into(),
-        qemu: setup::require_tool(&args.qemu.to_string_lossy())?,
         runs_dir: args.runs_dir,
         timeout: args.timeout.map(Duration::from_secs),
         run_timeout: args.run_timeout.map(Duration::from_secs),
@@ -55,8 +51,12 @@ pub(super) fn test(args: TestArgs, ctx: &Context) -> Result<i32> {
             Isolate::Module => Isolation::Module,
             Isolate::Test => Isolation::Test,
         },
-        memory_mb: 256,
-        cpus: 2,
+        ..RunOptions::new(
+            selection,
+            kernel_request(&args.kernel, ctx)?,
+            agent_binary(ctx)?,
+            setup::require_tool(&args.qemu.to_string_lossy())?,
+        )
     };
     let mut screen = Screen::new(&args.output, args.verbose);
     let mut kernel_release = None;

@@ -61,6 +61,31 @@ pub struct RunOptions {
     pub cpus: u32,
 }
 
+impl RunOptions {
+    /// The options `test` runs with when only what to run, on which kernel, is given: `--accel
+    /// auto`, the tests' own limits, one VM shared until something crashes, 256 MB and 2 CPUs.
+    pub fn new(
+        selection: Vec<Selected>,
+        kernel: KernelRequest,
+        agent: PathBuf,
+        qemu: PathBuf,
+    ) -> RunOptions {
+        RunOptions {
+            selection,
+            kernel,
+            agent,
+            accel: AccelChoice::Auto,
+            qemu,
+            runs_dir: None,
+            timeout: None,
+            run_timeout: None,
+            isolation: Isolation::default(),
+            memory_mb: 256,
+            cpus: 2,
+        }
+    }
+}
+
 /// What the run reports as it goes; the display and report writers listen, the runner knows no UI.
 #[derive(Debug, Clone)]
 pub enum RunEvent {

@@ -84,7 +84,12 @@ impl Runner<'_> {
                 .run_deadline
                 .is_some_and(|deadline| Instant::now() >= deadline)
             {
-                self.out_of_time(std::mem::take(&mut at.pending), jobs);
+                self.not_run(
+                    std::mem::take(&mut at.pending),
+                    jobs,
+                    Outcome::Timeout,
+                    "the run's time limit was reached before this test started",
+                );
                 break;
             }
             vms += 1;
@@ -100,7 +105,12 @@ impl Runner<'_> {
                         session.end,
                         console_log.display()
                     );
-                    self.not_run(std::mem::take(&mut at.pending), jobs, &cause);
+                    self.not_run(
+                        std::mem::take(&mut at.pending),
+                        jobs,
+                        Outcome::Error,
+                        &format!("not run: {cause}"),
+                    );
                     return Ok((vms, Some(cause)));
                 }
                 self.tell(RunEvent::Notice(format!(
@@ -132,31 +142,12 @@ impl Runner<'_> {
         Ok(accel)
     }
 
-    /// The machine could not boot a guest for these tests: each gets an ERROR that says so.
-    fn not_run(&mut self, pending: Vec<u32>, jobs: &Jobs, cause: &str) {
+    /// Tests no VM will run: each gets `outcome` with `reason` (the run's time limit passed
+    /// before they started; the machine could not boot a guest for them).
+    fn not_run(&mut self, pending: Vec<u32>, jobs: &Jobs, outcome: Outcome, reason: &str) {
         for id in pending {
             if let Some(job) = jobs.get(id) {
-                let verdict = Verdict::new(
-                    &job.module,
-                    &job.spec.name,
-                    Outcome::Error,
-                    format!("not run: {cause}"),
-                );
-                self.settle(id, verdict);
-            }
-        }
-    }
-
-    /// The run's time limit passed before these tests started: each gets a TIMEOUT.
-    fn out_of_time(&mut self, pending: Vec<u32>, jobs: &Jobs) {
-        for id in pending {
-            if let Some(job) = jobs.get(id) {
-                let verdict = Verdict::new(
-                    &job.module,
-                    &job.spec.name,
-                    Outcome::Timeout,
-                    "the run's time limit was reached before this test started",
-                );
+                let verdict = Verdict::new(&job.module, &job.spec.name, outcome, reason);
                 self.settle(id, verdict);
             }
         }

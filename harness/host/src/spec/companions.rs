@@ -82,12 +82,7 @@ fn is_program_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn touch(dir: &Path, rel: &str, text: &str) {
-        let path = dir.join(rel);
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        std::fs::write(path, text).expect("write");
-    }
+    use crate::test_support::touch;
 
     #[test]
     fn c_files_and_cargo_packages_are_companions() {
