@@ -35,18 +35,29 @@ impl Failed {
     /// Why it did not build, in one line: the symbols it lacks, else the compiler's first error.
     pub fn summary(&self) -> String {
         if self.undefined.is_empty() {
-            self.lines
-                .iter()
-                .find(|l| l.contains("error:"))
-                .or(self.lines.first())
-                .cloned()
-                .unwrap_or_default()
+            self.first_error().unwrap_or_default().to_string()
         } else {
             format!(
                 "needs symbols the kernel lacks: {}",
                 self.undefined.join(", ")
             )
         }
+    }
+
+    /// The first error gcc (`x.c:3:1: error: ...`), rustc (`error[E0107]: ...`, but not its
+    /// closing `error: aborting due to ...`) or modpost (`ERROR: modpost: ...`) printed; else
+    /// the first line.
+    pub fn first_error(&self) -> Option<&str> {
+        let is_error = |line: &&String| {
+            let line = line.trim_start();
+            (line.contains("error:") || line.starts_with("error[") || line.starts_with("ERROR: "))
+                && !line.starts_with("error: aborting due to")
+        };
+        self.lines
+            .iter()
+            .find(is_error)
+            .or(self.lines.first())
+            .map(|l| l.trim())
     }
 }
 
@@ -224,6 +235,28 @@ pub fn undefined_symbols(text: &str, copy: &Path) -> BTreeMap<String, Vec<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_error_is_the_compilers_not_rustcs_closing_line() {
+        let failed = |lines: &[&str]| Failed {
+            module: "m".into(),
+            lines: lines.iter().map(|l| l.to_string()).collect(),
+            undefined: vec![],
+        };
+        let rust = failed(&[
+            "error[E0107]: struct takes 2 generic arguments but 1 generic argument was supplied",
+            "  --> ./m.rs:16:14",
+            "error: aborting due to 1 previous error",
+        ]);
+        assert_eq!(rust.first_error(), Some("error[E0107]: struct takes 2 generic arguments but 1 generic argument was supplied"));
+        let c = failed(&["make[2]: entering", "./m.c:3:1: error: expected ';'"]);
+        assert_eq!(c.first_error(), Some("./m.c:3:1: error: expected ';'"));
+        let modpost = failed(&["ERROR: modpost: missing MODULE_LICENSE() in ./m.o"]);
+        assert_eq!(
+            modpost.summary(),
+            "ERROR: modpost: missing MODULE_LICENSE() in ./m.o"
+        );
+    }
 
     const FAILED_MAKE: &str = "\
 /c/x/hello-2.c: In function 'hello_2_init':

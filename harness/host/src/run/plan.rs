@@ -210,13 +210,7 @@ fn discovered_tests(
 /// symbols it needs and what would provide them.
 fn failed_verdict(module: &str, test: &str, failed: &Failed, kernel: &Kernel) -> Verdict {
     let reason = if failed.undefined.is_empty() {
-        let first = failed
-            .lines
-            .iter()
-            .find(|l| l.contains("error:") || l.starts_with("ERROR: "))
-            .or(failed.lines.first())
-            .map_or("make failed", |l| l.trim());
-        format!("build: {first}")
+        format!("build: {}", failed.first_error().unwrap_or("make failed"))
     } else {
         format!(
             "load: needs symbols the kernel lacks: {}",
