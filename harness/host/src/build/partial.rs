@@ -151,6 +151,8 @@ pub fn attribute(
     let prefix = format!("{}/", copy.display());
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut last: Option<&str> = None;
+    // rustc names the file on the line after its `error[E0107]: ...` header: held until then.
+    let mut header: Vec<String> = Vec::new();
     for line in text.lines() {
         let named = paths_in(line, &prefix)
             .into_iter()
@@ -159,19 +161,34 @@ pub fn attribute(
             || line.starts_with("make: ")
             || line.contains("Entering directory")
             || line.contains("Leaving directory");
+        let starts_diagnostic = line.starts_with("error") || line.starts_with("warning");
         match named {
-            Some(module) => last = Some(module),
+            Some(module) => {
+                last = Some(module);
+                out.entry(module.to_string())
+                    .or_default()
+                    .append(&mut header);
+            }
             None if is_noise => continue,
             None if line.starts_with("make[") || line.starts_with("WARNING: modpost") => {
                 last = None;
+                header.clear();
+                continue;
+            }
+            None if starts_diagnostic => {
+                last = None;
+                header = vec![line.to_string()];
                 continue;
             }
             None => {}
         }
-        if let Some(module) = last {
-            out.entry(module.to_string())
+        match last {
+            Some(module) => out
+                .entry(module.to_string())
                 .or_default()
-                .push(line.to_string());
+                .push(line.to_string()),
+            None if !header.is_empty() => header.push(line.to_string()),
+            None => {}
         }
     }
     out
@@ -284,6 +301,28 @@ make: *** [/src/Makefile:236: __sub-make] Error 2
         assert_eq!(by["hello-2"].len(), 5, "{by:?}");
         assert!(by["hello-2"][1].contains("hello-2.c:12:13: error"));
         assert_eq!(by["startstop"].len(), 2, "{by:?}");
+    }
+
+    #[test]
+    fn rustcs_header_goes_with_the_file_it_names_next() {
+        let mut modules = BTreeMap::new();
+        modules.insert("r".to_string(), vec![PathBuf::from("/c/x/r.o")]);
+        modules.insert("c".to_string(), vec![PathBuf::from("/c/x/c.o")]);
+        let text = "/c/x/c.c:1:1: warning: unused\n\
+                    error[E0107]: struct takes 2 generic arguments\n  \
+                    --> /c/x/r.rs:16:14\n   |\n\
+                    error: aborting due to 1 previous error\n";
+        let by = attribute(text, Path::new("/c/x"), &modules);
+        assert_eq!(by["c"], ["/c/x/c.c:1:1: warning: unused"], "{by:?}");
+        assert_eq!(
+            by["r"],
+            [
+                "error[E0107]: struct takes 2 generic arguments",
+                "  --> /c/x/r.rs:16:14",
+                "   |"
+            ],
+            "{by:?}"
+        );
     }
 
     #[test]
