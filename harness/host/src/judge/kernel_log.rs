@@ -329,7 +329,7 @@ pub fn kernel_log(text: &str) -> KernelLog {
             .map(|l| l.to_string())
             .collect();
         parsed.verdicts.push(
-            Verdict::new("kernel", "boot", Outcome::Crash, crash.title.clone())
+            Verdict::new("kernel", "boot", crash.class.outcome(), crash.title.clone())
                 .with_details(details)
                 .with_log(log)
                 .with_evidence(),
@@ -356,7 +356,11 @@ fn leaf_verdict(leaf: &Leaf, failures: &[ktap::Failure], seg: Segment, lines: &[
         .collect();
     let duration = window_duration(&lines[leaf.start..window_end]);
     let (outcome, reason, mut details) = match (&leaf.crash, leaf.case) {
-        (Some(crash), _) => (Outcome::Crash, crash.title.clone(), crash.report.clone()),
+        (Some(crash), _) => (
+            crash.class.outcome(),
+            crash.title.clone(),
+            crash.report.clone(),
+        ),
         (None, None) => {
             let reason = if leaf.test.contains('-') {
                 format!(

@@ -13,6 +13,7 @@
 //! a lockdep `at:` site, or the first reliable call-trace frame, skipping generic infrastructure
 //! ([`SKIP_FRAMES`]) so that the title names the module's code rather than `__warn` or `mutex_lock`.
 
+use super::verdict::Outcome;
 use kmodlab_protocol::ktap::strip_timestamp;
 use regex::{Regex, RegexSet};
 use serde::{Deserialize, Serialize};
@@ -50,6 +51,10 @@ pub enum CrashClass {
     RustPanic,
     /// Any other `BUG: ...` line (bad page state, spinlock bugs, stack guard page, ...).
     OtherBug,
+    /// `do_init_module: 'mod'->init suspiciously returned 1, it should follow 0/-E convention`:
+    /// the module's init returned a positive value. The kernel loads the module anyway and
+    /// carries on, so this is a FAIL of the module, not a crash of the kernel.
+    InitReturn,
 }
 
 impl CrashClass {
@@ -75,6 +80,16 @@ impl CrashClass {
             CrashClass::WorkqueueLockup => "workqueue_lockup",
             CrashClass::RustPanic => "rust_panic",
             CrashClass::OtherBug => "other_bug",
+            CrashClass::InitReturn => "init_return",
+        }
+    }
+
+    /// The verdict a report of this class earns: CRASH, except for findings the kernel survives
+    /// unharmed (a positive init return), which are the module's FAIL and leave the VM running.
+    pub fn outcome(self) -> Outcome {
+        match self {
+            CrashClass::InitReturn => Outcome::Fail,
+            _ => Outcome::Crash,
         }
     }
 }
@@ -202,15 +217,29 @@ pub fn is_marker(line: &str) -> bool {
     marker_at(compiled(), strip_timestamp(line).trim_end()).is_some()
 }
 
-/// The first crash report in `lines`.
+/// Whether one line starts a report whose class is a crash ([`CrashClass::outcome`]): the
+/// kernel may be dying, so the host should not wait long for more.
+pub fn is_crash_marker(line: &str) -> bool {
+    marker_at(compiled(), strip_timestamp(line).trim_end())
+        .is_some_and(|row| MARKERS[row].class.outcome() == Outcome::Crash)
+}
+
+/// The first report in `lines`, of any class.
 pub fn first(lines: &[&str]) -> Option<Crash> {
+    first_where(lines, |_| true)
+}
+
+/// The first report in `lines` whose class `keep` accepts.
+pub fn first_where(lines: &[&str], keep: impl Fn(CrashClass) -> bool) -> Option<Crash> {
     // Scanning stops at the first report, so a long log after a crash costs nothing.
     let c = compiled();
     let text: Vec<&str> = lines
         .iter()
         .map(|l| strip_timestamp(l).trim_end())
         .collect();
-    let i = text.iter().position(|l| marker_at(c, l).is_some())?;
+    let i = text
+        .iter()
+        .position(|l| marker_at(c, l).is_some_and(|row| keep(MARKERS[row].class)))?;
     let row = marker_at(c, text[i])?;
     let end = report_end(c, &text, i, row);
     Some(build(c, &text, i, end, row))
@@ -314,21 +343,22 @@ fn blamed_function(
         })
     };
     let marker_line = span.first().copied().unwrap_or_default();
+    let first_frame = || {
+        let re = c.frame.as_ref()?;
+        span.iter().skip(1).find_map(|line| {
+            let caps = re.captures(line)?;
+            if caps.name("unreliable").is_some() {
+                // `? func` frames are stale stack contents, not the call chain.
+                return None;
+            }
+            caps.name("func").and_then(|m| usable(m.as_str(), line))
+        })
+    };
     sources.iter().find_map(|source| match source {
         Func::Marker => marker_func.and_then(|f| usable(f, marker_line)),
         Func::Rip => first_in(&c.rip).and_then(|(f, line)| usable(f, line)),
         Func::LockSite => first_in(&c.lock_site).and_then(|(f, line)| usable(f, line)),
-        Func::Trace => {
-            let re = c.frame.as_ref()?;
-            span.iter().skip(1).find_map(|line| {
-                let caps = re.captures(line)?;
-                if caps.name("unreliable").is_some() {
-                    // `? func` frames are stale stack contents, not the call chain.
-                    return None;
-                }
-                caps.name("func").and_then(|m| usable(m.as_str(), line))
-            })
-        }
+        Func::Trace => first_frame(),
     })
 }
 
@@ -440,6 +470,16 @@ mod tests {
         ));
         assert!(is_marker("Kernel panic - not syncing: Fatal exception"));
         assert!(!is_marker("[    1.307173] hello: Hello, kmodlab!"));
+        // A positive init return is a report, but not one that means the kernel is dying.
+        let init = "[    1.3] do_init_module: 'demo'->init suspiciously returned 1, it should follow 0/-E convention";
+        assert!(is_marker(init) && !is_crash_marker(init));
+        assert!(is_crash_marker(
+            "Kernel panic - not syncing: Fatal exception"
+        ));
+        assert_eq!(
+            first_where(&[init], |c| c.outcome() == Outcome::Crash),
+            None
+        );
     }
 
     #[test]
@@ -550,6 +590,7 @@ Call Trace:
             ("BUG: workqueue leaked atomic, lock or RCU: kworker/0:1[23]", C::OtherBug, "BUG: workqueue leaked atomic, lock or RCU"),
             ("BUG: looking up invalid subclass: 8", C::OtherBug, "BUG: looking up invalid subclass"),
             ("Internal error: Oops: 0000000096000005 [#1] PREEMPT SMP\npc : demo_poke+0x5/0x10 [demo]", C::Oops, "Oops in demo_poke"),
+            ("do_init_module: 'demo'->init suspiciously returned 7, it should follow 0/-E convention\ndo_init_module: loading module anyway...\nCall Trace:\n do_init_module+0x5/0x10", C::InitReturn, "init returned 7 (positive; the kernel expects 0 or -errno) in demo"),
         ];
         for (log, class, title) in cases {
             assert_eq!(only(log), (*class, title.to_string()), "{log}");

@@ -41,6 +41,16 @@ use Func::{LockSite, Marker as FromMarker, Rip, Trace};
 /// matched after the timestamp is removed; they may start with a lowercase `pr_fmt` tag such as
 /// `watchdog: ` or `rcu: `.
 pub(super) static MARKERS: &[Marker] = &[
+    // kernel/module/main.c `do_init_module`, then `dump_stack()`: init returned a positive
+    // value; the module is loaded anyway. A FAIL (`CrashClass::outcome`), titled for the module.
+    Marker {
+        class: C::InitReturn,
+        pattern: r"^(?:do_init_module: )?'(?P<module>[^']+)'->init suspiciously returned (?P<ret>\d+), it should follow 0/-E convention",
+        title: "init returned {ret} (positive; the kernel expects 0 or -errno) in {module}",
+        func: &[],
+        detail: None,
+        absorbs: &[],
+    },
     Marker {
         class: C::RustPanic,
         pattern: r"^(?:[a-z][\w.-]*: )?panicked at (?P<loc>\S+?):?(?:\s+(?P<msg>\S.*))?$",
