@@ -12,6 +12,13 @@
 //! Titles name the function to blame: taken from the marker line itself, the faulting `RIP:`,
 //! a lockdep `at:` site, or the first reliable call-trace frame, skipping generic infrastructure
 //! ([`SKIP_FRAMES`]) so that the title names the module's code rather than `__warn` or `mutex_lock`.
+//! A fault (NULL dereference, page fault, general protection fault, other oops) whose faulting
+//! `RIP:` is a bare address (code in freed module memory) is titled by the kind of callback and
+//! the kernel function that ran it when the trace starts there (`BUG: unable to handle page
+//! fault in timer callback (call_timer_fn)`, `... in work item (process_one_work)`; the list is
+//! `CALLBACK_RUNNERS` in `oops/markers.rs`); and a fault whose `RIP:` and trace name only generic
+//! code is titled by the `RIP:` function all the same (`general protection fault in
+//! destroy_workqueue`).
 
 use super::verdict::Outcome;
 use kmodlab_protocol::ktap::strip_timestamp;
@@ -133,7 +140,7 @@ macro_rules! sym {
 mod markers;
 
 pub use markers::SKIP_FRAMES;
-use markers::{Func, END_OF_REPORT, MARKERS};
+use markers::{Func, CALLBACK_RUNNERS, END_OF_REPORT, MARKERS};
 
 /// Compiled once: the table, a set for the first look at every line, and the helpers.
 struct Compiled {
@@ -145,6 +152,8 @@ struct Compiled {
     end: Option<Regex>,
     frame: Option<Regex>,
     rip: Option<Regex>,
+    /// The first `RIP:`/`pc :` line, with its address in group `at`: the faulting instruction.
+    any_rip: Option<Regex>,
     lock_site: Option<Regex>,
     skip: Option<Regex>,
     cut_here: Option<Regex>,
@@ -182,6 +191,7 @@ fn compiled() -> &'static Compiled {
             ))
             .ok(),
             rip: Regex::new(concat!(r"^\s*(?:RIP: [0-9a-f]{4}:|pc : )", sym!())).ok(),
+            any_rip: Regex::new(r"^\s*(?:RIP: [0-9a-f]{4}:|pc : )(?P<at>\S+)").ok(),
             lock_site: Regex::new(concat!(r", at: ", sym!())).ok(),
             skip: Regex::new(&format!("^(?:{})$", SKIP_FRAMES.join("|"))).ok(),
             cut_here: Regex::new(r"^-+\[ cut here \]-+\s*$").ok(),
@@ -343,6 +353,12 @@ fn blamed_function(
         })
     };
     let marker_line = span.first().copied().unwrap_or_default();
+    // The first `RIP:` line is the faulting instruction; later ones are the interrupted task's
+    // (a fault in an interrupt) or user space's.
+    let faulting = c
+        .any_rip
+        .as_ref()
+        .and_then(|re| span.iter().copied().find(|line| re.is_match(line)));
     let first_frame = || {
         let re = c.frame.as_ref()?;
         span.iter().skip(1).find_map(|line| {
@@ -356,10 +372,31 @@ fn blamed_function(
     };
     sources.iter().find_map(|source| match source {
         Func::Marker => marker_func.and_then(|f| usable(f, marker_line)),
-        Func::Rip => first_in(&c.rip).and_then(|(f, line)| usable(f, line)),
+        Func::Rip => rip_func(c, faulting).and_then(|f| usable(f, faulting.unwrap_or_default())),
         Func::LockSite => first_in(&c.lock_site).and_then(|(f, line)| usable(f, line)),
         Func::Trace => first_frame(),
+        Func::Callback => {
+            let bare = c
+                .any_rip
+                .as_ref()
+                .and_then(|re| re.captures(faulting?)?.name("at"))
+                .is_some_and(|at| at.as_str().starts_with("0x"));
+            let runner = first_frame().filter(|_| bare)?;
+            CALLBACK_RUNNERS
+                .iter()
+                .find(|(name, _)| *name == runner)
+                .map(|(name, what)| format!("{what} ({name})"))
+        }
+        Func::AnyRip => rip_func(c, faulting)
+            .map(|f| clean_symbol(f).to_string())
+            .filter(|f| !f.is_empty()),
     })
+}
+
+/// The function named on the faulting `RIP:` line, if it names one (not a bare address).
+fn rip_func<'a>(c: &Compiled, faulting: Option<&'a str>) -> Option<&'a str> {
+    let caps = c.rip.as_ref()?.captures(faulting?)?;
+    caps.name("func").map(|m| m.as_str())
 }
 
 /// Whether `func` appears in `line` as a module's symbol: `func+0x1c/0x40 [module]`.
@@ -491,7 +528,7 @@ mod tests {
         for (m, re) in MARKERS.iter().zip(&c.details) {
             assert_eq!(m.detail.is_some(), re.is_some(), "{:?}", m.detail);
         }
-        assert!(c.end.is_some() && c.frame.is_some() && c.rip.is_some());
+        assert!(c.end.is_some() && c.frame.is_some() && c.rip.is_some() && c.any_rip.is_some());
         assert!(c.lock_site.is_some() && c.skip.is_some() && c.cut_here.is_some());
         assert_eq!(c.set.len(), MARKERS.len());
     }
@@ -663,6 +700,54 @@ WARNING: CPU: 0 PID: 53 at demo.c:9 demo_spin+0x9/0x10 [demo]
         let got = titles(log);
         assert_eq!(got.len(), 2, "{got:?}");
         assert_eq!(got[1], (C::Warning, "WARNING in demo_spin".into()));
+    }
+
+    #[test]
+    fn faults_name_the_code_at_fault_or_the_callback_that_ran_it() {
+        let gp = "Oops: general protection fault, probably for non-canonical address 0x6b6b6b6b6b6b6b6b: 0000 [#1] PREEMPT SMP NOPTI";
+        let cases: &[(&str, &str)] = &[
+            // A module frame in the trace is more useful than generic code at RIP.
+            (
+                "RIP: 0010:destroy_workqueue+0x182/0x2a0\nCall Trace:\n ? destroy_workqueue+0x182/0x2a0\n demo_exit+0x10/0x20 [demo]\n __do_sys_delete_module+0x1c4/0x2d0",
+                "general protection fault in demo_exit",
+            ),
+            // Nothing useful in the trace: the generic function at RIP.
+            (
+                "RIP: 0010:destroy_workqueue+0x182/0x2a0\nCall Trace:\n __do_sys_delete_module+0x1c4/0x2d0\n do_syscall_64+0x82/0x160",
+                "general protection fault in destroy_workqueue",
+            ),
+            // Code in freed module memory, called by a workqueue, a tasklet, RCU.
+            (
+                "RIP: 0010:0xffffffffc0201234\nCall Trace:\n ? asm_exc_general_protection+0x26/0x30\n process_one_work+0x178/0x3d0\n worker_thread+0x2a3/0x3d0",
+                "general protection fault in work item (process_one_work)",
+            ),
+            (
+                "RIP: 0010:0xffffffffc0201234\nCall Trace:\n tasklet_action_common+0x1c/0x200\n handle_softirqs+0xd0/0x290",
+                "general protection fault in tasklet (tasklet_action_common)",
+            ),
+            (
+                "RIP: 0010:0xffffffffc0201234\nCall Trace:\n rcu_do_batch+0x1b0/0x4f0\n rcu_core+0x1a0/0x4c0",
+                "general protection fault in RCU callback (rcu_do_batch)",
+            ),
+            // A bare RIP called from anything else: the first useful frame, as for any fault.
+            (
+                "RIP: 0010:0xffffffffc0201234\nCall Trace:\n demo_call+0x10/0x20 [demo]",
+                "general protection fault in demo_call",
+            ),
+            // The first RIP is the faulting one; a later one is the interrupted task's.
+            (
+                "RIP: 0010:0xffffffffc0201234\nCall Trace:\n <IRQ>\n call_timer_fn+0x27/0x130\n </IRQ>\nRIP: 0010:default_idle+0xf/0x20",
+                "general protection fault in timer callback (call_timer_fn)",
+            ),
+        ];
+        for (rest, title) in cases {
+            let log = format!("{gp}\n{rest}\n");
+            assert_eq!(
+                only(&log),
+                (C::GeneralProtection, title.to_string()),
+                "{log}"
+            );
+        }
     }
 
     #[test]
