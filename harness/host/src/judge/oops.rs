@@ -140,7 +140,7 @@ macro_rules! sym {
 mod markers;
 
 pub use markers::SKIP_FRAMES;
-use markers::{Func, CALLBACK_RUNNERS, END_OF_REPORT, MARKERS};
+use markers::{Func, CALLBACK_RUNNERS, ENDS_WITH_ITS_STACK, END_OF_REPORT, END_OF_STACK, MARKERS};
 
 /// Compiled once: the table, a set for the first look at every line, and the helpers.
 struct Compiled {
@@ -150,6 +150,7 @@ struct Compiled {
     markers: Vec<Option<Regex>>,
     details: Vec<Option<Regex>>,
     end: Option<Regex>,
+    end_of_stack: Option<Regex>,
     frame: Option<Regex>,
     rip: Option<Regex>,
     /// The first `RIP:`/`pc :` line, with its address in group `at`: the faulting instruction.
@@ -184,6 +185,7 @@ fn compiled() -> &'static Compiled {
                 .map(|m| m.detail.and_then(|(p, _)| Regex::new(p).ok()))
                 .collect(),
             end: Regex::new(END_OF_REPORT).ok(),
+            end_of_stack: Regex::new(END_OF_STACK).ok(),
             frame: Regex::new(concat!(
                 r"^\s*(?:\[<[0-9a-f]+>\]\s*)?(?P<unreliable>\?\s+)?",
                 sym!(),
@@ -261,11 +263,17 @@ fn marker_at(c: &Compiled, line: &str) -> Option<usize> {
 }
 
 /// One past the last line of the report that starts at `start`: through the end-of-report
-/// marker, or up to the next marker that is not part of it, or [`REPORT_REACH`] lines.
+/// marker (or its stack's end, for a report that has only that), or up to the next marker that
+/// is not part of it, or [`REPORT_REACH`] lines.
 fn report_end(c: &Compiled, text: &[&str], start: usize, row: usize) -> usize {
     let limit = text.len().min(start.saturating_add(REPORT_REACH));
+    let end = if ENDS_WITH_ITS_STACK.contains(&MARKERS[row].class) {
+        &c.end_of_stack
+    } else {
+        &c.end
+    };
     for (j, line) in text.iter().enumerate().take(limit).skip(start + 1) {
-        if c.end.as_ref().is_some_and(|end| end.is_match(line)) {
+        if end.as_ref().is_some_and(|end| end.is_match(line)) {
             return j + 1;
         }
         if let Some(other) = marker_at(c, line) {
@@ -528,7 +536,13 @@ mod tests {
         for (m, re) in MARKERS.iter().zip(&c.details) {
             assert_eq!(m.detail.is_some(), re.is_some(), "{:?}", m.detail);
         }
-        assert!(c.end.is_some() && c.frame.is_some() && c.rip.is_some() && c.any_rip.is_some());
+        assert!(
+            c.end.is_some()
+                && c.end_of_stack.is_some()
+                && c.frame.is_some()
+                && c.rip.is_some()
+                && c.any_rip.is_some()
+        );
         assert!(c.lock_site.is_some() && c.skip.is_some() && c.cut_here.is_some());
         assert_eq!(c.set.len(), MARKERS.len());
     }
@@ -748,6 +762,27 @@ WARNING: CPU: 0 PID: 53 at demo.c:9 demo_spin+0x9/0x10 [demo]
                 "{log}"
             );
         }
+    }
+
+    #[test]
+    fn a_report_with_only_a_stack_ends_with_it() {
+        let log = "\
+do_init_module: 'demo'->init suspiciously returned 1, it should follow 0/-E convention
+do_init_module: loading module anyway...
+Call Trace:
+ <TASK>
+ dump_stack_lvl+0x4f/0x60
+ do_init_module+0x89/0x220
+ </TASK>
+demo: unloaded
+";
+        let crashes = scan(&lines(log));
+        assert_eq!(crashes.len(), 1);
+        assert_eq!(crashes[0].report.len(), 7, "{:?}", crashes[0].report);
+        assert_eq!(
+            crashes[0].report.last().map(String::as_str),
+            Some(" </TASK>")
+        );
     }
 
     #[test]

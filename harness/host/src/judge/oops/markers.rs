@@ -312,6 +312,11 @@ pub(super) static MARKERS: &[Marker] = &[
 pub(super) const END_OF_REPORT: &str =
     r"^(?:---\[ end trace [0-9a-f]* ?\]---|---\[ end Kernel panic|={20,}\s*$)";
 
+/// Reports that have no end line of their own, only the stack `dump_stack()` prints after the
+/// message: each ends with that stack's closing [`END_OF_STACK`] line.
+pub(super) const ENDS_WITH_ITS_STACK: &[CrashClass] = &[C::InitReturn];
+pub(super) const END_OF_STACK: &str = r"^\s*</TASK>$";
+
 /// Functions that are generic machinery rather than the code at fault: trap and report
 /// plumbing, sleeping and locking primitives, allocators, module loading and syscall entry,
 /// timer interrupts and sanitizer runtimes. A title skips them to name the caller.
