@@ -74,3 +74,23 @@ fn each_fault_gets_its_verdict_and_the_run_recovers() {
         report.vms
     );
 }
+
+/// An init that returns a positive value is loaded anyway by a kernel that warns about it: a FAIL
+/// with its own title, and the kernel, unharmed, judges the next test in the same VM.
+#[test]
+fn a_positive_init_return_fails_and_the_vm_goes_on() {
+    let init_positive = fixture("init_positive");
+    let report = run_modules(&[&init_positive, "hello"]);
+
+    let positive = verdict(&report, "init_positive/returns_one");
+    assert_outcome(positive, Outcome::Fail);
+    assert_eq!(
+        positive.reason,
+        "init returned 1 (positive; the kernel expects 0 or -errno) in init_positive"
+    );
+    for v in report.verdicts.iter().filter(|v| v.module == "hello") {
+        assert_outcome(v, Outcome::Pass);
+    }
+    assert_eq!(report.vms, 1, "a FAIL does not cost a VM");
+    println!("run folder: {}", report.run_dir.display());
+}

@@ -293,7 +293,7 @@ pub fn kernel_log(text: &str) -> KernelLog {
         all.push((*seg, doc, leaves(doc, &module, *seg, &lines)));
     }
 
-    let mut boot: Option<(oops::Crash, Vec<String>)> = None;
+    let (mut boot, mut boot_later): (Option<oops::Crash>, Vec<String>) = (None, vec![]);
     for crash in oops::scan(&lines) {
         parsed.found_anything = true;
         let owner = all.iter_mut().find_map(|(seg, _, leaves)| {
@@ -303,12 +303,8 @@ pub fn kernel_log(text: &str) -> KernelLog {
             running(leaves, crash.line).and_then(|i| leaves.get_mut(i))
         });
         match owner {
-            Some(leaf) if leaf.crash.is_none() => leaf.crash = Some(crash),
-            Some(leaf) => leaf.later_crashes.push(crash.title),
-            None => match boot.as_mut() {
-                None => boot = Some((crash, vec![])),
-                Some((_, later)) => later.push(crash.title),
-            },
+            Some(leaf) => keep_worst(&mut leaf.crash, &mut leaf.later_crashes, crash),
+            None => keep_worst(&mut boot, &mut boot_later, crash),
         }
     }
 
@@ -320,7 +316,8 @@ pub fn kernel_log(text: &str) -> KernelLog {
                 .push(leaf_verdict(leaf, &failures, *seg, &lines));
         }
     }
-    if let Some((crash, later)) = boot {
+    if let Some(crash) = boot {
+        let later = boot_later;
         let end = (crash.line + crash.report.len().max(1)).min(lines.len());
         let mut details = crash.report.clone();
         details.extend(later.iter().map(|t| format!("then: {t}")));
@@ -329,13 +326,31 @@ pub fn kernel_log(text: &str) -> KernelLog {
             .map(|l| l.to_string())
             .collect();
         parsed.verdicts.push(
-            Verdict::new("kernel", "boot", Outcome::Crash, crash.title.clone())
+            Verdict::new("kernel", "boot", crash.class.outcome(), crash.title.clone())
                 .with_details(details)
                 .with_log(log)
                 .with_evidence(),
         );
     }
     parsed
+}
+
+/// Puts `crash` in `slot` when the slot is empty or holds only a FAIL finding that a crash
+/// outranks (a positive init return, then an oops); the other report's title goes to `later`.
+fn keep_worst(slot: &mut Option<oops::Crash>, later: &mut Vec<String>, crash: oops::Crash) {
+    let outranks = |held: &oops::Crash| {
+        held.class.outcome() == Outcome::Fail && crash.class.outcome() == Outcome::Crash
+    };
+    match slot.take() {
+        Some(held) if !outranks(&held) => {
+            later.push(crash.title);
+            *slot = Some(held);
+        }
+        held => {
+            later.extend(held.map(|h| h.title));
+            *slot = Some(crash);
+        }
+    }
 }
 
 fn leaf_verdict(leaf: &Leaf, failures: &[ktap::Failure], seg: Segment, lines: &[&str]) -> Verdict {
@@ -356,7 +371,11 @@ fn leaf_verdict(leaf: &Leaf, failures: &[ktap::Failure], seg: Segment, lines: &[
         .collect();
     let duration = window_duration(&lines[leaf.start..window_end]);
     let (outcome, reason, mut details) = match (&leaf.crash, leaf.case) {
-        (Some(crash), _) => (Outcome::Crash, crash.title.clone(), crash.report.clone()),
+        (Some(crash), _) => (
+            crash.class.outcome(),
+            crash.title.clone(),
+            crash.report.clone(),
+        ),
         (None, None) => {
             let reason = if leaf.test.contains('-') {
                 format!(
@@ -597,6 +616,18 @@ mod tests {
             parsed.verdicts[0].details.last().map(String::as_str),
             Some("then: kernel panic: Fatal exception")
         );
+    }
+
+    #[test]
+    fn a_positive_init_return_is_a_fail_that_a_later_crash_outranks() {
+        let parsed = log("oops/captured_init_positive.log");
+        assert_eq!(
+            lines(&parsed),
+            ["kernel/boot FAIL init returned 1 (positive; the kernel expects 0 or -errno) in init_positive"]
+        );
+        let text = "do_init_module: 'demo'->init suspiciously returned 1, it should follow 0/-E convention\nWARNING: CPU: 0 PID: 1 at demo.c:9 demo_exit+0x5/0x10 [demo]\n";
+        let parsed = kernel_log(text);
+        assert_eq!(lines(&parsed), ["kernel/boot CRASH WARNING in demo_exit"]);
     }
 
     #[test]

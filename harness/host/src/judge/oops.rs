@@ -12,7 +12,15 @@
 //! Titles name the function to blame: taken from the marker line itself, the faulting `RIP:`,
 //! a lockdep `at:` site, or the first reliable call-trace frame, skipping generic infrastructure
 //! ([`SKIP_FRAMES`]) so that the title names the module's code rather than `__warn` or `mutex_lock`.
+//! A fault (NULL dereference, page fault, general protection fault, other oops) whose faulting
+//! `RIP:` is a bare address (code in freed module memory) is titled by the kind of callback and
+//! the kernel function that ran it when the trace starts there (`BUG: unable to handle page
+//! fault in timer callback (call_timer_fn)`, `... in work item (process_one_work)`; the list is
+//! `CALLBACK_RUNNERS` in `oops/markers.rs`); and a fault whose `RIP:` and trace name only generic
+//! code is titled by the `RIP:` function all the same (`general protection fault in
+//! destroy_workqueue`).
 
+use super::verdict::Outcome;
 use kmodlab_protocol::ktap::strip_timestamp;
 use regex::{Regex, RegexSet};
 use serde::{Deserialize, Serialize};
@@ -50,6 +58,10 @@ pub enum CrashClass {
     RustPanic,
     /// Any other `BUG: ...` line (bad page state, spinlock bugs, stack guard page, ...).
     OtherBug,
+    /// `do_init_module: 'mod'->init suspiciously returned 1, it should follow 0/-E convention`:
+    /// the module's init returned a positive value. The kernel loads the module anyway and
+    /// carries on, so this is a FAIL of the module, not a crash of the kernel.
+    InitReturn,
 }
 
 impl CrashClass {
@@ -75,6 +87,16 @@ impl CrashClass {
             CrashClass::WorkqueueLockup => "workqueue_lockup",
             CrashClass::RustPanic => "rust_panic",
             CrashClass::OtherBug => "other_bug",
+            CrashClass::InitReturn => "init_return",
+        }
+    }
+
+    /// The verdict a report of this class earns: CRASH, except for findings the kernel survives
+    /// unharmed (a positive init return), which are the module's FAIL and leave the VM running.
+    pub fn outcome(self) -> Outcome {
+        match self {
+            CrashClass::InitReturn => Outcome::Fail,
+            _ => Outcome::Crash,
         }
     }
 }
@@ -118,7 +140,7 @@ macro_rules! sym {
 mod markers;
 
 pub use markers::SKIP_FRAMES;
-use markers::{Func, END_OF_REPORT, MARKERS};
+use markers::{Func, CALLBACK_RUNNERS, ENDS_WITH_ITS_STACK, END_OF_REPORT, END_OF_STACK, MARKERS};
 
 /// Compiled once: the table, a set for the first look at every line, and the helpers.
 struct Compiled {
@@ -128,8 +150,11 @@ struct Compiled {
     markers: Vec<Option<Regex>>,
     details: Vec<Option<Regex>>,
     end: Option<Regex>,
+    end_of_stack: Option<Regex>,
     frame: Option<Regex>,
     rip: Option<Regex>,
+    /// The first `RIP:`/`pc :` line, with its address in group `at`: the faulting instruction.
+    any_rip: Option<Regex>,
     lock_site: Option<Regex>,
     skip: Option<Regex>,
     cut_here: Option<Regex>,
@@ -160,6 +185,7 @@ fn compiled() -> &'static Compiled {
                 .map(|m| m.detail.and_then(|(p, _)| Regex::new(p).ok()))
                 .collect(),
             end: Regex::new(END_OF_REPORT).ok(),
+            end_of_stack: Regex::new(END_OF_STACK).ok(),
             frame: Regex::new(concat!(
                 r"^\s*(?:\[<[0-9a-f]+>\]\s*)?(?P<unreliable>\?\s+)?",
                 sym!(),
@@ -167,6 +193,7 @@ fn compiled() -> &'static Compiled {
             ))
             .ok(),
             rip: Regex::new(concat!(r"^\s*(?:RIP: [0-9a-f]{4}:|pc : )", sym!())).ok(),
+            any_rip: Regex::new(r"^\s*(?:RIP: [0-9a-f]{4}:|pc : )(?P<at>\S+)").ok(),
             lock_site: Regex::new(concat!(r", at: ", sym!())).ok(),
             skip: Regex::new(&format!("^(?:{})$", SKIP_FRAMES.join("|"))).ok(),
             cut_here: Regex::new(r"^-+\[ cut here \]-+\s*$").ok(),
@@ -202,15 +229,29 @@ pub fn is_marker(line: &str) -> bool {
     marker_at(compiled(), strip_timestamp(line).trim_end()).is_some()
 }
 
-/// The first crash report in `lines`.
+/// Whether one line starts a report whose class is a crash ([`CrashClass::outcome`]): the
+/// kernel may be dying, so the host should not wait long for more.
+pub fn is_crash_marker(line: &str) -> bool {
+    marker_at(compiled(), strip_timestamp(line).trim_end())
+        .is_some_and(|row| MARKERS[row].class.outcome() == Outcome::Crash)
+}
+
+/// The first report in `lines`, of any class.
 pub fn first(lines: &[&str]) -> Option<Crash> {
+    first_where(lines, |_| true)
+}
+
+/// The first report in `lines` whose class `keep` accepts.
+pub fn first_where(lines: &[&str], keep: impl Fn(CrashClass) -> bool) -> Option<Crash> {
     // Scanning stops at the first report, so a long log after a crash costs nothing.
     let c = compiled();
     let text: Vec<&str> = lines
         .iter()
         .map(|l| strip_timestamp(l).trim_end())
         .collect();
-    let i = text.iter().position(|l| marker_at(c, l).is_some())?;
+    let i = text
+        .iter()
+        .position(|l| marker_at(c, l).is_some_and(|row| keep(MARKERS[row].class)))?;
     let row = marker_at(c, text[i])?;
     let end = report_end(c, &text, i, row);
     Some(build(c, &text, i, end, row))
@@ -222,11 +263,17 @@ fn marker_at(c: &Compiled, line: &str) -> Option<usize> {
 }
 
 /// One past the last line of the report that starts at `start`: through the end-of-report
-/// marker, or up to the next marker that is not part of it, or [`REPORT_REACH`] lines.
+/// marker (or its stack's end, for a report that has only that), or up to the next marker that
+/// is not part of it, or [`REPORT_REACH`] lines.
 fn report_end(c: &Compiled, text: &[&str], start: usize, row: usize) -> usize {
     let limit = text.len().min(start.saturating_add(REPORT_REACH));
+    let end = if ENDS_WITH_ITS_STACK.contains(&MARKERS[row].class) {
+        &c.end_of_stack
+    } else {
+        &c.end
+    };
     for (j, line) in text.iter().enumerate().take(limit).skip(start + 1) {
-        if c.end.as_ref().is_some_and(|end| end.is_match(line)) {
+        if end.as_ref().is_some_and(|end| end.is_match(line)) {
             return j + 1;
         }
         if let Some(other) = marker_at(c, line) {
@@ -314,22 +361,50 @@ fn blamed_function(
         })
     };
     let marker_line = span.first().copied().unwrap_or_default();
+    // The first `RIP:` line is the faulting instruction; later ones are the interrupted task's
+    // (a fault in an interrupt) or user space's.
+    let faulting = c
+        .any_rip
+        .as_ref()
+        .and_then(|re| span.iter().copied().find(|line| re.is_match(line)));
+    let first_frame = || {
+        let re = c.frame.as_ref()?;
+        span.iter().skip(1).find_map(|line| {
+            let caps = re.captures(line)?;
+            if caps.name("unreliable").is_some() {
+                // `? func` frames are stale stack contents, not the call chain.
+                return None;
+            }
+            caps.name("func").and_then(|m| usable(m.as_str(), line))
+        })
+    };
     sources.iter().find_map(|source| match source {
         Func::Marker => marker_func.and_then(|f| usable(f, marker_line)),
-        Func::Rip => first_in(&c.rip).and_then(|(f, line)| usable(f, line)),
+        Func::Rip => rip_func(c, faulting).and_then(|f| usable(f, faulting.unwrap_or_default())),
         Func::LockSite => first_in(&c.lock_site).and_then(|(f, line)| usable(f, line)),
-        Func::Trace => {
-            let re = c.frame.as_ref()?;
-            span.iter().skip(1).find_map(|line| {
-                let caps = re.captures(line)?;
-                if caps.name("unreliable").is_some() {
-                    // `? func` frames are stale stack contents, not the call chain.
-                    return None;
-                }
-                caps.name("func").and_then(|m| usable(m.as_str(), line))
-            })
+        Func::Trace => first_frame(),
+        Func::Callback => {
+            let bare = c
+                .any_rip
+                .as_ref()
+                .and_then(|re| re.captures(faulting?)?.name("at"))
+                .is_some_and(|at| at.as_str().starts_with("0x"));
+            let runner = first_frame().filter(|_| bare)?;
+            CALLBACK_RUNNERS
+                .iter()
+                .find(|(name, _)| *name == runner)
+                .map(|(name, what)| format!("{what} ({name})"))
         }
+        Func::AnyRip => rip_func(c, faulting)
+            .map(|f| clean_symbol(f).to_string())
+            .filter(|f| !f.is_empty()),
     })
+}
+
+/// The function named on the faulting `RIP:` line, if it names one (not a bare address).
+fn rip_func<'a>(c: &Compiled, faulting: Option<&'a str>) -> Option<&'a str> {
+    let caps = c.rip.as_ref()?.captures(faulting?)?;
+    caps.name("func").map(|m| m.as_str())
 }
 
 /// Whether `func` appears in `line` as a module's symbol: `func+0x1c/0x40 [module]`.
@@ -440,6 +515,16 @@ mod tests {
         ));
         assert!(is_marker("Kernel panic - not syncing: Fatal exception"));
         assert!(!is_marker("[    1.307173] hello: Hello, kmodlab!"));
+        // A positive init return is a report, but not one that means the kernel is dying.
+        let init = "[    1.3] do_init_module: 'demo'->init suspiciously returned 1, it should follow 0/-E convention";
+        assert!(is_marker(init) && !is_crash_marker(init));
+        assert!(is_crash_marker(
+            "Kernel panic - not syncing: Fatal exception"
+        ));
+        assert_eq!(
+            first_where(&[init], |c| c.outcome() == Outcome::Crash),
+            None
+        );
     }
 
     #[test]
@@ -451,7 +536,13 @@ mod tests {
         for (m, re) in MARKERS.iter().zip(&c.details) {
             assert_eq!(m.detail.is_some(), re.is_some(), "{:?}", m.detail);
         }
-        assert!(c.end.is_some() && c.frame.is_some() && c.rip.is_some());
+        assert!(
+            c.end.is_some()
+                && c.end_of_stack.is_some()
+                && c.frame.is_some()
+                && c.rip.is_some()
+                && c.any_rip.is_some()
+        );
         assert!(c.lock_site.is_some() && c.skip.is_some() && c.cut_here.is_some());
         assert_eq!(c.set.len(), MARKERS.len());
     }
@@ -550,6 +641,7 @@ Call Trace:
             ("BUG: workqueue leaked atomic, lock or RCU: kworker/0:1[23]", C::OtherBug, "BUG: workqueue leaked atomic, lock or RCU"),
             ("BUG: looking up invalid subclass: 8", C::OtherBug, "BUG: looking up invalid subclass"),
             ("Internal error: Oops: 0000000096000005 [#1] PREEMPT SMP\npc : demo_poke+0x5/0x10 [demo]", C::Oops, "Oops in demo_poke"),
+            ("do_init_module: 'demo'->init suspiciously returned 7, it should follow 0/-E convention\ndo_init_module: loading module anyway...\nCall Trace:\n do_init_module+0x5/0x10", C::InitReturn, "init returned 7 (positive; the kernel expects 0 or -errno) in demo"),
         ];
         for (log, class, title) in cases {
             assert_eq!(only(log), (*class, title.to_string()), "{log}");
@@ -622,6 +714,75 @@ WARNING: CPU: 0 PID: 53 at demo.c:9 demo_spin+0x9/0x10 [demo]
         let got = titles(log);
         assert_eq!(got.len(), 2, "{got:?}");
         assert_eq!(got[1], (C::Warning, "WARNING in demo_spin".into()));
+    }
+
+    #[test]
+    fn faults_name_the_code_at_fault_or_the_callback_that_ran_it() {
+        let gp = "Oops: general protection fault, probably for non-canonical address 0x6b6b6b6b6b6b6b6b: 0000 [#1] PREEMPT SMP NOPTI";
+        let cases: &[(&str, &str)] = &[
+            // A module frame in the trace is more useful than generic code at RIP.
+            (
+                "RIP: 0010:destroy_workqueue+0x182/0x2a0\nCall Trace:\n ? destroy_workqueue+0x182/0x2a0\n demo_exit+0x10/0x20 [demo]\n __do_sys_delete_module+0x1c4/0x2d0",
+                "general protection fault in demo_exit",
+            ),
+            // Nothing useful in the trace: the generic function at RIP.
+            (
+                "RIP: 0010:destroy_workqueue+0x182/0x2a0\nCall Trace:\n __do_sys_delete_module+0x1c4/0x2d0\n do_syscall_64+0x82/0x160",
+                "general protection fault in destroy_workqueue",
+            ),
+            // Code in freed module memory, called by a workqueue, a tasklet, RCU.
+            (
+                "RIP: 0010:0xffffffffc0201234\nCall Trace:\n ? asm_exc_general_protection+0x26/0x30\n process_one_work+0x178/0x3d0\n worker_thread+0x2a3/0x3d0",
+                "general protection fault in work item (process_one_work)",
+            ),
+            (
+                "RIP: 0010:0xffffffffc0201234\nCall Trace:\n tasklet_action_common+0x1c/0x200\n handle_softirqs+0xd0/0x290",
+                "general protection fault in tasklet (tasklet_action_common)",
+            ),
+            (
+                "RIP: 0010:0xffffffffc0201234\nCall Trace:\n rcu_do_batch+0x1b0/0x4f0\n rcu_core+0x1a0/0x4c0",
+                "general protection fault in RCU callback (rcu_do_batch)",
+            ),
+            // A bare RIP called from anything else: the first useful frame, as for any fault.
+            (
+                "RIP: 0010:0xffffffffc0201234\nCall Trace:\n demo_call+0x10/0x20 [demo]",
+                "general protection fault in demo_call",
+            ),
+            // The first RIP is the faulting one; a later one is the interrupted task's.
+            (
+                "RIP: 0010:0xffffffffc0201234\nCall Trace:\n <IRQ>\n call_timer_fn+0x27/0x130\n </IRQ>\nRIP: 0010:default_idle+0xf/0x20",
+                "general protection fault in timer callback (call_timer_fn)",
+            ),
+        ];
+        for (rest, title) in cases {
+            let log = format!("{gp}\n{rest}\n");
+            assert_eq!(
+                only(&log),
+                (C::GeneralProtection, title.to_string()),
+                "{log}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_report_with_only_a_stack_ends_with_it() {
+        let log = "\
+do_init_module: 'demo'->init suspiciously returned 1, it should follow 0/-E convention
+do_init_module: loading module anyway...
+Call Trace:
+ <TASK>
+ dump_stack_lvl+0x4f/0x60
+ do_init_module+0x89/0x220
+ </TASK>
+demo: unloaded
+";
+        let crashes = scan(&lines(log));
+        assert_eq!(crashes.len(), 1);
+        assert_eq!(crashes[0].report.len(), 7, "{:?}", crashes[0].report);
+        assert_eq!(
+            crashes[0].report.last().map(String::as_str),
+            Some(" </TASK>")
+        );
     }
 
     #[test]

@@ -219,7 +219,7 @@ impl VmRecords {
                     return Step::Recorded;
                 };
                 running.record.apply(event);
-                if kmsg.lines().any(oops::is_marker) {
+                if kmsg.lines().any(oops::is_crash_marker) {
                     Step::ReportStarted
                 } else {
                     Step::Recorded
@@ -234,7 +234,7 @@ impl VmRecords {
         }
     }
 
-    /// Takes in one console line; true when it starts a failure report in the running test.
+    /// Takes in one console line; true when it starts a crash report in the running test.
     /// A line goes to the running test when it is stamped after the newest kernel record the
     /// agent had sent before the test began (an unstamped line goes with the line before it).
     pub fn console(&mut self, line: &str) -> bool {
@@ -249,7 +249,7 @@ impl VmRecords {
             return false;
         }
         running.record.console.push(line.to_string());
-        oops::is_marker(line)
+        oops::is_crash_marker(line)
     }
 
     /// Marks the running test as interrupted now, before the VM is stopped: what its channels

@@ -122,7 +122,7 @@ fn decide(spec: &TestSpec, record: &TestRecord) -> Decision {
     };
     // With `load_error`, a refusal other than the expected one is a FAIL, reported after the
     // timeouts and crashes, which explain more.
-    let rules: [fn(&Facts) -> Option<Decision>; 13] = [
+    let rules: [fn(&Facts) -> Option<Decision>; 14] = [
         crash,
         load_failure,
         wait_timeout,
@@ -130,6 +130,7 @@ fn decide(spec: &TestSpec, record: &TestRecord) -> Decision {
         interruption,
         program_timeout,
         refusal_mismatch,
+        kernel_finding,
         ktap_failures,
         expected_lines,
         forbidden_lines,
@@ -149,11 +150,12 @@ fn crash(facts: &Facts) -> Option<Decision> {
     // The console is only consulted for a test the agent could not finish: the guest sends the
     // agent's events by interrupt while console output is synchronous, so console lines can
     // overtake the event that ended the previous test.
-    let agent_crash = oops::first(&facts.kmsg);
+    let is_crash = |class: oops::CrashClass| class.outcome() == Outcome::Crash;
+    let agent_crash = oops::first_where(&facts.kmsg, is_crash);
     let console_crash = if facts.record.finished {
         None
     } else {
-        oops::first(&facts.console)
+        oops::first_where(&facts.console, is_crash)
     };
     let crash = match (agent_crash, console_crash) {
         // When the guest hung just after a report, the agent may have sent only its first lines
@@ -166,6 +168,13 @@ fn crash(facts: &Facts) -> Option<Decision> {
         (agent, console) => agent.or(console),
     }?;
     Some(Decision::new(Outcome::Crash, crash.title).details(crash.report))
+}
+
+/// A report the kernel survived and blames on the module (`->init suspiciously returned 1`):
+/// a FAIL titled like a crash. Only the agent's records count: the kernel is alive to send them.
+fn kernel_finding(facts: &Facts) -> Option<Decision> {
+    let finding = oops::first_where(&facts.kmsg, |class| class.outcome() == Outcome::Fail)?;
+    Some(Decision::new(Outcome::Fail, finding.title).details(finding.report))
 }
 
 /// The index of the load `load_error` is about (the last), when the spec has one.
@@ -656,6 +665,32 @@ mod tests {
             duration_us: 80_000,
         });
         replay(&events)
+    }
+
+    #[test]
+    fn a_positive_init_return_is_a_fail_and_a_later_crash_outranks_it() {
+        let warned = "do_init_module: 'demo'->init suspiciously returned 1, it should follow 0/-E convention\ndo_init_module: loading module anyway...";
+        let title = "init returned 1 (positive; the kernel expects 0 or -errno) in demo";
+        let (outcome, reason, details) = verdict(&spec(vec![]), &record(vec![], &[warned]));
+        assert_eq!((outcome, reason.as_str()), (Outcome::Fail, title));
+        assert!(
+            details[0].contains("suspiciously returned 1"),
+            "{details:?}"
+        );
+        let oops = [
+            warned,
+            "BUG: kernel NULL pointer dereference, address: 0000000000000000",
+            "RIP: 0010:demo_exit+0x5/0x10 [demo]",
+        ];
+        let crashed = record(vec![], &oops);
+        let (outcome, reason, _) = verdict(&spec(vec![]), &crashed);
+        assert_eq!(
+            (outcome, reason.as_str()),
+            (
+                Outcome::Crash,
+                "BUG: kernel NULL pointer dereference in demo_exit"
+            )
+        );
     }
 
     #[test]

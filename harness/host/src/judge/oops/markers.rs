@@ -14,7 +14,27 @@ pub(super) enum Func {
     LockSite,
     /// The first reliable call-trace frame (not `? func`) that is not infrastructure.
     Trace,
+    /// When the faulting instruction is a bare address (`RIP: 0010:0xffffffffc0201234`: code in
+    /// freed module memory, a callback that outlived its module) and the first reliable frame is
+    /// a [`CALLBACK_RUNNERS`] entry: the kind of callback and its runner,
+    /// `timer callback (call_timer_fn)`.
+    Callback,
+    /// The faulting instruction's function even when it is infrastructure: a fault in
+    /// `destroy_workqueue` whose trace names nothing better is titled by it.
+    AnyRip,
 }
+
+/// The kernel functions that call a callback, and what the callback is; see [`Func::Callback`].
+pub(super) const CALLBACK_RUNNERS: &[(&str, &str)] = &[
+    ("call_timer_fn", "timer callback"),
+    ("__run_hrtimer", "hrtimer callback"),
+    ("process_one_work", "work item"),
+    ("tasklet_action_common", "tasklet"),
+    ("rcu_do_batch", "RCU callback"),
+    ("__handle_irq_event_percpu", "interrupt handler"),
+    ("notifier_call_chain", "notifier callback"),
+    ("kthread", "kthread function"),
+];
 
 /// One row of the table.
 pub(super) struct Marker {
@@ -34,13 +54,28 @@ pub(super) struct Marker {
 }
 
 use CrashClass as C;
-use Func::{LockSite, Marker as FromMarker, Rip, Trace};
+
+/// Where a fault's title looks for its function: the faulting instruction, then the callback a
+/// bare faulting address was called as, the first useful frame, and at last the faulting
+/// instruction's function however generic.
+const FAULT: &[Func] = &[Rip, Callback, Trace, AnyRip];
+use Func::{AnyRip, Callback, LockSite, Marker as FromMarker, Rip, Trace};
 
 /// The marker table. The first matching row wins, so specific rows come before general ones
 /// (`general protection fault` before `Oops:`, `BUG: KASAN:` before `BUG:`). Patterns are
 /// matched after the timestamp is removed; they may start with a lowercase `pr_fmt` tag such as
 /// `watchdog: ` or `rcu: `.
 pub(super) static MARKERS: &[Marker] = &[
+    // kernel/module/main.c `do_init_module`, then `dump_stack()`: init returned a positive
+    // value; the module is loaded anyway. A FAIL (`CrashClass::outcome`), titled for the module.
+    Marker {
+        class: C::InitReturn,
+        pattern: r"^(?:do_init_module: )?'(?P<module>[^']+)'->init suspiciously returned (?P<ret>\d+), it should follow 0/-E convention",
+        title: "init returned {ret} (positive; the kernel expects 0 or -errno) in {module}",
+        func: &[],
+        detail: None,
+        absorbs: &[],
+    },
     Marker {
         class: C::RustPanic,
         pattern: r"^(?:[a-z][\w.-]*: )?panicked at (?P<loc>\S+?):?(?:\s+(?P<msg>\S.*))?$",
@@ -98,7 +133,7 @@ pub(super) static MARKERS: &[Marker] = &[
         class: C::NullDeref,
         pattern: r"^(?:BUG: kernel NULL pointer dereference|BUG: unable to handle kernel NULL pointer dereference|Unable to handle kernel NULL pointer dereference)",
         title: "BUG: kernel NULL pointer dereference[ in {func}]",
-        func: &[Rip, Trace],
+        func: FAULT,
         detail: None,
         absorbs: &[C::Oops],
     },
@@ -106,7 +141,7 @@ pub(super) static MARKERS: &[Marker] = &[
         class: C::PageFault,
         pattern: r"^(?:BUG: unable to handle (?:page fault|kernel paging request)|Unable to handle kernel paging request)",
         title: "BUG: unable to handle page fault[ in {func}]",
-        func: &[Rip, Trace],
+        func: FAULT,
         detail: None,
         absorbs: &[C::Oops],
     },
@@ -114,7 +149,7 @@ pub(super) static MARKERS: &[Marker] = &[
         class: C::GeneralProtection,
         pattern: r"^(?:Oops: )?(?:segment-related )?general protection fault",
         title: "general protection fault[ in {func}]",
-        func: &[Rip, Trace],
+        func: FAULT,
         detail: None,
         absorbs: &[],
     },
@@ -259,7 +294,7 @@ pub(super) static MARKERS: &[Marker] = &[
         class: C::Oops,
         pattern: r"^(?:Internal error: )?Oops: (?:(?P<what>.+?): )?[0-9a-f]+ \[#\d+\]",
         title: "Oops[: {what}][ in {func}]",
-        func: &[Rip, Trace],
+        func: FAULT,
         detail: None,
         absorbs: &[],
     },
@@ -276,6 +311,11 @@ pub(super) static MARKERS: &[Marker] = &[
 /// Lines that end a report (printed by `print_oops_end_marker`, `panic`, KASAN, KFENCE).
 pub(super) const END_OF_REPORT: &str =
     r"^(?:---\[ end trace [0-9a-f]* ?\]---|---\[ end Kernel panic|={20,}\s*$)";
+
+/// Reports that have no end line of their own, only the stack `dump_stack()` prints after the
+/// message: each ends with that stack's closing [`END_OF_STACK`] line.
+pub(super) const ENDS_WITH_ITS_STACK: &[CrashClass] = &[C::InitReturn];
+pub(super) const END_OF_STACK: &str = r"^\s*</TASK>$";
 
 /// Functions that are generic machinery rather than the code at fault: trap and report
 /// plumbing, sleeping and locking primitives, allocators, module loading and syscall entry,
