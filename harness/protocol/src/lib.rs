@@ -37,6 +37,16 @@ pub struct PlannedTest {
     /// unload. Absent in plans written before companions existed.
     #[serde(default)]
     pub run: Vec<ProgramRun>,
+    /// How long the agent keeps reading the kernel log after each unload, before the test ends:
+    /// a timer or work item the module left behind fires into freed code within it, and the
+    /// crash is this test's. Absent (0) in plans written before it existed.
+    #[serde(default)]
+    pub after_unload_ms: u64,
+    /// Load, unload, then load and unload again: a second load that is refused, warns or crashes
+    /// shows that the first unload left something behind. The second round neither waits for
+    /// KTAP nor runs programs.
+    #[serde(default)]
+    pub reload: bool,
 }
 
 /// A user-space program the agent runs during a test (a module's companion).
@@ -64,6 +74,46 @@ pub struct ModuleLoad {
     pub path: String,
     /// Parameters as `finit_module` takes them: `a=1 b=text`.
     pub params: String,
+}
+
+/// Where a loaded module lies in kernel memory: its allocated sections and functions, as
+/// addresses, so that a report naming an address after the module is gone can still name the
+/// module and its function.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct ModuleMap {
+    /// Sections the kernel allocated (`.text`, `.init.text`, `.data`, `.bss`, ...).
+    pub sections: Vec<AddressRange>,
+    /// Functions, from the module's symbol table.
+    pub functions: Vec<AddressRange>,
+}
+
+/// A named range of kernel addresses.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct AddressRange {
+    pub name: String,
+    pub start: u64,
+    pub size: u64,
+}
+
+impl AddressRange {
+    pub fn contains(&self, address: u64) -> bool {
+        address >= self.start && address - self.start < self.size.max(1)
+    }
+}
+
+impl ModuleMap {
+    /// Whether `address` lies in one of the module's sections.
+    pub fn contains(&self, address: u64) -> bool {
+        self.sections.iter().any(|s| s.contains(address))
+    }
+
+    /// The function `address` lies in, and the offset into it.
+    pub fn function_at(&self, address: u64) -> Option<(&str, u64)> {
+        self.functions
+            .iter()
+            .find(|f| f.contains(address))
+            .map(|f| (f.name.as_str(), address - f.start))
+    }
 }
 
 /// How a load or unload went.
@@ -160,6 +210,10 @@ pub enum Event {
         kernel_release: String,
         uptime_ms: u64,
         tests: u32,
+        /// The kernel has kmemleak and the agent will scan for leaks after the last test
+        /// ([`Event::LeakScan`]).
+        #[serde(default, skip_serializing_if = "is_false")]
+        leak_scan: bool,
     },
     TestStarted {
         test: u32,
@@ -170,6 +224,15 @@ pub enum Event {
         module: String,
         result: OpResult,
         duration_us: u64,
+        /// The second load of a test with [`PlannedTest::reload`].
+        #[serde(default, skip_serializing_if = "is_false")]
+        reload: bool,
+    },
+    /// Where a module just loaded lies in memory (sent after a successful load).
+    ModuleMapped {
+        test: u32,
+        module: String,
+        map: ModuleMap,
     },
     /// A kernel log record, sent as soon as the agent read it.
     Kmsg(KmsgRecord),
@@ -182,6 +245,15 @@ pub enum Event {
         test: u32,
         module: String,
         result: OpResult,
+        duration_us: u64,
+        /// The unload after the second load of a test with [`PlannedTest::reload`].
+        #[serde(default, skip_serializing_if = "is_false")]
+        reload: bool,
+    },
+    /// After the last test, kmemleak's report of unreferenced objects (empty when none), read
+    /// once the objects the tests allocated were old enough for kmemleak to consider.
+    LeakScan {
+        report: String,
         duration_us: u64,
     },
     /// A program of the test's `run` list ended (or was killed); what it printed, stdout and stderr
@@ -218,6 +290,10 @@ pub enum Event {
     },
     /// The agent has run the whole plan (or stopped after a timeout) and will do nothing more.
     Done,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 impl Event {
@@ -258,6 +334,7 @@ mod tests {
                 kernel_release: "6.12.117".into(),
                 uptime_ms: 310,
                 tests: 2,
+                leak_scan: true,
             },
             Event::ModuleLoaded {
                 test: 1,
@@ -268,6 +345,23 @@ mod tests {
                     message: "No such file".into(),
                 },
                 duration_us: 1200,
+                reload: true,
+            },
+            Event::ModuleMapped {
+                test: 1,
+                module: "hello".into(),
+                map: ModuleMap {
+                    sections: vec![AddressRange {
+                        name: ".text".into(),
+                        start: 0xffff_ffff_c000_0000,
+                        size: 0x200,
+                    }],
+                    functions: vec![],
+                },
+            },
+            Event::LeakScan {
+                report: "unreferenced object 0xffff888003e5e000 (size 64):".into(),
+                duration_us: 9,
             },
             Event::Kmsg(KmsgRecord {
                 seq: 9,
@@ -317,6 +411,33 @@ mod tests {
                 event
             );
         }
+    }
+
+    #[test]
+    fn a_map_names_the_function_an_address_falls_in() {
+        let map = ModuleMap {
+            sections: vec![AddressRange {
+                name: ".text".into(),
+                start: 0x1000,
+                size: 0x100,
+            }],
+            functions: vec![
+                AddressRange {
+                    name: "a".into(),
+                    start: 0x1000,
+                    size: 0x40,
+                },
+                AddressRange {
+                    name: "b".into(),
+                    start: 0x1040,
+                    size: 0x20,
+                },
+            ],
+        };
+        assert!(map.contains(0x1000) && map.contains(0x10ff));
+        assert!(!map.contains(0xfff) && !map.contains(0x1100));
+        assert_eq!(map.function_at(0x1044), Some(("b", 4)));
+        assert_eq!(map.function_at(0x1080), None);
     }
 
     #[test]
