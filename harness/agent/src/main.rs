@@ -8,6 +8,8 @@
 mod channel;
 mod helper;
 mod kmsg;
+mod leaks;
+mod module_map;
 mod plan;
 mod program;
 mod runner;
@@ -56,14 +58,16 @@ fn run_agent() -> ! {
     let tests = plan.as_ref().map_or(0, |plan| {
         u32::try_from(plan.tests.len()).unwrap_or(u32::MAX)
     });
+    let leak_scan = leaks::available();
     agent.channel.send(&Event::Hello {
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         kernel_release: system::kernel_release(),
         uptime_ms: system::uptime_ms(),
         tests,
+        leak_scan,
     });
     match plan {
-        Ok(plan) => agent.run_plan(&plan),
+        Ok(plan) => agent.run_plan(&plan, leak_scan),
         Err(e) => agent.channel.error("read plan", e),
     }
     agent.channel.send(&Event::Done);

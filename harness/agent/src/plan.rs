@@ -25,7 +25,7 @@ mod tests {
     #[test]
     fn a_full_plan_parses() {
         let json = r#"{"tests":[{"id":7,"name":"hello/greets","ktap":true,"settle_ms":50,"timeout_ms":5000,
-            "modules":[{"name":"hello","path":"/lib/modules/6.12/hello.ko","params":"who=x"}]}]}"#;
+            "after_unload_ms":300,"reload":true,"modules":[{"name":"hello","path":"/lib/modules/6.12/hello.ko","params":"who=x"}]}]}"#;
         let plan = parse(json.as_bytes()).unwrap();
         assert_eq!(
             plan.tests,
@@ -41,6 +41,8 @@ mod tests {
                 settle_ms: 50,
                 timeout_ms: 5000,
                 run: vec![],
+                after_unload_ms: 300,
+                reload: true,
             }]
         );
     }

@@ -6,12 +6,14 @@ use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use kmodlab_protocol::ktap::Completion;
-use kmodlab_protocol::{Event, OpResult, Plan, PlannedTest, ProgramRun, WaitEnd};
+use kmodlab_protocol::{Event, ModuleLoad, OpResult, Plan, PlannedTest, ProgramRun, WaitEnd};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::channel::Channel;
 use crate::helper::{self, Helper, HelperOp};
 use crate::kmsg::{Kmsg, Read1};
+use crate::leaks;
+use crate::module_map;
 use crate::program;
 use crate::system;
 
@@ -41,6 +43,32 @@ enum ProgramEnd {
     Killed,
     /// It ran out of time and did not die: the kernel holds it. Run nothing more, not even unload.
     Stuck,
+}
+
+/// Which load of a test: the first, or the second of a test with `reload`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Round {
+    First,
+    Reload,
+}
+
+/// How loading a test's modules ended.
+enum Loading<'t> {
+    /// All of them loaded.
+    Done(Vec<&'t str>),
+    /// One was refused; these loaded before it.
+    Failed(Vec<&'t str>),
+    /// A load hung or its helper died: run nothing more. How the wait is reported.
+    Stop(WaitEnd),
+}
+
+/// How unloading ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Unloading {
+    /// Every unload returned; true if each succeeded.
+    Done(bool),
+    /// An unload hung or its helper died.
+    Stop,
 }
 
 /// Whether the agent may go on with the next test.
@@ -79,12 +107,42 @@ impl<W: Write> Agent<W> {
         self.max_level = 7;
     }
 
-    pub fn run_plan(&mut self, plan: &Plan) {
+    /// Runs the tests in order; with `leak_scan`, then scans for leaks once the kernel is still
+    /// sound.
+    pub fn run_plan(&mut self, plan: &Plan, leak_scan: bool) {
+        let mut last_loaded = None;
         for test in &plan.tests {
-            if self.run_test(test) == Flow::Stop {
-                break;
+            let flow = self.run_test(test);
+            if !test.modules.is_empty() {
+                last_loaded = Some(Instant::now());
+            }
+            if flow == Flow::Stop {
+                return;
             }
         }
+        if leak_scan {
+            self.scan_leaks(last_loaded);
+        }
+    }
+
+    /// Waits until what the last test allocated is old enough for kmemleak, then scans.
+    /// Without any module loaded there is nothing of the tests' to find.
+    fn scan_leaks(&mut self, last_loaded: Option<Instant>) {
+        let started = Instant::now();
+        let mut report = String::new();
+        if let Some(last) = last_loaded {
+            let until = last.checked_add(leaks::MIN_AGE).unwrap_or(last);
+            self.wait_for(until, |_| false);
+            report = leaks::scan().unwrap_or_else(|e| {
+                self.channel.error("scan for leaks", e);
+                String::new()
+            });
+        }
+        self.drain_all();
+        self.channel.send(&Event::LeakScan {
+            report,
+            duration_us: micros(started.elapsed()),
+        });
     }
 
     /// Forwards the records available now. Returns true if it stopped only because its time slice
@@ -267,6 +325,75 @@ impl<W: Write> Agent<W> {
     }
 
     fn load_wait_unload(&mut self, test: &PlannedTest, deadline: Instant) -> Flow {
+        let (loaded, all_loaded) = match self.load_modules(test, Round::First, deadline) {
+            Loading::Done(loaded) => (loaded, true),
+            Loading::Failed(loaded) => {
+                self.wait_ended(test, WaitEnd::NotLoaded, 0);
+                (loaded, false)
+            }
+            Loading::Stop(end) => {
+                self.wait_ended(test, end, 0);
+                return Flow::Stop;
+            }
+        };
+        if all_loaded {
+            let (end, duration_us) = self.wait(test, deadline);
+            self.wait_ended(test, end, duration_us);
+            if end == WaitEnd::TimedOut {
+                return Flow::Stop;
+            }
+            for run in &test.run {
+                match self.run_program(test, run) {
+                    ProgramEnd::Ended => {}
+                    ProgramEnd::Killed => break,
+                    ProgramEnd::Stuck => return Flow::Stop,
+                }
+            }
+        }
+        let unloaded = match self.unload(test, &loaded, deadline, Round::First) {
+            Unloading::Stop => return Flow::Stop,
+            Unloading::Done(all) => all,
+        };
+        self.after_unload(test);
+        if test.reload && all_loaded && unloaded && !test.modules.is_empty() {
+            return self.load_again(test);
+        }
+        Flow::Next
+    }
+
+    /// The second round of a test with `reload`: load again, settle, unload, watch. It has a
+    /// time limit of its own, as long as the test's.
+    fn load_again(&mut self, test: &PlannedTest) -> Flow {
+        let started = Instant::now();
+        let deadline = started
+            .checked_add(Duration::from_millis(test.timeout_ms))
+            .unwrap_or(far_future(started));
+        let loaded = match self.load_modules(test, Round::Reload, deadline) {
+            Loading::Done(loaded) => {
+                let settle = Instant::now()
+                    .checked_add(Duration::from_millis(test.settle_ms))
+                    .unwrap_or(deadline);
+                self.wait_for(settle.min(deadline), |_| false);
+                loaded
+            }
+            Loading::Failed(loaded) => loaded,
+            Loading::Stop(_) => return Flow::Stop,
+        };
+        if self.unload(test, &loaded, deadline, Round::Reload) == Unloading::Stop {
+            return Flow::Stop;
+        }
+        self.after_unload(test);
+        Flow::Next
+    }
+
+    /// Loads the test's modules in order, sending where each one lies in memory. Stops at the
+    /// first that fails.
+    fn load_modules<'t>(
+        &mut self,
+        test: &'t PlannedTest,
+        round: Round,
+        deadline: Instant,
+    ) -> Loading<'t> {
         let mut loaded = Vec::new();
         for module in &test.modules {
             let op = HelperOp::Load {
@@ -279,39 +406,47 @@ impl<W: Write> Agent<W> {
                 module: module.name.clone(),
                 result: result.clone(),
                 duration_us,
+                reload: round == Round::Reload,
             });
             match result {
-                OpResult::Ok => loaded.push(module.name.as_str()),
-                OpResult::Failed { .. } => {
-                    self.wait_ended(test, WaitEnd::NotLoaded, 0);
-                    return self.unload(test, &loaded, deadline);
+                OpResult::Ok => {
+                    loaded.push(module.name.as_str());
+                    self.send_map(test, module);
                 }
+                OpResult::Failed { .. } => return Loading::Failed(loaded),
                 // A hung or killed init leaves the kernel in a bad state: unloading could hang or
                 // crash it further, so leave everything as it is for the host to look at.
-                OpResult::TimedOut => {
-                    self.wait_ended(test, WaitEnd::TimedOut, 0);
-                    return Flow::Stop;
-                }
-                OpResult::Died { .. } => {
-                    self.wait_ended(test, WaitEnd::NotLoaded, 0);
-                    return Flow::Stop;
-                }
+                OpResult::TimedOut => return Loading::Stop(WaitEnd::TimedOut),
+                OpResult::Died { .. } => return Loading::Stop(WaitEnd::NotLoaded),
             }
         }
+        Loading::Done(loaded)
+    }
 
-        let (end, duration_us) = self.wait(test, deadline);
-        self.wait_ended(test, end, duration_us);
-        if end == WaitEnd::TimedOut {
-            return Flow::Stop;
+    /// Sends where a module just loaded lies in memory, for reports printed after its unload.
+    fn send_map(&mut self, test: &PlannedTest, module: &ModuleLoad) {
+        match module_map::read(&module.name, &module.path) {
+            Ok(map) => self.channel.send(&Event::ModuleMapped {
+                test: test.id,
+                module: module.name.clone(),
+                map,
+            }),
+            Err(e) => self.channel.error("map module", e),
         }
-        for run in &test.run {
-            match self.run_program(test, run) {
-                ProgramEnd::Ended => {}
-                ProgramEnd::Killed => break,
-                ProgramEnd::Stuck => return Flow::Stop,
-            }
+    }
+
+    /// Keeps reading the kernel log for the test's after-unload window: what the module left
+    /// behind (an armed timer, a queued work item) runs into freed memory within it, and the
+    /// report is this test's.
+    fn after_unload(&mut self, test: &PlannedTest) {
+        if test.modules.is_empty() || test.after_unload_ms == 0 {
+            return;
         }
-        self.unload(test, &loaded, deadline)
+        let now = Instant::now();
+        let until = now
+            .checked_add(Duration::from_millis(test.after_unload_ms))
+            .unwrap_or(now);
+        self.wait_for(until, |_| false);
     }
 
     /// Runs one program of the test, forwarding kernel records meanwhile, and reports how it ended.
@@ -444,7 +579,14 @@ impl<W: Write> Agent<W> {
     }
 
     /// Unloads `loaded` in reverse order.
-    fn unload(&mut self, test: &PlannedTest, loaded: &[&str], deadline: Instant) -> Flow {
+    fn unload(
+        &mut self,
+        test: &PlannedTest,
+        loaded: &[&str],
+        deadline: Instant,
+        round: Round,
+    ) -> Unloading {
+        let mut all = true;
         for name in loaded.iter().rev() {
             let now = Instant::now();
             let limit = deadline.max(now.checked_add(UNLOAD_MIN).unwrap_or(deadline));
@@ -453,17 +595,19 @@ impl<W: Write> Agent<W> {
             };
             let (result, duration_us) = self.run_helper(&op, limit);
             let stop = matches!(result, OpResult::TimedOut | OpResult::Died { .. });
+            all &= result == OpResult::Ok;
             self.channel.send(&Event::ModuleUnloaded {
                 test: test.id,
                 module: name.to_string(),
                 result,
                 duration_us,
+                reload: round == Round::Reload,
             });
             if stop {
-                return Flow::Stop;
+                return Unloading::Stop;
             }
         }
-        Flow::Next
+        Unloading::Done(all)
     }
 
     fn taint(&mut self) -> u64 {
@@ -510,6 +654,8 @@ mod tests {
             settle_ms: 0,
             timeout_ms: 1000,
             run,
+            after_unload_ms: 300,
+            reload: true,
         }
     }
 

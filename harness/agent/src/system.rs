@@ -24,6 +24,19 @@ pub fn mount_pseudo_filesystems() -> Vec<String> {
             Err(e) => errors.push(format!("mount {fstype} on {target}: {e}")),
         }
     }
+    // debugfs holds kmemleak's file on the debug kernel; other kernels have no debugfs (ENODEV).
+    let target = "/sys/kernel/debug";
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+    match mount(
+        Some("debugfs"),
+        target,
+        Some("debugfs"),
+        flags,
+        None::<&str>,
+    ) {
+        Ok(()) | Err(Errno::EBUSY) | Err(Errno::ENODEV) | Err(Errno::ENOENT) => {}
+        Err(e) => errors.push(format!("mount debugfs on {target}: {e}")),
+    }
     errors
 }
 

@@ -118,7 +118,11 @@ impl TestRecord {
                 duration: Duration::from_micros(*duration_us),
                 kmsg_before: self.kmsg.len(),
             }),
-            Event::Hello { .. } | Event::AgentError { .. } | Event::Done => {}
+            Event::Hello { .. }
+            | Event::AgentError { .. }
+            | Event::Done
+            | Event::ModuleMapped { .. }
+            | Event::LeakScan { .. } => {}
         }
     }
 

@@ -580,6 +580,8 @@ mod tests {
             ktap: false,
             settle: Duration::from_millis(50),
             timeout: Duration::from_secs(10),
+            after_unload: Duration::ZERO,
+            reload: false,
             expect: vec![],
             forbid: vec![],
             run,
@@ -641,6 +643,7 @@ mod tests {
                 module: "demo".into(),
                 result: OpResult::Ok,
                 duration_us: 900,
+                reload: false,
             },
             kmsg(1, "demo: registered /dev/demo"),
             Event::WaitEnded {
@@ -658,6 +661,7 @@ mod tests {
             module: "demo".into(),
             result: OpResult::Ok,
             duration_us: 300,
+            reload: false,
         });
         events.push(Event::TestFinished {
             test: 0,
@@ -957,6 +961,7 @@ mod tests {
                 module: module.to_string(),
                 result: result.clone(),
                 duration_us: 900,
+                reload: false,
             });
             if *result != OpResult::Ok {
                 break;
@@ -982,6 +987,7 @@ mod tests {
                 module: module.to_string(),
                 result: unload.clone(),
                 duration_us: 300,
+                reload: false,
             });
         }
         events.push(Event::TestFinished {

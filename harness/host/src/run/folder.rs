@@ -114,6 +114,11 @@ pub struct SavedTest {
     pub params: String,
     pub ktap: bool,
     pub settle_ms: u64,
+    /// Absent (0) in run folders from before the after-unload window.
+    #[serde(default)]
+    pub after_unload_ms: u64,
+    #[serde(default)]
+    pub reload: bool,
     /// The limit the test ran with (the spec's, or `--timeout`).
     pub timeout_ms: u64,
     pub expect: Vec<String>,
@@ -164,6 +169,8 @@ impl SavedTest {
             params: spec.params.clone(),
             ktap: spec.ktap,
             settle_ms: spec.settle.as_millis() as u64,
+            after_unload_ms: spec.after_unload.as_millis() as u64,
+            reload: spec.reload,
             timeout_ms: spec.timeout.as_millis() as u64,
             expect: spec.expect.iter().map(|r| r.as_str().to_string()).collect(),
             forbid: spec.forbid.iter().map(|r| r.as_str().to_string()).collect(),
@@ -204,6 +211,8 @@ impl SavedTest {
             ktap: self.ktap,
             settle: Duration::from_millis(self.settle_ms),
             timeout: Duration::from_millis(self.timeout_ms),
+            after_unload: Duration::from_millis(self.after_unload_ms),
+            reload: self.reload,
             expect: compile(&self.expect, "expect")?,
             forbid: compile(&self.forbid, "forbid")?,
             run: self

@@ -56,7 +56,14 @@ impl Job {
             .iter()
             .map(|p| Duration::from_millis(p.timeout_ms) + PROGRAM_ALLOWANCE)
             .sum();
-        self.spec.timeout + programs + UNLOAD_ALLOWANCE * self.planned.modules.len() as u32
+        let modules = self.planned.modules.len() as u32;
+        let round = UNLOAD_ALLOWANCE * modules + self.spec.after_unload;
+        let again = if self.planned.reload {
+            self.spec.timeout + round
+        } else {
+            Duration::ZERO
+        };
+        self.spec.timeout + programs + round + again
     }
 }
 
@@ -276,6 +283,8 @@ fn job(
         settle_ms: test.settle.as_millis() as u64,
         timeout_ms: timeout.as_millis() as u64,
         run,
+        after_unload_ms: test.after_unload.as_millis() as u64,
+        reload: test.reload,
     };
     Job {
         module: module_name.to_string(),

@@ -192,6 +192,8 @@ pub fn inferred_spec(name: &str, record: &TestRecord) -> TestSpec {
         ktap,
         settle: Duration::from_millis(50),
         timeout,
+        after_unload: Duration::ZERO,
+        reload: false,
         expect: vec![],
         forbid: vec![],
         run: record
@@ -372,6 +374,7 @@ mod tests {
             kernel_release: "6.12.117".into(),
             uptime_ms: 500,
             tests: 2,
+            leak_scan: false,
         }];
         for (test, run) in [
             (0, program(0, "chardev_test", Some(1), false, 40_000)),
@@ -384,6 +387,7 @@ mod tests {
                     module: "kmodlab_chardev".into(),
                     result: OpResult::Ok,
                     duration_us: 900,
+                    reload: false,
                 },
                 Event::Kmsg(KmsgRecord {
                     seq: u64::from(test),
@@ -404,6 +408,7 @@ mod tests {
                     module: "kmodlab_chardev".into(),
                     result: OpResult::Ok,
                     duration_us: 300,
+                    reload: false,
                 },
                 Event::TestFinished {
                     test,
@@ -435,6 +440,8 @@ mod tests {
             params: String::new(),
             ktap: false,
             settle_ms: 50,
+            after_unload_ms: 0,
+            reload: false,
             timeout_ms: 10_000,
             expect: vec![],
             forbid: vec![],
@@ -499,6 +506,7 @@ mod tests {
                 kernel_release: "6.12.117".into(),
                 uptime_ms: 500,
                 tests: 1,
+                leak_scan: false,
             },
             Event::TestStarted { test: 0, taint: 0 },
             Event::ModuleLoaded {
@@ -506,6 +514,7 @@ mod tests {
                 module: "params_demo".into(),
                 result: refused,
                 duration_us: 900,
+                reload: false,
             },
             Event::WaitEnded {
                 test: 0,
@@ -536,6 +545,8 @@ mod tests {
             ktap: false,
             settle: Duration::from_millis(50),
             timeout: Duration::from_secs(10),
+            after_unload: Duration::ZERO,
+            reload: false,
             expect: vec![],
             forbid: vec![],
             run: vec![],

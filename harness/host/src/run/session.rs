@@ -442,6 +442,7 @@ mod tests {
             kernel_release: "6.12.117".into(),
             uptime_ms: 500,
             tests: 2,
+            leak_scan: false,
         })
     }
 
@@ -455,6 +456,7 @@ mod tests {
             module: "demo".into(),
             result: OpResult::Ok,
             duration_us: 900,
+            reload: false,
         })
     }
 

@@ -13,6 +13,8 @@
 //! params = "who=kmodlab"         # parameters of the last module in `load`
 //! ktap = true                    # wait for the module's KTAP document and judge it
 //! settle_ms = 50                # extra wait for late messages (default 50)
+//! after_unload_ms = 300          # keep watching after each unload (default 300)
+//! reload = true                  # load, unload, load and unload again (default: see README)
 //! timeout_s = 10
 //! expect = ['Hello, kmodlab']    # each must match a kernel log line of the test's window
 //! forbid = ['refcount']          # none may match
@@ -54,6 +56,12 @@ pub const SPEC_FILE: &str = "kmodlab.toml";
 
 const DEFAULT_SETTLE_MS: u64 = 50;
 const DEFAULT_TIMEOUT_S: u64 = 10;
+/// How long the agent keeps reading the kernel log after an unload. A module that left a timer or
+/// work item armed crashes when it fires; the examples' leftovers fire within 100-200 ms of being
+/// armed, and 300 ms covers a callback re-armed every 250 ms (HZ/4) once.
+pub const DEFAULT_AFTER_UNLOAD_MS: u64 = 300;
+/// Whether a spec test loads its modules a second time by default.
+pub const DEFAULT_RELOAD: bool = true;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -98,6 +106,10 @@ pub struct TestSpec {
     pub ktap: bool,
     pub settle: Duration,
     pub timeout: Duration,
+    /// How long to keep watching after each unload.
+    pub after_unload: Duration,
+    /// Load, unload, load and unload again.
+    pub reload: bool,
     pub expect: Vec<Regex>,
     pub forbid: Vec<Regex>,
     /// Programs to run after loading (and after the KTAP/settle wait), before unloading.
@@ -117,6 +129,8 @@ impl TestSpec {
             ktap: false,
             settle: Duration::from_millis(DEFAULT_SETTLE_MS),
             timeout: Duration::from_secs(DEFAULT_TIMEOUT_S),
+            after_unload: Duration::from_millis(DEFAULT_AFTER_UNLOAD_MS),
+            reload: true,
             expect: vec![],
             forbid: vec![],
             run: vec![],
@@ -177,6 +191,8 @@ struct RawTest {
     #[serde(default)]
     ktap: bool,
     settle_ms: Option<u64>,
+    after_unload_ms: Option<u64>,
+    reload: Option<bool>,
     timeout_s: Option<Spanned<u64>>,
     #[serde(default)]
     expect: Vec<Spanned<String>>,
@@ -474,6 +490,7 @@ impl Locator<'_> {
             Some(t) => t.into_inner(),
             None => DEFAULT_TIMEOUT_S,
         };
+        let must_load = raw.load_error.is_none();
         let load_error = match raw.load_error {
             None => None,
             Some(e) => Some(self.load_error(e, raw.ktap, raw.run.first(), &field)?),
@@ -490,6 +507,11 @@ impl Locator<'_> {
             ktap: raw.ktap,
             settle: Duration::from_millis(raw.settle_ms.unwrap_or(DEFAULT_SETTLE_MS)),
             timeout: Duration::from_secs(timeout_s),
+            after_unload: Duration::from_millis(
+                raw.after_unload_ms.unwrap_or(DEFAULT_AFTER_UNLOAD_MS),
+            ),
+            // A test whose load must be refused has nothing to load twice.
+            reload: raw.reload.unwrap_or(DEFAULT_RELOAD) && must_load,
             expect: self.regexes(raw.expect, &field("expect"))?,
             forbid: self.regexes(raw.forbid, &field("forbid"))?,
             run,
