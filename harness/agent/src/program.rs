@@ -142,6 +142,10 @@ pub fn start(run: &ProgramRun) -> io::Result<Running> {
 }
 
 impl Running {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Reads what the pipe holds now. Returns how many bytes it read.
     pub fn read_available(&mut self) -> usize {
         let mut total = 0;

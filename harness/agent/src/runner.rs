@@ -125,15 +125,20 @@ impl<W: Write> Agent<W> {
         }
     }
 
-    /// Waits until what the last test allocated is old enough for kmemleak, then scans.
-    /// Without any module loaded there is nothing of the tests' to find.
+    /// Scans once now, so that kmemleak takes the checksums it compares against, then again once
+    /// what the last test allocated is old enough to be reported. Without any module loaded there
+    /// is nothing of the tests' to find.
     fn scan_leaks(&mut self, last_loaded: Option<Instant>) {
         let started = Instant::now();
         let mut report = String::new();
         if let Some(last) = last_loaded {
-            let until = last.checked_add(leaks::MIN_AGE).unwrap_or(last);
-            self.wait_for(until, |_| false);
-            report = leaks::scan().unwrap_or_else(|e| {
+            let scanned = leaks::scan().and_then(|()| {
+                let until = last.checked_add(leaks::MIN_AGE).unwrap_or(last);
+                self.wait_for(until, |_| false);
+                leaks::scan()?;
+                leaks::report()
+            });
+            report = scanned.unwrap_or_else(|e| {
                 self.channel.error("scan for leaks", e);
                 String::new()
             });
@@ -236,18 +241,22 @@ impl<W: Write> Agent<W> {
         }
     }
 
-    /// Runs one helper syscall, forwarding kernel records meanwhile, and says how it went.
-    fn run_helper(&mut self, op: &HelperOp, deadline: Instant) -> (OpResult, u64) {
+    /// Runs one helper syscall, forwarding kernel records meanwhile, and says how it went, how
+    /// long it took and which process made it.
+    fn run_helper(&mut self, op: &HelperOp, deadline: Instant) -> (OpResult, u64, Option<u32>) {
         let started = Instant::now();
-        let result = match op.spawn() {
-            Ok(child) => self.wait_child(child, deadline),
+        let (result, pid) = match op.spawn() {
+            Ok(child) => {
+                let pid = u32::try_from(child.pid().as_raw()).ok();
+                (self.wait_child(child, deadline), pid)
+            }
             Err(e) => {
                 self.channel
                     .error("start helper process", format!("{op:?}: {e}"));
-                helper::failed(e.raw_os_error().unwrap_or(libc::EIO))
+                (helper::failed(e.raw_os_error().unwrap_or(libc::EIO)), None)
             }
         };
-        (result, micros(started.elapsed()))
+        (result, micros(started.elapsed()), pid)
     }
 
     fn wait_child(&mut self, child: Helper, deadline: Instant) -> OpResult {
@@ -400,13 +409,14 @@ impl<W: Write> Agent<W> {
                 path: module.path.clone(),
                 params: module.params.clone(),
             };
-            let (result, duration_us) = self.run_helper(&op, deadline);
+            let (result, duration_us, pid) = self.run_helper(&op, deadline);
             self.channel.send(&Event::ModuleLoaded {
                 test: test.id,
                 module: module.name.clone(),
                 result: result.clone(),
                 duration_us,
                 reload: round == Round::Reload,
+                pid,
             });
             match result {
                 OpResult::Ok => {
@@ -463,6 +473,7 @@ impl<W: Write> Agent<W> {
                     timed_out: false,
                     output: format!("[kmodlab-agent] cannot start {}: {e}\n", run.path),
                     duration_us: micros(started.elapsed()),
+                    pid: None,
                 });
                 return ProgramEnd::Ended;
             }
@@ -540,6 +551,7 @@ impl<W: Write> Agent<W> {
             timed_out,
             output: std::mem::take(&mut running.output).into_text(),
             duration_us,
+            pid: Some(running.pid()),
         });
         end
     }
@@ -593,7 +605,7 @@ impl<W: Write> Agent<W> {
             let op = HelperOp::Unload {
                 name: name.to_string(),
             };
-            let (result, duration_us) = self.run_helper(&op, limit);
+            let (result, duration_us, pid) = self.run_helper(&op, limit);
             let stop = matches!(result, OpResult::TimedOut | OpResult::Died { .. });
             all &= result == OpResult::Ok;
             self.channel.send(&Event::ModuleUnloaded {
@@ -602,6 +614,7 @@ impl<W: Write> Agent<W> {
                 result,
                 duration_us,
                 reload: round == Round::Reload,
+                pid,
             });
             if stop {
                 return Unloading::Stop;

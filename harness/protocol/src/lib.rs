@@ -227,6 +227,10 @@ pub enum Event {
         /// The second load of a test with [`PlannedTest::reload`].
         #[serde(default, skip_serializing_if = "is_false")]
         reload: bool,
+        /// The process that made the syscall (`comm "kmodlab-load", pid N` in kernel reports,
+        /// kmemleak's among them); absent when it could not be started.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pid: Option<u32>,
     },
     /// Where a module just loaded lies in memory (sent after a successful load).
     ModuleMapped {
@@ -249,6 +253,9 @@ pub enum Event {
         /// The unload after the second load of a test with [`PlannedTest::reload`].
         #[serde(default, skip_serializing_if = "is_false")]
         reload: bool,
+        /// The process that made the syscall, as for [`Event::ModuleLoaded`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pid: Option<u32>,
     },
     /// After the last test, kmemleak's report of unreferenced objects (empty when none), read
     /// once the objects the tests allocated were old enough for kmemleak to consider.
@@ -277,6 +284,9 @@ pub enum Event {
         output: String,
         #[serde(default)]
         duration_us: u64,
+        /// Its process id, when it started.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pid: Option<u32>,
     },
     TestFinished {
         test: u32,
@@ -346,6 +356,7 @@ mod tests {
                 },
                 duration_us: 1200,
                 reload: true,
+                pid: Some(38),
             },
             Event::ModuleMapped {
                 test: 1,
@@ -388,6 +399,7 @@ mod tests {
                 timed_out: false,
                 output: "read back: \"x\"\nFAILED\n".into(),
                 duration_us: 900,
+                pid: Some(40),
             },
             Event::Done,
         ];
@@ -473,6 +485,7 @@ mod tests {
                 timed_out: false,
                 output: String::new(),
                 duration_us: 0,
+                pid: None,
             }
         );
     }

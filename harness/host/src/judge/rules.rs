@@ -609,6 +609,7 @@ mod tests {
             timed_out: false,
             output: output.into(),
             duration_us: 1500,
+            pid: None,
         }
     }
 
@@ -622,6 +623,7 @@ mod tests {
             timed_out: true,
             output: String::new(),
             duration_us: 10_000_000,
+            pid: None,
         }
     }
 
@@ -644,6 +646,7 @@ mod tests {
                 result: OpResult::Ok,
                 duration_us: 900,
                 reload: false,
+                pid: None,
             },
             kmsg(1, "demo: registered /dev/demo"),
             Event::WaitEnded {
@@ -662,6 +665,7 @@ mod tests {
             result: OpResult::Ok,
             duration_us: 300,
             reload: false,
+            pid: None,
         });
         events.push(Event::TestFinished {
             test: 0,
@@ -819,6 +823,7 @@ mod tests {
                 "reading...\n[kmodlab-agent] killed (SIGKILL) after its time limit of 5000 ms\n"
                     .into(),
             duration_us: 5_001_000,
+            pid: None,
         };
         // Even after an earlier program's failure, the timeout is what is reported.
         let (outcome, reason, details) = verdict(
@@ -962,6 +967,7 @@ mod tests {
                 result: result.clone(),
                 duration_us: 900,
                 reload: false,
+                pid: None,
             });
             if *result != OpResult::Ok {
                 break;
@@ -988,6 +994,7 @@ mod tests {
                 result: unload.clone(),
                 duration_us: 300,
                 reload: false,
+                pid: None,
             });
         }
         events.push(Event::TestFinished {

@@ -367,6 +367,7 @@ mod tests {
                 timed_out,
                 output: "read back: hello\nFAILED: ioctl INFO (line 3)\n".into(),
                 duration_us: us,
+                pid: None,
             }
         };
         let mut events = vec![Event::Hello {
@@ -388,6 +389,7 @@ mod tests {
                     result: OpResult::Ok,
                     duration_us: 900,
                     reload: false,
+                    pid: None,
                 },
                 Event::Kmsg(KmsgRecord {
                     seq: u64::from(test),
@@ -409,6 +411,7 @@ mod tests {
                     result: OpResult::Ok,
                     duration_us: 300,
                     reload: false,
+                    pid: None,
                 },
                 Event::TestFinished {
                     test,
@@ -515,6 +518,7 @@ mod tests {
                 result: refused,
                 duration_us: 900,
                 reload: false,
+                pid: None,
             },
             Event::WaitEnded {
                 test: 0,

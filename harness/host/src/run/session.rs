@@ -457,6 +457,7 @@ mod tests {
             result: OpResult::Ok,
             duration_us: 900,
             reload: false,
+            pid: None,
         })
     }
 
