@@ -62,6 +62,10 @@ pub enum CrashClass {
     /// the module's init returned a positive value. The kernel loads the module anyway and
     /// carries on, so this is a FAIL of the module, not a crash of the kernel.
     InitReturn,
+    /// `sysfs: cannot create duplicate filename '/module/m/...'` with a stack dump: a name the
+    /// module registers is taken (on a reload: by what its first unload left behind). The kernel
+    /// refuses the registration and carries on: a FAIL.
+    DuplicateName,
 }
 
 impl CrashClass {
@@ -88,6 +92,7 @@ impl CrashClass {
             CrashClass::RustPanic => "rust_panic",
             CrashClass::OtherBug => "other_bug",
             CrashClass::InitReturn => "init_return",
+            CrashClass::DuplicateName => "duplicate_name",
         }
     }
 
@@ -95,7 +100,7 @@ impl CrashClass {
     /// unharmed (a positive init return), which are the module's FAIL and leave the VM running.
     pub fn outcome(self) -> Outcome {
         match self {
-            CrashClass::InitReturn => Outcome::Fail,
+            CrashClass::InitReturn | CrashClass::DuplicateName => Outcome::Fail,
             _ => Outcome::Crash,
         }
     }
@@ -398,6 +403,21 @@ fn blamed_function(
         Func::AnyRip => rip_func(c, faulting)
             .map(|f| clean_symbol(f).to_string())
             .filter(|f| !f.is_empty()),
+    })
+}
+
+/// The kind of callback a report's call trace shows running (`timer callback`, `work item`,
+/// ...): the first frame, reliable or not (`? call_timer_fn.constprop.0+0xe/0x70`: a callback in
+/// freed memory leaves no reliable frames), that is a [`CALLBACK_RUNNERS`] entry.
+pub fn callback_kind(report: &[String]) -> Option<&'static str> {
+    let frame = compiled().frame.as_ref()?;
+    report.iter().find_map(|line| {
+        let caps = frame.captures(strip_timestamp(line).trim_end())?;
+        let name = clean_symbol(caps.name("func")?.as_str());
+        CALLBACK_RUNNERS
+            .iter()
+            .find(|(runner, _)| *runner == name)
+            .map(|(_, what)| *what)
     })
 }
 

@@ -372,6 +372,7 @@ mod tests {
             kernel_release: "6.12.117".into(),
             uptime_ms: 500,
             tests: 2,
+            leak_scan: false,
         }];
         for (test, run) in [
             (0, program(0, "chardev_test", Some(1), false, 40_000)),
@@ -384,6 +385,7 @@ mod tests {
                     module: "kmodlab_chardev".into(),
                     result: OpResult::Ok,
                     duration_us: 900,
+                    reload: false,
                 },
                 Event::Kmsg(KmsgRecord {
                     seq: u64::from(test),
@@ -404,6 +406,7 @@ mod tests {
                     module: "kmodlab_chardev".into(),
                     result: OpResult::Ok,
                     duration_us: 300,
+                    reload: false,
                 },
                 Event::TestFinished {
                     test,
@@ -499,6 +502,7 @@ mod tests {
                 kernel_release: "6.12.117".into(),
                 uptime_ms: 500,
                 tests: 1,
+                leak_scan: false,
             },
             Event::TestStarted { test: 0, taint: 0 },
             Event::ModuleLoaded {
@@ -506,6 +510,7 @@ mod tests {
                 module: "params_demo".into(),
                 result: refused,
                 duration_us: 900,
+                reload: false,
             },
             Event::WaitEnded {
                 test: 0,

@@ -8,7 +8,9 @@
 
 use crate::guest::vm::{QemuEnd, Vm, VmEvent};
 use crate::judge::records::{Interruption, Step, TestRecord, VmRecords};
-use crate::judge::verdict::Verdict;
+use crate::judge::rules;
+use crate::judge::unload::{self, Leak};
+use crate::judge::verdict::{Outcome, Verdict};
 use kmodlab_protocol::Event;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -21,6 +23,10 @@ pub const AGENT_GRACE: Duration = Duration::from_secs(2);
 /// be printed in full) before the host ends the VM: a detector's report (soft lockup, hung task)
 /// means the test will not finish by itself, and its verdict should not wait for the time limit.
 const REPORT_GRACE: Duration = Duration::from_secs(3);
+/// After the last test of a VM whose agent scans for leaks, how long the host waits for the
+/// scan: the agent waits until every allocation is over 5 s old (kmemleak ignores younger
+/// ones), then scans.
+pub const LEAK_SCAN_WAIT: Duration = Duration::from_secs(30);
 
 /// Where one VM's events come from.
 pub trait EventSource {
@@ -181,6 +187,7 @@ pub fn drive(
         test_deadline: None,
         test_started: source.now(),
         vm_ended: false,
+        untold: Vec::new(),
     };
     loop {
         let (deadline, run_limited) = driver.deadline(source, run_deadline);
@@ -222,6 +229,8 @@ pub fn drive(
             driver.finish(&record, source, tell);
         }
     }
+    // No leak scan came (a crash ended the VM first): the verdicts stand as they are.
+    driver.tell_held(tell);
     driver.session.booted |= driver.records.booted();
     driver.session.kernel_release = driver.records.kernel_release().map(str::to_string);
     driver.session
@@ -243,6 +252,8 @@ struct Driver<'j> {
     /// When the running test began, on the host's clock.
     test_started: Instant,
     vm_ended: bool,
+    /// Indices in `session.verdicts` of the verdicts held back for the leak scan, not told yet.
+    untold: Vec<usize>,
 }
 
 impl Driver<'_> {
@@ -251,6 +262,10 @@ impl Driver<'_> {
         let deadline = match self.test_deadline {
             Some(deadline) => deadline,
             None if !self.records.booted() => source.started() + BOOT_TIMEOUT,
+            // The agent waits for kmemleak after the last test before it scans.
+            None if self.records.leak_scan() && self.records.all_ended() => {
+                source.now() + LEAK_SCAN_WAIT
+            }
             // Between tests the agent moves on at once; silence this long means it is stuck.
             None => source.now() + AGENT_GRACE * 2,
         };
@@ -334,12 +349,19 @@ impl Driver<'_> {
             Step::ReportStarted => self.report_started(source),
             Step::TestFinished(record) => {
                 self.test_deadline = None;
+                let charged = !unload::charged_elsewhere(&record).is_empty();
                 let verdict = self.finish(&record, source, tell);
-                // A crashed or stuck kernel must not judge the next test: fresh VM.
-                if verdict.is_some_and(|v| v.outcome.ends_the_vm()) {
+                // A crashed or stuck kernel must not judge the next test: fresh VM. So too a
+                // kernel another test's module crashed in.
+                if charged || verdict.is_some_and(|v| v.outcome.ends_the_vm()) {
                     self.session.end = "a test crashed or timed out".into();
                     return Flow::Stop;
                 }
+            }
+            Step::LeakScan(report) => {
+                let leaks = unload::leaks(&report, &self.records.maps());
+                charge_leaks(&mut self.session.verdicts, &leaks);
+                self.tell_held(tell);
             }
             Step::AgentError(text) => tell(Progress::AgentError(text)),
             Step::Done => {
@@ -350,7 +372,9 @@ impl Driver<'_> {
         Flow::Continue
     }
 
-    /// Judges a test's record and tells its verdict.
+    /// Judges a test's record and tells its verdict (or holds it back for the leak scan). A
+    /// crash in the memory of a module an earlier test loaded and unloaded is that test's: its
+    /// verdict becomes the crash, told again.
     fn finish(
         &mut self,
         record: &TestRecord,
@@ -358,10 +382,95 @@ impl Driver<'_> {
         tell: &mut dyn FnMut(Progress),
     ) -> Option<&Verdict> {
         let verdict = self.judge.judge(record)?;
-        tell(Progress::Verdict(record.id, &verdict));
+        for found in unload::charged_elsewhere(record) {
+            let Some((owner, title, details)) = rules::charged_crash(&found, record.id) else {
+                continue;
+            };
+            let Some(at) = self
+                .session
+                .verdicts
+                .iter()
+                .position(|(id, _)| *id == owner)
+            else {
+                continue;
+            };
+            let earlier = &mut self.session.verdicts[at].1;
+            if earlier.outcome == Outcome::Crash {
+                continue;
+            }
+            let mut all = details;
+            if earlier.outcome != Outcome::Pass || !earlier.reason.is_empty() {
+                all.push(format!(
+                    "before the crash, the test's verdict was {} {}",
+                    earlier.outcome.label(),
+                    earlier.reason
+                ));
+            }
+            all.append(&mut earlier.details);
+            earlier.outcome = Outcome::Crash;
+            earlier.reason = title;
+            earlier.details = all;
+            earlier.log.extend(found.crash.report.iter().cloned());
+            *earlier = earlier.clone().with_evidence();
+            if !self.untold.contains(&at) {
+                tell(Progress::Verdict(owner, &self.session.verdicts[at].1));
+            }
+        }
         self.session.verdicts.push((record.id, verdict));
         self.session.last_verdict = Some(source.now());
+        let index = self.session.verdicts.len() - 1;
+        if self.records.leak_scan() {
+            self.untold.push(index);
+        } else {
+            tell(Progress::Verdict(
+                record.id,
+                &self.session.verdicts[index].1,
+            ));
+        }
         self.session.verdicts.last().map(|(_, v)| v)
+    }
+
+    /// Tells the verdicts held back for the leak scan, in order.
+    fn tell_held(&mut self, tell: &mut dyn FnMut(Progress)) {
+        for at in std::mem::take(&mut self.untold) {
+            if let Some((id, verdict)) = self.session.verdicts.get(at) {
+                tell(Progress::Verdict(*id, verdict));
+            }
+        }
+    }
+}
+
+/// Charges each leak to the test that loaded the module whose code allocated it: a test that
+/// passed gets `FAIL memory leak in FUNCTION` (the first leak's; the details count them); one
+/// whose verdict already says worse keeps it, with the leaks in its details.
+fn charge_leaks(verdicts: &mut [(u32, Verdict)], leaks: &[Leak]) {
+    for (id, verdict) in verdicts.iter_mut() {
+        let mine: Vec<&Leak> = leaks.iter().filter(|l| l.test == *id).collect();
+        let Some(first) = mine.first() else {
+            continue;
+        };
+        let mut details = Vec::new();
+        if mine.len() > 1 {
+            details.push(format!(
+                "kmemleak found {} unreferenced objects this test's modules allocated",
+                mine.len()
+            ));
+        }
+        for leak in &mine {
+            details.extend(leak.details());
+        }
+        let log: Vec<String> = mine.iter().flat_map(|l| l.block.iter().cloned()).collect();
+        verdict.log.extend(log);
+        if verdict.outcome == Outcome::Pass {
+            verdict.outcome = Outcome::Fail;
+            verdict.reason = first.title();
+            details.append(&mut verdict.details);
+            verdict.details = details;
+        } else if verdict.outcome != Outcome::Skip {
+            verdict.details.push(format!("also: {}", first.title()));
+            verdict.details.extend(details);
+        }
+        *verdict = verdict.clone().with_evidence();
     }
 }
 
@@ -442,6 +551,7 @@ mod tests {
             kernel_release: "6.12.117".into(),
             uptime_ms: 500,
             tests: 2,
+            leak_scan: false,
         })
     }
 
@@ -455,6 +565,7 @@ mod tests {
             module: "demo".into(),
             result: OpResult::Ok,
             duration_us: 900,
+            reload: false,
         })
     }
 

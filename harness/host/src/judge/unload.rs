@@ -1,0 +1,329 @@
+//! What modules leave behind once unloaded: crash reports whose addresses fall in a module that
+//! is gone (a timer left armed, a work item left queued, a tasklet left scheduled fires into
+//! freed code), titled `use after unload in MODULE: KIND FUNCTION` and charged to the test that
+//! loaded the module; and kmemleak's unreferenced objects allocated by a module's code, titled
+//! `memory leak in FUNCTION` (syzkaller's form).
+//!
+//! Addresses are named with the [`ModuleMap`](kmodlab_protocol::ModuleMap)s the agent sent after
+//! each load: once a module is gone the kernel prints its addresses bare
+//! (`RIP: 0010:0xffffffffa0002010`, `? 0xffffffffa0002010`, `[<ffffffffa0000023>] 0xffffffffa0000023`).
+
+use super::oops::{self, Crash};
+use super::records::{MappedModule, TestRecord};
+use super::verdict::Outcome;
+use regex::Regex;
+use std::sync::OnceLock;
+
+/// A crash report in freed module memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UseAfterUnload {
+    /// The test that loaded (and unloaded) the module: the crash is its.
+    pub test: u32,
+    pub module: String,
+    /// The module's function the address falls in, when the map names one.
+    pub function: Option<String>,
+    /// The kind of callback the trace shows running it (`timer callback`, `work item`, ...).
+    pub kind: Option<&'static str>,
+    /// `use after unload in unload_timer: timer callback unload_timer_fire`.
+    pub title: String,
+}
+
+/// A crash report found in a test's window, with where it came and what it hit.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub crash: Crash,
+    /// How many of the test's kernel records came before it (all of them for a report only the
+    /// console had).
+    pub at: usize,
+    /// From the console: the agent could not send it.
+    pub console: bool,
+    pub after_unload: Option<UseAfterUnload>,
+}
+
+impl Found {
+    /// Whether the report came during the second round of a reload.
+    pub fn second_round(&self, record: &TestRecord) -> bool {
+        record.reload_from.is_some_and(|from| self.at >= from)
+    }
+
+    /// Whether it is the use after unload of a module another test loaded.
+    pub fn foreign(&self, record: &TestRecord) -> Option<&UseAfterUnload> {
+        self.after_unload.as_ref().filter(|u| u.test != record.id)
+    }
+}
+
+/// Every report of a crash class (not the FAIL findings) in the test's kernel records, then,
+/// for a test the agent did not finish, on its console; each classified against the modules
+/// loaded and unloaded so far in the VM.
+pub fn crashes(record: &TestRecord) -> Vec<Found> {
+    let is_crash = |c: &Crash| c.class.outcome() == Outcome::Crash;
+    let lines = record.kmsg_lines();
+    let mut found: Vec<Found> = oops::scan(&lines)
+        .into_iter()
+        .filter(is_crash)
+        .map(|crash| {
+            let at = record.record_of_line(crash.line);
+            let after_unload = use_after_unload(record, &crash, at);
+            Found {
+                crash,
+                at,
+                console: false,
+                after_unload,
+            }
+        })
+        .collect();
+    if !record.finished {
+        let console: Vec<&str> = record.console.iter().map(String::as_str).collect();
+        let at = record.kmsg.len();
+        found.extend(
+            oops::scan(&console)
+                .into_iter()
+                .filter(is_crash)
+                .map(|crash| {
+                    let after_unload = use_after_unload(record, &crash, at);
+                    Found {
+                        crash,
+                        at,
+                        console: true,
+                        after_unload,
+                    }
+                }),
+        );
+    }
+    found
+}
+
+/// The crashes in this test's window that belong to a module another test loaded, one per
+/// module, for the session to charge to that test.
+pub fn charged_elsewhere(record: &TestRecord) -> Vec<Found> {
+    let mut out: Vec<Found> = Vec::new();
+    for found in crashes(record) {
+        let Some(u) = found.foreign(record) else {
+            continue;
+        };
+        let seen = out.iter().any(|f| {
+            f.after_unload
+                .as_ref()
+                .is_some_and(|o| o.test == u.test && o.module == u.module)
+        });
+        if !seen {
+            out.push(found);
+        }
+    }
+    out
+}
+
+/// What a crash report at kernel record `at` of `record` hit, when an address it names falls in
+/// a module that was unloaded by then (and in none loaded then).
+pub fn use_after_unload(record: &TestRecord, crash: &Crash, at: usize) -> Option<UseAfterUnload> {
+    let own = |m: &&MappedModule| m.mapped_at <= at;
+    let live: Vec<&MappedModule> = record
+        .earlier
+        .iter()
+        .filter(|m| m.unloaded_at.is_none())
+        .chain(
+            record
+                .mapped
+                .iter()
+                .filter(own)
+                .filter(|m| m.unloaded_at.is_none_or(|u| u > at)),
+        )
+        .collect();
+    let gone: Vec<&MappedModule> = record
+        .earlier
+        .iter()
+        .filter(|m| m.unloaded_at.is_some())
+        .chain(
+            record
+                .mapped
+                .iter()
+                .filter(own)
+                .filter(|m| m.unloaded_at.is_some_and(|u| u <= at)),
+        )
+        .collect();
+    if gone.is_empty() {
+        return None;
+    }
+    let addresses = report_addresses(&crash.report);
+    let (address, module) = addresses.iter().find_map(|&address| {
+        if live.iter().any(|m| m.map.contains(address)) {
+            return None;
+        }
+        // Module memory is reused: the module unloaded last is the likeliest owner.
+        let module = gone.iter().rev().find(|m| m.map.contains(address))?;
+        Some((address, *module))
+    })?;
+    // The function: the first address in that module the map can name.
+    let function = std::iter::once(address)
+        .chain(addresses.iter().copied())
+        .filter(|a| module.map.contains(*a))
+        .find_map(|a| module.map.function_at(a).map(|(name, _)| name.to_string()));
+    let kind = oops::callback_kind(&crash.report);
+    let what = [kind.map(str::to_string), function.clone()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let title = if what.is_empty() {
+        format!("use after unload in {}", module.module)
+    } else {
+        format!("use after unload in {}: {what}", module.module)
+    };
+    Some(UseAfterUnload {
+        test: module.test,
+        module: module.module.clone(),
+        function,
+        kind,
+        title,
+    })
+}
+
+/// Compiles one of the patterns below (a unit test checks they all do).
+fn re(pattern: &str) -> Option<Regex> {
+    Regex::new(pattern).ok()
+}
+
+struct Patterns {
+    /// `RIP: 0010:0xffffffffa0002010`, arm64 `pc : 0x...`.
+    rip: Option<Regex>,
+    /// `BUG: unable to handle page fault for address: ffffffffa0002010`.
+    fault: Option<Regex>,
+    /// `Workqueue: events 0xffffffffa0002010` (the work function, bare).
+    workqueue: Option<Regex>,
+    /// A call-trace frame with a bare address: `? 0xffffffffa0002010`, `0x...`,
+    /// `[<ffffffffa0002010>] 0xffffffffa0002010`.
+    frame: Option<Regex>,
+    /// kmemleak: `unreferenced object 0xffff888003e5e000 (size 256):`.
+    leak: Option<Regex>,
+    /// kmemleak's backtrace: `[<ffffffffc0200023>] 0xffffffffc0200023` or
+    /// `[<...>] leak_init_alloc+0x1a/0x40 [leak_init]`.
+    leak_frame: Option<Regex>,
+}
+
+fn patterns() -> &'static Patterns {
+    static PATTERNS: OnceLock<Patterns> = OnceLock::new();
+    PATTERNS.get_or_init(|| Patterns {
+        rip: re(r"^\s*(?:RIP: [0-9a-f]{4}:|pc : )0x(?P<a>[0-9a-f]+)\s*$"),
+        fault: re(
+            r"(?:unable to handle page fault for address:|paging request at virtual address) (?:0x)?(?P<a>[0-9a-f]+)",
+        ),
+        workqueue: re(r"^\s*Workqueue: \S+ 0x(?P<a>[0-9a-f]+)"),
+        frame: re(r"^\s*(?:\[<[0-9a-f]+>\]\s*)?(?:\?\s+)?0x(?P<a>[0-9a-f]+)\s*$"),
+        leak: re(r"^\s*unreferenced object 0x[0-9a-f]+ \(size (?P<size>\d+)\):"),
+        leak_frame: re(
+            r"^\s*\[<(?P<a>[0-9a-f]+)>\]\s*(?:(?P<func>[A-Za-z_.$][\w.$]*)\+0x[0-9a-f]+/0x[0-9a-f]+\s+\[(?P<module>[^\]]+)\])?",
+        ),
+    })
+}
+
+/// The kernel addresses a report names bare, most telling first: the faulting instruction, the
+/// faulting address, the work function, then the call trace's frames.
+fn report_addresses(report: &[String]) -> Vec<u64> {
+    let p = patterns();
+    let text: Vec<&str> = report
+        .iter()
+        .map(|l| kmodlab_protocol::ktap::strip_timestamp(l).trim_end())
+        .collect();
+    let mut out = Vec::new();
+    for re in [&p.rip, &p.fault, &p.workqueue, &p.frame]
+        .into_iter()
+        .flatten()
+    {
+        for line in &text {
+            if let Some(a) = re.captures(line).and_then(|c| c.name("a")) {
+                if let Ok(address) = u64::from_str_radix(a.as_str(), 16) {
+                    // Kernel addresses only: user space's and small offsets are never a module's.
+                    if address >= 0xffff_0000_0000_0000 && !out.contains(&address) {
+                        out.push(address);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One object kmemleak found unreferenced whose allocation a module's code made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leak {
+    /// The test that loaded the module.
+    pub test: u32,
+    pub module: String,
+    /// The first backtrace frame inside the module, named.
+    pub function: Option<String>,
+    pub size: Option<u64>,
+    /// The block as kmemleak printed it.
+    pub block: Vec<String>,
+}
+
+impl Leak {
+    /// `memory leak in leak_init_alloc` (or in the module, when no function is known).
+    pub fn title(&self) -> String {
+        format!(
+            "memory leak in {}",
+            self.function.as_deref().unwrap_or(&self.module)
+        )
+    }
+
+    /// `unreferenced object of 256 bytes allocated in leak_init (test 3)`, and the backtrace.
+    pub fn details(&self) -> Vec<String> {
+        let size = self
+            .size
+            .map_or_else(String::new, |s| format!(" of {s} bytes"));
+        let mut out = vec![format!(
+            "kmemleak: unreferenced object{size} allocated by {}",
+            self.module
+        )];
+        let mut in_trace = false;
+        for line in &self.block {
+            if line.trim_start().starts_with("backtrace") {
+                in_trace = true;
+            } else if in_trace {
+                out.push(format!("  {}", line.trim()));
+            }
+        }
+        out
+    }
+}
+
+/// The blocks of a kmemleak report whose backtrace has a frame in one of `maps`; blocks with no
+/// module frame (boot-time allocations) are left out.
+pub fn leaks(report: &str, maps: &[&MappedModule]) -> Vec<Leak> {
+    let p = patterns();
+    let mut blocks: Vec<Vec<&str>> = Vec::new();
+    for line in report.lines() {
+        if p.leak.as_ref().is_some_and(|re| re.is_match(line)) {
+            blocks.push(vec![line]);
+        } else if let Some(block) = blocks.last_mut() {
+            block.push(line);
+        }
+    }
+    blocks
+        .into_iter()
+        .filter_map(|block| {
+            let size = p
+                .leak
+                .as_ref()
+                .and_then(|re| re.captures(block[0]))
+                .and_then(|c| c.name("size")?.as_str().parse().ok());
+            let (module, function) = block.iter().skip(1).find_map(|line| {
+                let caps = p.leak_frame.as_ref()?.captures(line)?;
+                let address = u64::from_str_radix(caps.name("a")?.as_str(), 16).ok()?;
+                // Module memory is reused: the module loaded last is the likeliest owner.
+                let module = maps.iter().rev().find(|m| m.map.contains(address))?;
+                let function = caps
+                    .name("func")
+                    .map(|f| f.as_str().to_string())
+                    .or_else(|| module.map.function_at(address).map(|(f, _)| f.to_string()));
+                Some((*module, function))
+            })?;
+            Some(Leak {
+                test: module.test,
+                module: module.module.clone(),
+                function,
+                size,
+                block: block.iter().map(|l| l.to_string()).collect(),
+            })
+        })
+        .collect()
+}
