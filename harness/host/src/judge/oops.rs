@@ -394,7 +394,22 @@ fn blamed_function(
                 .as_ref()
                 .and_then(|re| re.captures(faulting?)?.name("at"))
                 .is_some_and(|at| at.as_str().starts_with("0x"));
-            let runner = first_frame().filter(|_| bare)?;
+            if !bare {
+                return None;
+            }
+            // The first reliable frame; a callback in freed memory often leaves only unreliable
+            // ones (`? call_timer_fn.constprop.0+0xe/0x70`), and then the first of those that
+            // is a runner.
+            let runner = first_frame().or_else(|| {
+                let re = c.frame.as_ref()?;
+                span.iter().skip(1).find_map(|line| {
+                    let name = clean_symbol(re.captures(line)?.name("func")?.as_str());
+                    CALLBACK_RUNNERS
+                        .iter()
+                        .any(|(runner, _)| *runner == name)
+                        .then(|| name.to_string())
+                })
+            })?;
             CALLBACK_RUNNERS
                 .iter()
                 .find(|(name, _)| *name == runner)

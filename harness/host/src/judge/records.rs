@@ -48,6 +48,8 @@ pub struct TestRecord {
     /// The second round's loads and unloads.
     pub reloads: Vec<(String, OpResult)>,
     pub reunloads: Vec<(String, OpResult)>,
+    /// How many kernel records had come when the first round's last unload was reported.
+    pub first_unloaded_at: Option<usize>,
 }
 
 /// A module a test loaded, where it lay, and when (in its test's kernel records) it came and went.
@@ -118,10 +120,13 @@ impl TestRecord {
                 module,
                 result,
                 reload,
+                duration_us,
                 ..
             } => {
                 if *reload {
-                    self.reload_from.get_or_insert(self.kmsg.len());
+                    if self.reload_from.is_none() {
+                        self.reload_from = Some(self.second_round_start(*duration_us));
+                    }
                     self.reloads.push((module.clone(), result.clone()))
                 } else {
                     self.loads.push((module.clone(), result.clone()))
@@ -156,6 +161,7 @@ impl TestRecord {
                 if *reload {
                     self.reunloads.push((module.clone(), result.clone()))
                 } else {
+                    self.first_unloaded_at = Some(self.kmsg.len());
                     self.unloads.push((module.clone(), result.clone()))
                 }
             }
@@ -189,6 +195,22 @@ impl TestRecord {
             | Event::LeakScan { .. }
             | Event::Done => {}
         }
+    }
+
+    /// Where the second round began, told when its first load is reported (`load_us` after the
+    /// load began): the agent reports a load once it returned, so what the module's second init
+    /// printed came before. The records after the first round's unload stamped within the
+    /// load's duration of the newest one are the second load's; older ones were printed in the
+    /// window after the first unload.
+    fn second_round_start(&self, load_us: u64) -> usize {
+        let floor = self.first_unloaded_at.unwrap_or(self.kmsg.len());
+        let Some(newest) = self.kmsg.last().map(|r| r.ts_us) else {
+            return 0;
+        };
+        let began = newest.saturating_sub(load_us);
+        (floor..self.kmsg.len())
+            .find(|&i| self.kmsg[i].ts_us >= began)
+            .unwrap_or(self.kmsg.len())
     }
 
     /// Every kernel record's lines, both rounds of a reload.
@@ -520,5 +542,43 @@ mod tests {
         assert!(records
             .interrupt(Interruption::VmEnded, Duration::ZERO)
             .is_none());
+    }
+
+    #[test]
+    fn the_second_round_begins_where_its_load_began_not_at_its_report() {
+        let mut record = TestRecord::new(0);
+        let op = |reload: bool, duration_us: u64| Event::ModuleLoaded {
+            test: 0,
+            module: "m".into(),
+            result: OpResult::Ok,
+            duration_us,
+            reload,
+        };
+        record.apply(&op(false, 900));
+        record.apply(&kmsg(1_000_000, "m: first init"));
+        record.apply(&Event::ModuleUnloaded {
+            test: 0,
+            module: "m".into(),
+            result: OpResult::Ok,
+            duration_us: 300,
+            reload: false,
+        });
+        // In the window after the unload, then printed by the second init (5 ms long).
+        record.apply(&kmsg(1_100_000, "m: something late"));
+        record.apply(&kmsg(
+            1_400_000,
+            "WARNING: CPU: 0 PID: 35 at fs/proc/generic.c:399 proc_register+0x183/0x220",
+        ));
+        record.apply(&kmsg(1_402_000, "m: cannot create /proc/m"));
+        record.apply(&op(true, 5_000));
+        assert_eq!(record.reload_from, Some(2));
+        assert_eq!(
+            record.first_round_lines(),
+            ["m: first init", "m: something late"]
+        );
+        assert_eq!(record.first_round_line_count(), 2);
+        assert_eq!((record.loads.len(), record.reloads.len()), (1, 1));
+        assert_eq!(record.record_of_line(3), 3);
+        assert_eq!(record.record_of_line(9), 4);
     }
 }

@@ -230,7 +230,8 @@ fn crash(facts: &Facts) -> Option<Decision> {
             .details(details),
         );
     }
-    if found.second_round(record) {
+    // What the first round's instance left behind, hit during the second round.
+    if found.second_round(record) && !u.reload {
         details.push(ON_RELOAD.to_string());
     }
     details.push(format!(
@@ -272,6 +273,7 @@ fn kernel_finding(facts: &Facts) -> Option<Decision> {
 /// The second round of a reload: a load the kernel refused (a name the first round registered
 /// is still taken), or one that hung or died.
 fn reload_failure(facts: &Facts) -> Option<Decision> {
+    let second_round = &facts.all_kmsg[facts.record.first_round_line_count()..];
     facts
         .record
         .reloads
@@ -288,7 +290,7 @@ fn reload_failure(facts: &Facts) -> Option<Decision> {
                         "loaded again after unload: {module} was refused ({name}: {message}): \
                          the first unload left something behind"
                     ),
-                    &facts.all_kmsg,
+                    second_round,
                     module,
                 );
                 Some(Decision::new(Outcome::Fail, reason).errno(*errno))

@@ -26,6 +26,8 @@ pub struct UseAfterUnload {
     pub kind: Option<&'static str>,
     /// `use after unload in unload_timer: timer callback unload_timer_fire`.
     pub title: String,
+    /// The module instance that went was the second round's of a reload.
+    pub reload: bool,
 }
 
 /// A crash report found in a test's window, with where it came and what it hit.
@@ -144,6 +146,14 @@ pub fn use_after_unload(record: &TestRecord, crash: &Crash, at: usize) -> Option
     if gone.is_empty() {
         return None;
     }
+    // A module whose code the report names (`func+0x6/0x1000 [proc_left]`) is loaded as the
+    // report is printed (its second load, say, before its map was sent): a bare address of an
+    // earlier instance of the same name is its code, not freed memory.
+    let loaded_now = modules_named(&crash.report);
+    let gone: Vec<&MappedModule> = gone
+        .into_iter()
+        .filter(|m| !loaded_now.contains(&m.module.as_str()))
+        .collect();
     let addresses = report_addresses(&crash.report);
     let (address, module) = addresses.iter().find_map(|&address| {
         if live.iter().any(|m| m.map.contains(address)) {
@@ -175,6 +185,7 @@ pub fn use_after_unload(record: &TestRecord, crash: &Crash, at: usize) -> Option
         function,
         kind,
         title,
+        reload: module.reload,
     })
 }
 
@@ -195,9 +206,11 @@ struct Patterns {
     frame: Option<Regex>,
     /// kmemleak: `unreferenced object 0xffff888003e5e000 (size 256):`.
     leak: Option<Regex>,
-    /// kmemleak's backtrace: `[<ffffffffc0200023>] 0xffffffffc0200023` or
-    /// `[<...>] leak_init_alloc+0x1a/0x40 [leak_init]`.
+    /// kmemleak's backtrace: `0xffffffffa0006006`, `leak_init_alloc+0x1a/0x40 [leak_init]`
+    /// (6.12), each after `[<ffffffffa0006006>] ` on older kernels.
     leak_frame: Option<Regex>,
+    /// A frame in a loaded module: `proc_left_init+0x6/0x1000 [proc_left]`.
+    module_frame: Option<Regex>,
 }
 
 fn patterns() -> &'static Patterns {
@@ -210,10 +223,23 @@ fn patterns() -> &'static Patterns {
         workqueue: re(r"^\s*Workqueue: \S+ 0x(?P<a>[0-9a-f]+)"),
         frame: re(r"^\s*(?:\[<[0-9a-f]+>\]\s*)?(?:\?\s+)?0x(?P<a>[0-9a-f]+)\s*$"),
         leak: re(r"^\s*unreferenced object 0x[0-9a-f]+ \(size (?P<size>\d+)\):"),
-        leak_frame: re(
-            r"^\s*\[<(?P<a>[0-9a-f]+)>\]\s*(?:(?P<func>[A-Za-z_.$][\w.$]*)\+0x[0-9a-f]+/0x[0-9a-f]+\s+\[(?P<module>[^\]]+)\])?",
-        ),
+        leak_frame: re(concat!(
+            r"^\s*(?:\[<(?P<a>[0-9a-f]+)>\]\s*)?(?:0x(?P<b>[0-9a-f]+)|",
+            r"(?P<func>[A-Za-z_.$][\w.$]*)\+0x[0-9a-f]+/0x[0-9a-f]+(?:\s+\[(?P<module>[^\]]+)\])?)\s*$"
+        )),
+        module_frame: re(r"\+0x[0-9a-f]+/0x[0-9a-f]+\s+\[(?P<module>[\w-]+)\]\s*$"),
     })
+}
+
+/// The modules a report names frames of: loaded while it was printed.
+fn modules_named(report: &[String]) -> Vec<&str> {
+    let Some(re) = patterns().module_frame.as_ref() else {
+        return vec![];
+    };
+    report
+        .iter()
+        .filter_map(|l| Some(re.captures(l)?.name("module")?.as_str()))
+        .collect()
 }
 
 /// The kernel addresses a report names bare, most telling first: the faulting instruction, the
@@ -308,13 +334,23 @@ pub fn leaks(report: &str, maps: &[&MappedModule]) -> Vec<Leak> {
                 .and_then(|c| c.name("size")?.as_str().parse().ok());
             let (module, function) = block.iter().skip(1).find_map(|line| {
                 let caps = p.leak_frame.as_ref()?.captures(line)?;
-                let address = u64::from_str_radix(caps.name("a")?.as_str(), 16).ok()?;
+                let func = caps.name("func").map(|f| f.as_str().to_string());
+                let address = caps
+                    .name("a")
+                    .or_else(|| caps.name("b"))
+                    .and_then(|a| u64::from_str_radix(a.as_str(), 16).ok());
                 // Module memory is reused: the module loaded last is the likeliest owner.
-                let module = maps.iter().rev().find(|m| m.map.contains(address))?;
-                let function = caps
-                    .name("func")
-                    .map(|f| f.as_str().to_string())
-                    .or_else(|| module.map.function_at(address).map(|(f, _)| f.to_string()));
+                let module = match (address, caps.name("module")) {
+                    (Some(address), _) => maps.iter().rev().find(|m| m.map.contains(address))?,
+                    (None, Some(name)) => maps.iter().rev().find(|m| m.module == name.as_str())?,
+                    (None, None) => return None,
+                };
+                let function = match (&func, caps.name("module")) {
+                    (Some(f), Some(name)) if name.as_str() == module.module => Some(f.clone()),
+                    _ => {
+                        address.and_then(|a| module.map.function_at(a).map(|(f, _)| f.to_string()))
+                    }
+                };
                 Some((*module, function))
             })?;
             Some(Leak {

@@ -854,4 +854,481 @@ mod tests {
         );
         assert_eq!(session.verdicts[0].1.duration, Duration::from_secs(12));
     }
+
+    // ---- issue 11: after unload, reload, leaks ----
+
+    use kmodlab_protocol::{AddressRange, ModuleMap};
+
+    const TEXT: u64 = 0xffff_ffff_a000_0000;
+
+    /// A module's map: `.text` at `text` (4 KiB) with `functions` at the given offsets (64 bytes
+    /// each), `.init.text` 24 KiB above it.
+    fn map_at(text: u64, functions: &[(&str, u64)]) -> ModuleMap {
+        let range = |name: &str, start: u64, size: u64| AddressRange {
+            name: name.into(),
+            start,
+            size,
+        };
+        ModuleMap {
+            sections: vec![
+                range(".text", text, 0x1000),
+                range(".init.text", text + 0x6000, 0x1000),
+            ],
+            functions: functions
+                .iter()
+                .map(|(name, offset)| range(name, text + offset, 0x40))
+                .collect(),
+        }
+    }
+
+    fn hello_with_leak_scan(tests: u32, leak_scan: bool) -> Event {
+        Event::Hello {
+            agent_version: "0.1.0".into(),
+            kernel_release: "6.12.118".into(),
+            uptime_ms: 500,
+            tests,
+            leak_scan,
+        }
+    }
+
+    /// One test's events: load, map, settle, unload (and a reload round), finished or not.
+    fn test_events(
+        test: u32,
+        module: &str,
+        map: &ModuleMap,
+        ts_us: u64,
+        reload: bool,
+        finished: bool,
+    ) -> Vec<Event> {
+        let mut events = vec![Event::TestStarted { test, taint: 0 }];
+        let rounds: &[bool] = if reload { &[false, true] } else { &[false] };
+        for &second in rounds {
+            events.push(Event::ModuleLoaded {
+                test,
+                module: module.into(),
+                result: OpResult::Ok,
+                duration_us: 900,
+                reload: second,
+            });
+            events.push(Event::ModuleMapped {
+                test,
+                module: module.into(),
+                map: map.clone(),
+            });
+            events.push(Event::Kmsg(KmsgRecord {
+                seq: ts_us,
+                level: 6,
+                facility: 0,
+                ts_us: ts_us + u64::from(second),
+                text: format!("{module}: loaded"),
+                caller: None,
+            }));
+            if !second {
+                events.push(Event::WaitEnded {
+                    test,
+                    end: kmodlab_protocol::WaitEnd::Settled,
+                    duration_us: 50_000,
+                });
+            }
+            events.push(Event::ModuleUnloaded {
+                test,
+                module: module.into(),
+                result: OpResult::Ok,
+                duration_us: 300,
+                reload: second,
+            });
+        }
+        if finished {
+            events.push(Event::TestFinished {
+                test,
+                taint: 4096,
+                duration_us: 400_000,
+            });
+        }
+        events
+    }
+
+    fn captured(name: &str) -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/oops")
+            .join(format!("captured_{name}.log"));
+        std::fs::read_to_string(path).expect("a captured log")
+    }
+
+    /// Every verdict as told: `verdict ID OUTCOME reason`.
+    fn drive_telling(source: &mut dyn EventSource) -> (Session, Vec<String>) {
+        let mut told = Vec::new();
+        let session = drive(source, &Inferred, None, &mut |p| {
+            if let Progress::Verdict(id, v) = p {
+                told.push(format!("{id} {} {}", v.outcome.label(), v.reason));
+            }
+        });
+        (session, told)
+    }
+
+    #[test]
+    fn a_timer_left_armed_crashing_in_its_own_window_is_a_use_after_unload() {
+        let map = map_at(
+            TEXT,
+            &[("unload_timer_tick", 0), ("unload_timer_init", 0x6000)],
+        );
+        let mut events = vec![hello_with_leak_scan(1, false)];
+        events.extend(test_events(0, "unload_timer", &map, 600_000, true, false));
+        // The kernel died in the window after the unload: only the console has the report.
+        let mut vm = Recording::new(events, &captured("unload_timer"));
+        let (session, told) = drive_telling(&mut vm);
+        assert_eq!(
+            told,
+            ["0 CRASH use after unload in unload_timer: timer callback unload_timer_tick"]
+        );
+        let details = &session.verdicts[0].1.details;
+        assert_eq!(
+            details[0],
+            "the kernel's report: BUG: unable to handle page fault for address: ffffffffa0000000"
+        );
+        // It came after the second round's unload: not a reload finding.
+        assert!(
+            !details.iter().any(|d| d.contains("second load")),
+            "{details:?}"
+        );
+    }
+
+    #[test]
+    fn work_and_tasklets_left_behind_are_named_by_their_runner() {
+        for (name, module, kind) in [
+            ("unload_delayed_work", "unload_delayed_work", "work item"),
+            ("unload_tasklet", "unload_tasklet", "tasklet"),
+        ] {
+            let function = format!("{module}_fn");
+            let map = map_at(TEXT, &[(function.as_str(), 0)]);
+            let mut events = vec![hello_with_leak_scan(1, false)];
+            events.extend(test_events(0, module, &map, 500_000, false, false));
+            let (_, told) = drive_telling(&mut Recording::new(events, &captured(name)));
+            assert_eq!(
+                told,
+                [format!(
+                    "0 CRASH use after unload in {module}: {kind} {function}"
+                )]
+            );
+        }
+        // Without a function at the address, the title leaves it out.
+        let map = map_at(TEXT, &[]);
+        let mut events = vec![hello_with_leak_scan(1, false)];
+        events.extend(test_events(
+            0,
+            "unload_tasklet",
+            &map,
+            500_000,
+            false,
+            false,
+        ));
+        let (_, told) = drive_telling(&mut Recording::new(events, &captured("unload_tasklet")));
+        assert_eq!(
+            told,
+            ["0 CRASH use after unload in unload_tasklet: tasklet"]
+        );
+    }
+
+    #[test]
+    fn a_crash_in_a_later_tests_window_is_charged_to_the_test_that_loaded_the_module() {
+        let timer = map_at(TEXT, &[("unload_timer_tick", 0)]);
+        // hello came after it, elsewhere in module memory.
+        let hello = map_at(TEXT + 0x10_000, &[("hello_init", 0x6000)]);
+        let mut events = vec![hello_with_leak_scan(2, false)];
+        events.extend(test_events(0, "unload_timer", &timer, 300_000, false, true));
+        events.extend(test_events(1, "hello", &hello, 500_000, false, false));
+        let (session, told) = drive_telling(&mut Recording::new(events, &captured("unload_timer")));
+        assert_eq!(
+            told,
+            [
+                "0 PASS ",
+                "0 CRASH use after unload in unload_timer: timer callback unload_timer_tick",
+                "1 ERROR the kernel crashed in unload_timer, unloaded by test 0, and this test \
+                 could not finish: use after unload in unload_timer: timer callback \
+                 unload_timer_tick",
+            ]
+        );
+        let (verdicts, _) = outcome(&session);
+        assert_eq!(verdicts.len(), 2);
+        assert!(verdicts[0].starts_with("0 CRASH use after unload"));
+        assert!(session.verdicts[0].1.details[0].contains("during test 1"));
+    }
+
+    #[test]
+    fn a_later_test_that_finished_keeps_its_verdict_with_a_note() {
+        let work = map_at(TEXT, &[("unload_delayed_work_fn", 0)]);
+        let hello = map_at(TEXT + 0x10_000, &[]);
+        let mut events = vec![hello_with_leak_scan(3, false)];
+        events.extend(test_events(
+            0,
+            "unload_delayed_work",
+            &work,
+            300_000,
+            false,
+            true,
+        ));
+        // The agent sent the report as kernel records, and test 1 finished all the same.
+        let mut second = test_events(1, "hello", &hello, 500_000, false, true);
+        let finished = second.pop().expect("test_finished");
+        for (i, line) in captured("unload_delayed_work").lines().enumerate() {
+            second.push(Event::Kmsg(KmsgRecord {
+                seq: 100 + i as u64,
+                level: 1,
+                facility: 0,
+                ts_us: 561_688,
+                text: kmodlab_protocol::ktap::strip_timestamp(line).to_string(),
+                caller: None,
+            }));
+        }
+        second.push(finished);
+        events.extend(second);
+        events.extend(test_events(2, "hello", &hello, 900_000, false, true));
+        let (session, told) = drive_telling(&mut Recording::new(events, ""));
+        assert_eq!(
+            told,
+            [
+                "0 PASS ",
+                "0 CRASH use after unload in unload_delayed_work: work item unload_delayed_work_fn",
+                "1 PASS ",
+            ]
+        );
+        let note = &session.verdicts[1].1.details;
+        assert!(
+            note.iter().any(|d| d.contains("charged to test 0")),
+            "{note:?}"
+        );
+        // The kernel had crashed: test 2 runs again in a fresh VM.
+        assert_eq!(session.end, "a test crashed or timed out");
+    }
+
+    #[test]
+    fn a_second_load_that_warns_says_the_first_unload_left_something_behind() {
+        let map = map_at(TEXT, &[("proc_left_init", 0x6000)]);
+        let module = || "proc_left".to_string();
+        let mut events = vec![
+            hello_with_leak_scan(1, false),
+            Event::TestStarted { test: 0, taint: 0 },
+            Event::ModuleLoaded {
+                test: 0,
+                module: module(),
+                result: OpResult::Ok,
+                duration_us: 900,
+                reload: false,
+            },
+            Event::ModuleMapped {
+                test: 0,
+                module: module(),
+                map: map.clone(),
+            },
+            Event::WaitEnded {
+                test: 0,
+                end: kmodlab_protocol::WaitEnd::Settled,
+                duration_us: 50_000,
+            },
+            Event::ModuleUnloaded {
+                test: 0,
+                module: module(),
+                result: OpResult::Ok,
+                duration_us: 300,
+                reload: false,
+            },
+        ];
+        // The second load: the kernel warns during its init (its own init text, at the first
+        // instance's address, shows as a bare `? 0xffffffffa0006000`), then init fails.
+        for (i, line) in captured("proc_left").lines().enumerate() {
+            events.push(Event::Kmsg(KmsgRecord {
+                seq: 200 + i as u64,
+                level: 4,
+                facility: 0,
+                ts_us: 1_187_672,
+                text: kmodlab_protocol::ktap::strip_timestamp(line).to_string(),
+                caller: None,
+            }));
+        }
+        events.push(Event::ModuleLoaded {
+            test: 0,
+            module: module(),
+            result: OpResult::Failed {
+                errno: 12,
+                name: "ENOMEM".into(),
+                message: "Cannot allocate memory".into(),
+            },
+            duration_us: 900,
+            reload: true,
+        });
+        events.push(Event::TestFinished {
+            test: 0,
+            taint: 4096 | 512,
+            duration_us: 700_000,
+        });
+        let (session, told) = drive_telling(&mut Recording::new(events, ""));
+        assert_eq!(told, ["0 CRASH WARNING in proc_register"]);
+        let details = &session.verdicts[0].1.details;
+        assert!(details[0].contains("second load"), "{details:?}");
+        assert!(
+            details
+                .iter()
+                .any(|d| d.contains("proc_dir_entry '/proc/proc_left' already registered")),
+            "{details:?}"
+        );
+    }
+
+    #[test]
+    fn a_second_load_refused_or_a_second_unload_refused_is_a_fail() {
+        let map = map_at(TEXT, &[]);
+        let refused = |errno: i32, name: &str, message: &str| OpResult::Failed {
+            errno,
+            name: name.into(),
+            message: message.into(),
+        };
+        let mut events = vec![hello_with_leak_scan(2, false)];
+        let mut test = test_events(0, "chrdev_left", &map, 1_000_000, true, true);
+        for event in &mut test {
+            if let Event::ModuleLoaded {
+                result,
+                reload: true,
+                ..
+            } = event
+            {
+                *result = refused(17, "EEXIST", "File exists");
+            }
+        }
+        // What the module said when its second init failed (the last record is the second round's).
+        if let Some(Event::Kmsg(record)) =
+            test.iter_mut().rev().find(|e| matches!(e, Event::Kmsg(_)))
+        {
+            record.text = "chrdev_left: register_chrdev_region failed: -17".into();
+        }
+        test.retain(|e| !matches!(e, Event::ModuleUnloaded { reload: true, .. }));
+        events.extend(test);
+        let mut test = test_events(
+            1,
+            "busy",
+            &map_at(TEXT + 0x10_000, &[]),
+            2_000_000,
+            true,
+            true,
+        );
+        for event in &mut test {
+            if let Event::ModuleUnloaded {
+                result,
+                reload: true,
+                ..
+            } = event
+            {
+                *result = refused(16, "EBUSY", "Device or resource busy");
+            }
+        }
+        events.extend(test);
+        let (_, told) = drive_telling(&mut Recording::new(events, ""));
+        assert_eq!(
+            told,
+            [
+                "0 FAIL loaded again after unload: chrdev_left was refused (EEXIST: File exists): \
+                 the first unload left something behind; kernel: chrdev_left: \
+                 register_chrdev_region failed: -17",
+                "1 FAIL unloading again after a reload: busy was refused (EBUSY: Device or \
+                 resource busy)",
+            ]
+        );
+    }
+
+    const KMEMLEAK: &str = "unreferenced object 0xffff888003900000 (size 256):
+  comm \"kmodlab-load\", pid 36, jiffies 4294892641
+  hex dump (first 32 bytes):
+    5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a  ZZZZZZZZZZZZZZZZ
+  backtrace (crc 5edaf73e):
+    __kmalloc_cache_noprof+0x1b3/0x2f0
+    0xffffffffa0000006
+    0xffffffffa0006006
+    do_one_initcall+0x5f/0x260
+    do_init_module+0x5b/0x220
+unreferenced object 0xffff888003900300 (size 256):
+  comm \"kmodlab-load\", pid 39, jiffies 4294892785
+  hex dump (first 32 bytes):
+    5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a  ZZZZZZZZZZZZZZZZ
+  backtrace (crc 5edaf73e):
+    __kmalloc_cache_noprof+0x1b3/0x2f0
+    0xffffffffa0000006
+    0xffffffffa0006006
+    do_one_initcall+0x5f/0x260
+unreferenced object 0xffff888002000000 (size 64):
+  comm \"swapper/0\", pid 1, jiffies 4294667296
+  backtrace (crc 0):
+    [<ffffffff811c9a2e>] kmemleak_alloc+0x4e/0x90
+    [<ffffffff81000a57>] do_one_initcall+0x47/0x2f0
+";
+
+    #[test]
+    fn leaks_are_charged_to_the_test_that_loaded_the_allocating_module() {
+        let leaky = map_at(TEXT, &[("leak_init_alloc", 0), ("leak_init_init", 0x6000)]);
+        let hello = map_at(TEXT + 0x10_000, &[]);
+        let mut events = vec![hello_with_leak_scan(2, true)];
+        events.extend(test_events(0, "leak_init", &leaky, 300_000, true, true));
+        events.extend(test_events(1, "hello", &hello, 500_000, false, true));
+        events.push(Event::LeakScan {
+            report: KMEMLEAK.into(),
+            duration_us: 6_200_000,
+        });
+        events.push(Event::Done);
+        let (session, told) = drive_telling(&mut Recording::new(events, ""));
+        // Held back until the scan, then told with the leak.
+        assert_eq!(told, ["0 FAIL memory leak in leak_init_alloc", "1 PASS "]);
+        let details = &session.verdicts[0].1.details;
+        assert_eq!(
+            details[..2],
+            [
+                "kmemleak found 2 unreferenced objects this test's modules allocated",
+                "kmemleak: unreferenced object of 256 bytes allocated by leak_init"
+            ]
+        );
+        assert!(
+            details.contains(&"  0xffffffffa0000006".to_string()),
+            "{details:?}"
+        );
+    }
+
+    #[test]
+    fn without_a_scan_held_verdicts_are_told_as_they_are_and_worse_verdicts_stay() {
+        // The VM ended before the scan: the verdicts stand as judged.
+        let map = map_at(TEXT, &[]);
+        let mut events = vec![hello_with_leak_scan(1, true)];
+        events.extend(test_events(0, "leak_init", &map, 300_000, false, true));
+        let (_, told) = drive_telling(&mut Recording::new(events, ""));
+        assert_eq!(told, ["0 PASS "]);
+        // A test that already failed keeps its verdict, with the leak in its details.
+        let mut verdicts = vec![(
+            0,
+            Verdict::new("m", "t", Outcome::Timeout, "the guest stopped answering"),
+        )];
+        let maps = [crate::judge::records::MappedModule {
+            test: 0,
+            module: "leak_init".into(),
+            map: map_at(TEXT, &[("leak_init_alloc", 0)]),
+            reload: false,
+            mapped_at: 0,
+            unloaded_at: Some(1),
+        }];
+        let leaks = unload::leaks(KMEMLEAK, &maps.iter().collect::<Vec<_>>());
+        assert_eq!(leaks.len(), 2, "the boot-time object is not a module's");
+        charge_leaks(&mut verdicts, &leaks);
+        let v = &verdicts[0].1;
+        assert_eq!(v.outcome, Outcome::Timeout);
+        assert_eq!(v.details[0], "also: memory leak in leak_init_alloc");
+    }
+
+    #[test]
+    fn with_a_leak_scan_the_host_waits_for_it_after_the_last_test() {
+        let map = map_at(TEXT, &[]);
+        let mut script = vec![agent(hello_with_leak_scan(1, true))];
+        script.extend(
+            test_events(0, "leak_init", &map, 300_000, false, true)
+                .into_iter()
+                .map(agent),
+        );
+        script.push(None);
+        let mut vm = Scripted::new(script);
+        drive_quietly(&mut vm, None);
+        assert_eq!(vm.deadlines.last(), Some(&(vm.at + LEAK_SCAN_WAIT)));
+    }
 }
