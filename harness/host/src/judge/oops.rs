@@ -821,6 +821,38 @@ demo: unloaded
     }
 
     #[test]
+    fn a_sysfs_name_taken_is_a_finding_that_ends_with_its_stack() {
+        // fs/sysfs/dir.c `sysfs_warn_dup` on a second load whose first left its kobject behind.
+        let log = "\
+sysfs: cannot create duplicate filename '/kernel/demo_left'
+CPU: 0 UID: 0 PID: 39 Comm: kmodlab-load Tainted: G           O       6.12.118 #1
+Call Trace:
+ <TASK>
+ dump_stack_lvl+0x4f/0x60
+ sysfs_warn_dup+0x5b/0x70
+ sysfs_create_dir_ns+0xd3/0xf0
+ kobject_add_internal+0xa5/0x2a0
+ kobject_init_and_add+0x74/0xb0
+ demo_left_init+0x2a/0x1000 [demo_left]
+ do_one_initcall+0x6e/0x1a0
+ </TASK>
+kobject: kobject_add_internal failed for demo_left with -EEXIST, don't try to register things with the same name in the same directory.
+";
+        let crashes = scan(&lines(log));
+        assert_eq!(crashes.len(), 1);
+        assert_eq!(
+            (crashes[0].class, crashes[0].title.as_str()),
+            (
+                C::DuplicateName,
+                "sysfs: cannot create duplicate filename /kernel/demo_left"
+            )
+        );
+        assert_eq!(crashes[0].class.outcome(), Outcome::Fail);
+        assert_eq!(crashes[0].report.len(), 12);
+        assert!(!is_crash_marker(log.lines().next().unwrap_or_default()));
+    }
+
+    #[test]
     fn unreliable_frames_are_not_blamed() {
         let log = "BUG: scheduling while atomic: insmod/53/0x00000002\n ? demo_wrong+0x5/0x10 [demo]\n demo_right+0x5/0x10 [demo]\n";
         assert_eq!(only(log).1, "BUG: scheduling while atomic in demo_right");

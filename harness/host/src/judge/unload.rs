@@ -363,3 +363,180 @@ pub fn leaks(report: &str, maps: &[&MappedModule]) -> Vec<Leak> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kmodlab_protocol::{AddressRange, ModuleMap};
+
+    const TEXT: u64 = 0xffff_ffff_a000_0000;
+
+    fn module(test: u32, name: &str, text: u64, unloaded_at: Option<usize>) -> MappedModule {
+        MappedModule {
+            test,
+            module: name.into(),
+            map: ModuleMap {
+                sections: vec![AddressRange {
+                    name: ".text".into(),
+                    start: text,
+                    size: 0x1000,
+                }],
+                functions: vec![AddressRange {
+                    name: format!("{name}_fn"),
+                    start: text + 0x10,
+                    size: 0x40,
+                }],
+            },
+            reload: false,
+            mapped_at: 0,
+            unloaded_at,
+        }
+    }
+
+    fn crash_of(text: &str) -> Crash {
+        let lines: Vec<&str> = text.lines().collect();
+        oops::first(&lines).expect("a report")
+    }
+
+    /// A lockdep report on the debug kernel for a work item whose module was unloaded: no RIP
+    /// line, the work function a bare frame under `process_one_work`.
+    const BAD_UNLOCK: &str = "\
+=====================================
+WARNING: bad unlock balance detected!
+6.12.118 #1 Tainted: G           O
+-------------------------------------
+kworker/0:1/10 is trying to release lock (0xffffffffa0000240) at:
+[<ffffffff810b2f1a>] process_one_work+0x3aa/0x6b0
+but there are no more locks to release!
+other info that might help us debug this:
+2 locks held by kworker/0:1/10:
+stack backtrace:
+CPU: 0 UID: 0 PID: 10 Comm: kworker/0:1 Tainted: G           O       6.12.118 #1
+Workqueue: events 0xffffffffa0000010
+Call Trace:
+ <TASK>
+ dump_stack_lvl+0x5d/0x80
+ print_unlock_imbalance_bug+0x10e/0x120
+ lock_release+0x1fa/0x2c0
+ ? 0xffffffffa0000010
+ process_one_work+0x3b6/0x6b0
+ worker_thread+0x1d5/0x3c0
+ kthread+0xe0/0x110
+ ret_from_fork+0x2d/0x50
+ </TASK>
+";
+
+    #[test]
+    fn a_lockdep_report_from_a_freed_work_item_is_the_use_after_unload_it_is() {
+        let crash = crash_of(BAD_UNLOCK);
+        assert_eq!(crash.title, "bad unlock balance in process_one_work");
+        let mut record = TestRecord::new(4);
+        record.earlier = vec![module(2, "unload_work", TEXT, Some(3))];
+        let u = use_after_unload(&record, &crash, 0).expect("in freed memory");
+        assert_eq!(
+            (u.test, u.title.as_str()),
+            (
+                2,
+                "use after unload in unload_work: work item unload_work_fn"
+            )
+        );
+        // The same address in a module loaded now is its code, not freed memory.
+        record.mapped = vec![module(4, "other", TEXT, None)];
+        assert_eq!(use_after_unload(&record, &crash, 0), None);
+        // Loaded after the report: the report was the freed module's.
+        record.mapped[0].mapped_at = 1;
+        assert_eq!(
+            use_after_unload(&record, &crash, 0).map(|u| u.test),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn only_bare_addresses_and_the_faulting_address_count() {
+        let report: Vec<String> = [
+            "BUG: unable to handle page fault for address: ffffffffa0000800",
+            "RIP: 0010:0xffffffffa0000020",
+            "RSI: ffffffffa0000900 RDI: ffff888002150080",
+            "Workqueue: events 0xffffffffa0000030",
+            " ? 0xffffffffa0000040",
+            "[<ffffffffa0000050>] 0xffffffffa0000050",
+            " demo_fn+0x1/0x2 [demo]",
+            "RIP: 0033:0x7fd586d25175",
+        ]
+        .iter()
+        .map(|l| l.to_string())
+        .collect();
+        assert_eq!(
+            report_addresses(&report),
+            [
+                0xffff_ffff_a000_0020,
+                0xffff_ffff_a000_0800,
+                0xffff_ffff_a000_0030,
+                0xffff_ffff_a000_0040,
+                0xffff_ffff_a000_0050
+            ]
+        );
+        assert_eq!(modules_named(&report), ["demo"]);
+    }
+
+    #[test]
+    fn leak_backtraces_in_both_kernel_formats_name_the_module_function() {
+        let gone = module(1, "leak_init", TEXT, Some(2));
+        let loaded = module(3, "leak_late", TEXT + 0x10_000, None);
+        let maps = [&gone, &loaded];
+        // Older kernels print `[<address>] symbol`; a module that is gone prints bare.
+        let old = "unreferenced object 0xffff888003e5e000 (size 256):
+  comm \"insmod\", pid 71, jiffies 4294892577
+  hex dump (first 32 bytes):
+    6b 6b 6b 6b 6b 6b 6b 6b 6b 6b 6b 6b 6b 6b 6b 6b  kkkkkkkkkkkkkkkk
+  backtrace (crc 5e1a2b3c):
+    [<ffffffff811c9a2e>] kmemleak_alloc+0x4e/0x90
+    [<ffffffff812f0b5c>] __kmalloc_cache_noprof+0x2ac/0x330
+    [<ffffffffa0000023>] 0xffffffffa0000023
+    [<ffffffff81000a57>] do_one_initcall+0x47/0x2f0
+unreferenced object 0xffff888003e5f000 (size 32):
+  comm \"insmod\", pid 80, jiffies 4294892600
+  backtrace (crc 1):
+    __kmalloc_cache_noprof+0x1b3/0x2f0
+    leak_late_alloc+0x16/0x40 [leak_late]
+    do_one_initcall+0x5f/0x260
+";
+        let leaks = leaks(old, &maps);
+        let got: Vec<(u32, String, Option<u64>)> =
+            leaks.iter().map(|l| (l.test, l.title(), l.size)).collect();
+        assert_eq!(
+            got,
+            [
+                (1, "memory leak in leak_init_fn".to_string(), Some(256)),
+                (3, "memory leak in leak_late_alloc".to_string(), Some(32)),
+            ]
+        );
+        assert_eq!(
+            leaks[0].details(),
+            [
+                "kmemleak: unreferenced object of 256 bytes allocated by leak_init",
+                "  [<ffffffff811c9a2e>] kmemleak_alloc+0x4e/0x90",
+                "  [<ffffffff812f0b5c>] __kmalloc_cache_noprof+0x2ac/0x330",
+                "  [<ffffffffa0000023>] 0xffffffffa0000023",
+                "  [<ffffffff81000a57>] do_one_initcall+0x47/0x2f0",
+            ]
+        );
+        assert!(super::leaks("", &maps).is_empty());
+    }
+
+    #[test]
+    fn every_pattern_compiles() {
+        let p = patterns();
+        for re in [
+            &p.rip,
+            &p.fault,
+            &p.workqueue,
+            &p.frame,
+            &p.leak,
+            &p.leak_frame,
+            &p.module_frame,
+        ] {
+            assert!(re.is_some());
+        }
+    }
+}
