@@ -155,20 +155,29 @@ pub fn use_after_unload(record: &TestRecord, crash: &Crash, at: usize) -> Option
         .filter(|m| !loaded_now.contains(&m.module.as_str()))
         .collect();
     let addresses = report_addresses(&crash.report);
-    let (address, module) = addresses.iter().find_map(|&address| {
+    let machinery = machinery_kind(&crash.report);
+    let in_gone = |address: u64| {
         if live.iter().any(|m| m.map.contains(address)) {
             return None;
         }
         // Module memory is reused: the module unloaded last is the likeliest owner.
         let module = gone.iter().rev().find(|m| m.map.contains(address))?;
         Some((address, *module))
+    };
+    // A report from the timer, workqueue or tasklet code itself (`WARNING in expire_timers`:
+    // the timer's memory was freed under it) names the freed object only in a register.
+    let (address, module) = addresses.iter().find_map(|&a| in_gone(a)).or_else(|| {
+        machinery?;
+        register_addresses(&crash.report)
+            .into_iter()
+            .find_map(in_gone)
     })?;
     // The function: the first address in that module the map can name.
     let function = std::iter::once(address)
         .chain(addresses.iter().copied())
         .filter(|a| module.map.contains(*a))
         .find_map(|a| module.map.function_at(a).map(|(name, _)| name.to_string()));
-    let kind = oops::callback_kind(&crash.report);
+    let kind = oops::callback_kind(&crash.report).or(machinery);
     let what = [kind.map(str::to_string), function.clone()]
         .into_iter()
         .flatten()
@@ -211,6 +220,10 @@ struct Patterns {
     leak_frame: Option<Regex>,
     /// A frame in a loaded module: `proc_left_init+0x6/0x1000 [proc_left]`.
     module_frame: Option<Regex>,
+    /// A named frame, reliable or not, or the `RIP:` line's function.
+    named_frame: Option<Regex>,
+    /// `RDI: ffffffffa0002040` (x86 general registers).
+    register: Option<Regex>,
 }
 
 fn patterns() -> &'static Patterns {
@@ -228,7 +241,65 @@ fn patterns() -> &'static Patterns {
             r"(?P<func>[A-Za-z_.$][\w.$]*)\+0x[0-9a-f]+/0x[0-9a-f]+(?:\s+\[(?P<module>[^\]]+)\])?)\s*$"
         )),
         module_frame: re(r"\+0x[0-9a-f]+/0x[0-9a-f]+\s+\[(?P<module>[\w-]+)\]\s*$"),
+        named_frame: re(
+            r"^\s*(?:RIP: [0-9a-f]{4}:|\[<[0-9a-f]+>\]\s*)?(?:\?\s+)?(?P<func>[A-Za-z_.$][\w.$]*)\+0x[0-9a-f]+/0x[0-9a-f]+",
+        ),
+        register: re(r"\bR(?:AX|BX|CX|DX|SI|DI|BP|[89]|1[0-5]): (?P<a>[0-9a-f]{16})\b"),
     })
+}
+
+/// The kernel code that runs deferred callbacks, beyond the runners that call them, and the kind
+/// of callback: a report from inside it (before the callback is called) concerns one.
+const MACHINERY: &[(&str, &str)] = &[
+    ("call_timer_fn", "timer callback"),
+    ("expire_timers", "timer callback"),
+    ("__run_timers", "timer callback"),
+    ("__run_timer_base", "timer callback"),
+    ("run_timer_base", "timer callback"),
+    ("run_timer_softirq", "timer callback"),
+    ("__run_hrtimer", "hrtimer callback"),
+    ("process_one_work", "work item"),
+    ("process_scheduled_works", "work item"),
+    ("worker_thread", "work item"),
+    ("tasklet_action_common", "tasklet"),
+    ("tasklet_action", "tasklet"),
+    ("tasklet_hi_action", "tasklet"),
+    ("rcu_do_batch", "RCU callback"),
+    ("rcu_core", "RCU callback"),
+];
+
+/// The kind of callback whose machinery the report's trace (or its `RIP:`) shows.
+fn machinery_kind(report: &[String]) -> Option<&'static str> {
+    let frame = patterns().named_frame.as_ref()?;
+    report.iter().find_map(|line| {
+        let name = frame.captures(line)?.name("func")?.as_str();
+        let name = name.split('.').next().unwrap_or(name);
+        MACHINERY
+            .iter()
+            .find(|(runner, _)| *runner == name)
+            .map(|(_, kind)| *kind)
+    })
+}
+
+/// Kernel addresses held in the registers a report dumps (`RDI: ffffffffa0002040`).
+fn register_addresses(report: &[String]) -> Vec<u64> {
+    let Some(re) = patterns().register.as_ref() else {
+        return vec![];
+    };
+    let mut out = Vec::new();
+    for line in report {
+        for caps in re.captures_iter(line) {
+            let value = caps
+                .name("a")
+                .and_then(|a| u64::from_str_radix(a.as_str(), 16).ok());
+            if let Some(value) = value.filter(|v| *v >= 0xffff_0000_0000_0000) {
+                if !out.contains(&value) {
+                    out.push(value);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The modules a report names frames of: loaded while it was printed.
@@ -451,6 +522,53 @@ Call Trace:
         );
     }
 
+    /// The default kernel, when the timer's own memory (in the module's `.bss`) was freed and
+    /// zeroed under it: the timer code warns before it calls anything; only a register holds
+    /// the freed timer's address.
+    const WARNING_IN_TIMER_CODE: &str = "\
+------------[ cut here ]------------
+WARNING: CPU: 1 PID: 0 at kernel/time/timer.c:1782 __run_timers+0x22a/0x2a0
+Modules linked in: hello(O)
+CPU: 1 UID: 0 PID: 0 Comm: swapper/1 Tainted: G           O       6.12.118 #1
+RIP: 0010:__run_timers+0x22a/0x2a0
+RSP: 0018:ffffc90000108ee8 EFLAGS: 00010046
+RAX: 0000000000000000 RBX: ffff88800f91b4c0 RCX: 0000000000000000
+RDX: ffffc90000108f00 RSI: 0000000000000000 RDI: ffffffffa0002040
+Call Trace:
+ <IRQ>
+ ? __warn+0x89/0x130
+ ? __run_timers+0x22a/0x2a0
+ run_timer_softirq+0x2a4/0x2f0
+ handle_softirqs+0xbf/0x210
+ </IRQ>
+---[ end trace 0000000000000000 ]---
+";
+
+    #[test]
+    fn a_warning_in_the_timer_code_about_a_freed_timer_names_the_module_by_a_register() {
+        let crash = crash_of(WARNING_IN_TIMER_CODE);
+        assert_eq!(crash.title, "WARNING in __run_timers");
+        let mut gone = module(0, "unload_timer", TEXT, Some(2));
+        gone.map.sections.push(AddressRange {
+            name: ".bss".into(),
+            start: TEXT + 0x2000,
+            size: 0x100,
+        });
+        let mut record = TestRecord::new(1);
+        record.earlier = vec![gone];
+        record.mapped = vec![module(1, "hello", TEXT + 0x10_000, None)];
+        let u = use_after_unload(&record, &crash, 0).expect("the freed timer");
+        assert_eq!(
+            (u.test, u.title.as_str()),
+            (0, "use after unload in unload_timer: timer callback")
+        );
+        // Outside the deferred-callback code, registers are not taken as evidence.
+        let elsewhere = WARNING_IN_TIMER_CODE
+            .replace("__run_timers", "demo_check")
+            .replace("run_timer_softirq", "demo_call");
+        assert_eq!(use_after_unload(&record, &crash_of(&elsewhere), 0), None);
+    }
+
     #[test]
     fn only_bare_addresses_and_the_faulting_address_count() {
         let report: Vec<String> = [
@@ -535,6 +653,8 @@ unreferenced object 0xffff888003e5f000 (size 32):
             &p.leak,
             &p.leak_frame,
             &p.module_frame,
+            &p.named_frame,
+            &p.register,
         ] {
             assert!(re.is_some());
         }

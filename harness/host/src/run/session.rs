@@ -1067,9 +1067,13 @@ mod tests {
             false,
             true,
         ));
-        // The agent sent the report as kernel records, and test 1 finished all the same.
+        // The agent sent the report as kernel records, and test 1 finished all the same, with
+        // the kernel tainted D (died) by the crash.
         let mut second = test_events(1, "hello", &hello, 500_000, false, true);
-        let finished = second.pop().expect("test_finished");
+        let mut finished = second.pop().expect("test_finished");
+        if let Event::TestFinished { taint, .. } = &mut finished {
+            *taint |= 1 << 7;
+        }
         for (i, line) in captured("unload_delayed_work").lines().enumerate() {
             second.push(Event::Kmsg(KmsgRecord {
                 seq: 100 + i as u64,
