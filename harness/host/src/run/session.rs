@@ -1055,6 +1055,37 @@ mod tests {
     }
 
     #[test]
+    fn a_timer_firing_while_the_next_module_loads_is_charged_to_the_test_that_left_it() {
+        // The callback 8 KiB into .text; the next test's module (sleeper) is still in its init,
+        // so its map has not come: the freed address is the timer's module's alone.
+        let mut timer = map_at(TEXT, &[]);
+        timer.sections[0].size = 0x3000;
+        timer.functions.push(AddressRange {
+            name: "unload_timer_tick".into(),
+            start: TEXT + 0x2010,
+            size: 0x40,
+        });
+        let mut events = vec![hello_with_leak_scan(2, false)];
+        events.extend(test_events(0, "unload_timer", &timer, 300_000, false, true));
+        events.push(Event::TestStarted {
+            test: 1,
+            taint: 4096,
+        });
+        let console = captured("unload_timer_next_module");
+        let (_, told) = drive_telling(&mut Recording::new(events, &console));
+        assert_eq!(
+            told,
+            [
+                "0 PASS ",
+                "0 CRASH use after unload in unload_timer: timer callback unload_timer_tick",
+                "1 ERROR the kernel crashed in unload_timer, unloaded by test 0, and this test \
+                 could not finish: use after unload in unload_timer: timer callback \
+                 unload_timer_tick",
+            ]
+        );
+    }
+
+    #[test]
     fn a_later_test_that_finished_keeps_its_verdict_with_a_note() {
         let work = map_at(TEXT, &[("unload_delayed_work_fn", 0)]);
         let hello = map_at(TEXT + 0x10_000, &[]);
