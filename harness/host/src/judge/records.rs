@@ -161,7 +161,9 @@ impl TestRecord {
                 if *reload {
                     self.reunloads.push((module.clone(), result.clone()))
                 } else {
-                    self.first_unloaded_at = Some(self.kmsg.len());
+                    if *result == OpResult::Ok {
+                        self.first_unloaded_at = Some(self.kmsg.len());
+                    }
                     self.unloads.push((module.clone(), result.clone()))
                 }
             }

@@ -121,6 +121,31 @@ struct Facts<'a> {
 /// The detail saying a report came during the second round of a reload.
 const ON_RELOAD: &str =
     "this came on the second load, after the first unload: the first unload left something behind";
+/// The detail saying a report came once the module was unloaded, before any second load was
+/// reported (in the window after the unload, or during a second load the kernel did not survive).
+const AFTER_UNLOAD: &str = "this came after the module was unloaded (in the window after the \
+     unload, or on a second load that never returned): the unload left something behind";
+
+/// Whether the report came from the unload itself (the module's exit), whose kernel records the
+/// agent may forward after it reported the unload.
+fn by_unload(found: &Found) -> bool {
+    found
+        .crash
+        .report
+        .iter()
+        .any(|l| l.contains("sys_delete_module") || l.contains("Comm: kmodlab-unload"))
+}
+
+/// What to say of when a report came, if it came after the first unload.
+fn when_detail(found: &Found, record: &TestRecord) -> Option<&'static str> {
+    if found.second_round(record) {
+        Some(ON_RELOAD)
+    } else if record.first_unloaded_at.is_some_and(|u| found.at >= u) && !by_unload(found) {
+        Some(AFTER_UNLOAD)
+    } else {
+        None
+    }
+}
 
 /// The first rule that finds something, most severe first; a pass when none does.
 fn decide(spec: &TestSpec, record: &TestRecord) -> Decision {
@@ -203,8 +228,8 @@ fn crash(facts: &Facts) -> Option<Decision> {
     let crash = &found.crash;
     let Some(u) = &found.after_unload else {
         let mut details = crash.report.clone();
-        if found.second_round(record) {
-            details.insert(0, ON_RELOAD.to_string());
+        if let Some(when) = when_detail(&found, record) {
+            details.insert(0, when.to_string());
         }
         return Some(Decision::new(Outcome::Crash, crash.title.clone()).details(details));
     };

@@ -1209,6 +1209,43 @@ mod tests {
     }
 
     #[test]
+    fn a_report_after_the_unload_that_names_no_module_address_says_when_it_came() {
+        // The timer code warns about the freed timer; no address of the module in the report.
+        let warning = "\
+------------[ cut here ]------------
+WARNING: CPU: 1 PID: 0 at kernel/time/timer.c:1782 __run_timers+0x22a/0x2a0
+Modules linked in:
+RIP: 0010:__run_timers+0x22a/0x2a0
+Call Trace:
+ <IRQ>
+ run_timer_softirq+0x2a4/0x2f0
+ handle_softirqs+0xbf/0x210
+ </IRQ>
+---[ end trace 0000000000000000 ]---";
+        let map = map_at(TEXT, &[]);
+        let mut events = vec![hello_with_leak_scan(1, false)];
+        let mut test = test_events(0, "unload_timer", &map, 300_000, false, true);
+        let finished = test.pop().expect("test_finished");
+        test.push(Event::Kmsg(KmsgRecord {
+            seq: 900,
+            level: 4,
+            facility: 0,
+            ts_us: 450_000,
+            text: warning.replace('\n', "\\x0a"),
+            caller: None,
+        }));
+        test.push(finished);
+        events.extend(test);
+        let (session, told) = drive_telling(&mut Recording::new(events, ""));
+        assert_eq!(told, ["0 CRASH WARNING in __run_timers"]);
+        assert!(
+            session.verdicts[0].1.details[0].starts_with("this came after the module was unloaded"),
+            "{:?}",
+            session.verdicts[0].1.details
+        );
+    }
+
+    #[test]
     fn a_second_load_refused_or_a_second_unload_refused_is_a_fail() {
         let map = map_at(TEXT, &[]);
         let refused = |errno: i32, name: &str, message: &str| OpResult::Failed {
