@@ -363,10 +363,13 @@ impl<W: Write> Agent<W> {
             Unloading::Stop => return Flow::Stop,
             Unloading::Done(all) => all,
         };
-        self.after_unload(test);
         if test.reload && all_loaded && unloaded && !test.modules.is_empty() {
+            // No watch between the rounds: a leftover of the first round that fires into the
+            // second's code (the module usually gets the same addresses back) is this test's all
+            // the same, and the second round leaves the same thing behind for the final watch.
             return self.load_again(test);
         }
+        self.after_unload(test);
         Flow::Next
     }
 

@@ -8,4 +8,5 @@ pub mod oops;
 pub mod records;
 pub mod rules;
 pub mod taint;
+pub mod unload;
 pub mod verdict;

@@ -62,6 +62,10 @@ pub enum CrashClass {
     /// the module's init returned a positive value. The kernel loads the module anyway and
     /// carries on, so this is a FAIL of the module, not a crash of the kernel.
     InitReturn,
+    /// `sysfs: cannot create duplicate filename '/module/m/...'` with a stack dump: a name the
+    /// module registers is taken (on a reload: by what its first unload left behind). The kernel
+    /// refuses the registration and carries on: a FAIL.
+    DuplicateName,
 }
 
 impl CrashClass {
@@ -88,6 +92,7 @@ impl CrashClass {
             CrashClass::RustPanic => "rust_panic",
             CrashClass::OtherBug => "other_bug",
             CrashClass::InitReturn => "init_return",
+            CrashClass::DuplicateName => "duplicate_name",
         }
     }
 
@@ -95,7 +100,7 @@ impl CrashClass {
     /// unharmed (a positive init return), which are the module's FAIL and leave the VM running.
     pub fn outcome(self) -> Outcome {
         match self {
-            CrashClass::InitReturn => Outcome::Fail,
+            CrashClass::InitReturn | CrashClass::DuplicateName => Outcome::Fail,
             _ => Outcome::Crash,
         }
     }
@@ -389,7 +394,22 @@ fn blamed_function(
                 .as_ref()
                 .and_then(|re| re.captures(faulting?)?.name("at"))
                 .is_some_and(|at| at.as_str().starts_with("0x"));
-            let runner = first_frame().filter(|_| bare)?;
+            if !bare {
+                return None;
+            }
+            // The first reliable frame; a callback in freed memory often leaves only unreliable
+            // ones (`? call_timer_fn.constprop.0+0xe/0x70`), and then the first of those that
+            // is a runner.
+            let runner = first_frame().or_else(|| {
+                let re = c.frame.as_ref()?;
+                span.iter().skip(1).find_map(|line| {
+                    let name = clean_symbol(re.captures(line)?.name("func")?.as_str());
+                    CALLBACK_RUNNERS
+                        .iter()
+                        .any(|(runner, _)| *runner == name)
+                        .then(|| name.to_string())
+                })
+            })?;
             CALLBACK_RUNNERS
                 .iter()
                 .find(|(name, _)| *name == runner)
@@ -398,6 +418,21 @@ fn blamed_function(
         Func::AnyRip => rip_func(c, faulting)
             .map(|f| clean_symbol(f).to_string())
             .filter(|f| !f.is_empty()),
+    })
+}
+
+/// The kind of callback a report's call trace shows running (`timer callback`, `work item`,
+/// ...): the first frame, reliable or not (`? call_timer_fn.constprop.0+0xe/0x70`: a callback in
+/// freed memory leaves no reliable frames), that is a [`CALLBACK_RUNNERS`] entry.
+pub fn callback_kind(report: &[String]) -> Option<&'static str> {
+    let frame = compiled().frame.as_ref()?;
+    report.iter().find_map(|line| {
+        let caps = frame.captures(strip_timestamp(line).trim_end())?;
+        let name = clean_symbol(caps.name("func")?.as_str());
+        CALLBACK_RUNNERS
+            .iter()
+            .find(|(runner, _)| *runner == name)
+            .map(|(_, what)| *what)
     })
 }
 
@@ -783,6 +818,38 @@ demo: unloaded
             crashes[0].report.last().map(String::as_str),
             Some(" </TASK>")
         );
+    }
+
+    #[test]
+    fn a_sysfs_name_taken_is_a_finding_that_ends_with_its_stack() {
+        // fs/sysfs/dir.c `sysfs_warn_dup` on a second load whose first left its kobject behind.
+        let log = "\
+sysfs: cannot create duplicate filename '/kernel/demo_left'
+CPU: 0 UID: 0 PID: 39 Comm: kmodlab-load Tainted: G           O       6.12.118 #1
+Call Trace:
+ <TASK>
+ dump_stack_lvl+0x4f/0x60
+ sysfs_warn_dup+0x5b/0x70
+ sysfs_create_dir_ns+0xd3/0xf0
+ kobject_add_internal+0xa5/0x2a0
+ kobject_init_and_add+0x74/0xb0
+ demo_left_init+0x2a/0x1000 [demo_left]
+ do_one_initcall+0x6e/0x1a0
+ </TASK>
+kobject: kobject_add_internal failed for demo_left with -EEXIST, don't try to register things with the same name in the same directory.
+";
+        let crashes = scan(&lines(log));
+        assert_eq!(crashes.len(), 1);
+        assert_eq!(
+            (crashes[0].class, crashes[0].title.as_str()),
+            (
+                C::DuplicateName,
+                "sysfs: cannot create duplicate filename /kernel/demo_left"
+            )
+        );
+        assert_eq!(crashes[0].class.outcome(), Outcome::Fail);
+        assert_eq!(crashes[0].report.len(), 12);
+        assert!(!is_crash_marker(log.lines().next().unwrap_or_default()));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! into one [`TestRecord`] per test.
 
 use super::oops;
-use kmodlab_protocol::{Event, KmsgRecord, OpResult, WaitEnd};
+use kmodlab_protocol::{Event, KmsgRecord, ModuleMap, OpResult, WaitEnd};
 use std::time::Duration;
 
 /// Why the host stopped waiting for a test that never finished.
@@ -36,6 +36,36 @@ pub struct TestRecord {
     pub duration: Duration,
     /// The test's programs (its `[[test.run]]` list), in the order they ran.
     pub programs: Vec<ProgramRecord>,
+    /// Where each module this test loaded lay in memory (both rounds of a reload), in load order.
+    pub mapped: Vec<MappedModule>,
+    /// The modules earlier tests of this VM loaded: a timer one of them left armed can fire
+    /// during this test, into its freed code.
+    pub earlier: Vec<MappedModule>,
+    /// How many of [`TestRecord::kmsg`] came before the second round of a reload began (the
+    /// first `ModuleLoaded { reload: true }`); `None` without a second round. KTAP and the
+    /// spec's patterns are judged on the records before it.
+    pub reload_from: Option<usize>,
+    /// The second round's loads and unloads.
+    pub reloads: Vec<(String, OpResult)>,
+    pub reunloads: Vec<(String, OpResult)>,
+    /// How many kernel records had come when the first round's last unload was reported.
+    pub first_unloaded_at: Option<usize>,
+}
+
+/// A module a test loaded, where it lay, and when (in its test's kernel records) it came and went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappedModule {
+    /// The test that loaded it.
+    pub test: u32,
+    pub module: String,
+    pub map: ModuleMap,
+    /// Loaded by the second round of a reload.
+    pub reload: bool,
+    /// How many of its test's kernel records came before it was mapped.
+    pub mapped_at: usize,
+    /// How many of its test's kernel records came before it was unloaded; `None` while it is
+    /// loaded (or its unload failed).
+    pub unloaded_at: Option<usize>,
 }
 
 /// How one program of a test ended, as the agent reported it.
@@ -86,12 +116,56 @@ impl TestRecord {
                 self.started = true;
                 self.taint_before = Some(*taint);
             }
-            Event::ModuleLoaded { module, result, .. } => {
-                self.loads.push((module.clone(), result.clone()))
+            Event::ModuleLoaded {
+                module,
+                result,
+                reload,
+                duration_us,
+                ..
+            } => {
+                if *reload {
+                    if self.reload_from.is_none() {
+                        self.reload_from = Some(self.second_round_start(*duration_us));
+                    }
+                    self.reloads.push((module.clone(), result.clone()))
+                } else {
+                    self.loads.push((module.clone(), result.clone()))
+                }
             }
+            Event::ModuleMapped { module, map, .. } => self.mapped.push(MappedModule {
+                test: self.id,
+                module: module.clone(),
+                map: map.clone(),
+                reload: self.reload_from.is_some(),
+                mapped_at: self.kmsg.len(),
+                unloaded_at: None,
+            }),
             Event::WaitEnded { end, .. } => self.wait = Some(*end),
-            Event::ModuleUnloaded { module, result, .. } => {
-                self.unloads.push((module.clone(), result.clone()))
+            Event::ModuleUnloaded {
+                module,
+                result,
+                reload,
+                ..
+            } => {
+                if *result == OpResult::Ok {
+                    let at = self.kmsg.len();
+                    if let Some(m) = self
+                        .mapped
+                        .iter_mut()
+                        .rev()
+                        .find(|m| m.module == *module && m.reload == *reload)
+                    {
+                        m.unloaded_at.get_or_insert(at);
+                    }
+                }
+                if *reload {
+                    self.reunloads.push((module.clone(), result.clone()))
+                } else {
+                    if *result == OpResult::Ok {
+                        self.first_unloaded_at = Some(self.kmsg.len());
+                    }
+                    self.unloads.push((module.clone(), result.clone()))
+                }
             }
             Event::Kmsg(record) => self.kmsg.push(record.clone()),
             Event::TestFinished {
@@ -120,14 +194,62 @@ impl TestRecord {
             }),
             Event::Hello { .. }
             | Event::AgentError { .. }
-            | Event::Done
-            | Event::ModuleMapped { .. }
-            | Event::LeakScan { .. } => {}
+            | Event::LeakScan { .. }
+            | Event::Done => {}
         }
     }
 
+    /// Where the second round began, told when its first load is reported (`load_us` after the
+    /// load began): the agent reports a load once it returned, so what the module's second init
+    /// printed came before. The records after the first round's unload stamped within the
+    /// load's duration of the newest one are the second load's; older ones were printed in the
+    /// window after the first unload.
+    fn second_round_start(&self, load_us: u64) -> usize {
+        let floor = self.first_unloaded_at.unwrap_or(self.kmsg.len());
+        let Some(newest) = self.kmsg.last().map(|r| r.ts_us) else {
+            return 0;
+        };
+        let began = newest.saturating_sub(load_us);
+        (floor..self.kmsg.len())
+            .find(|&i| self.kmsg[i].ts_us >= began)
+            .unwrap_or(self.kmsg.len())
+    }
+
+    /// Every kernel record's lines, both rounds of a reload.
     pub fn kmsg_lines(&self) -> Vec<&str> {
         self.kmsg.iter().flat_map(|r| r.lines()).collect()
+    }
+
+    /// The lines of the kernel records before the second round of a reload (all without one):
+    /// what KTAP and the spec's patterns are judged on.
+    pub fn first_round_lines(&self) -> Vec<&str> {
+        let end = self
+            .reload_from
+            .unwrap_or(self.kmsg.len())
+            .min(self.kmsg.len());
+        self.kmsg[..end].iter().flat_map(|r| r.lines()).collect()
+    }
+
+    /// How many of [`TestRecord::kmsg_lines`] come before the second round (all without one).
+    pub fn first_round_line_count(&self) -> usize {
+        let end = self
+            .reload_from
+            .unwrap_or(self.kmsg.len())
+            .min(self.kmsg.len());
+        self.kmsg[..end].iter().map(|r| r.lines().count()).sum()
+    }
+
+    /// The index of the kernel record that line `line` of [`TestRecord::kmsg_lines`] is part of
+    /// (the number of records, for a line past them).
+    pub fn record_of_line(&self, line: usize) -> usize {
+        let mut seen = 0;
+        for (i, r) in self.kmsg.iter().enumerate() {
+            seen += r.lines().count();
+            if line < seen {
+                return i;
+            }
+        }
+        self.kmsg.len()
     }
 }
 
@@ -143,11 +265,13 @@ pub enum Step {
     /// A kernel failure report began while a test ran: it will not finish by itself for long.
     ReportStarted,
     /// The agent finished a test: its whole record.
-    TestFinished(TestRecord),
+    TestFinished(Box<TestRecord>),
     /// `agent error while CONTEXT: MESSAGE`.
     AgentError(String),
     /// The agent finished its plan.
     Done,
+    /// kmemleak's report after the last test: the raw text of `/sys/kernel/debug/kmemleak`.
+    LeakScan(String),
 }
 
 /// One VM's agent events and console lines, put together into one [`TestRecord`] per test. A live
@@ -156,6 +280,14 @@ pub enum Step {
 #[derive(Debug, Default)]
 pub struct VmRecords {
     booted: bool,
+    /// The agent will scan for leaks after the last test ([`Step::LeakScan`]).
+    leak_scan: bool,
+    /// How many tests the agent's plan has.
+    planned: u32,
+    /// How many tests have ended (finished or interrupted).
+    ended: u32,
+    /// Every module the tests of this VM that ended loaded, in load order.
+    maps: Vec<MappedModule>,
     kernel_release: Option<String>,
     running: Option<Running>,
     /// The timestamp of the newest kernel record the agent has sent.
@@ -182,6 +314,29 @@ impl VmRecords {
         self.kernel_release.as_deref()
     }
 
+    /// Whether the agent said it will scan for leaks after the last test.
+    pub fn leak_scan(&self) -> bool {
+        self.leak_scan
+    }
+
+    /// Whether every test of the agent's plan has ended: with a leak scan, the agent is now
+    /// waiting for kmemleak.
+    pub fn all_ended(&self) -> bool {
+        self.booted && self.running.is_none() && self.ended >= self.planned
+    }
+
+    /// Every module loaded by the tests of this VM that ended (and by the running one).
+    pub fn maps(&self) -> Vec<&MappedModule> {
+        let running = self.running.iter().flat_map(|r| &r.record.mapped);
+        self.maps.iter().chain(running).collect()
+    }
+
+    /// A test ended: its modules join the VM's.
+    fn ended(&mut self, record: &TestRecord) {
+        self.ended += 1;
+        self.maps.extend(record.mapped.iter().cloned());
+    }
+
     /// The test running now, if any.
     pub fn running(&self) -> Option<u32> {
         self.running.as_ref().map(|r| r.record.id)
@@ -190,14 +345,22 @@ impl VmRecords {
     /// Takes in one agent event.
     pub fn event(&mut self, event: &Event) -> Step {
         match event {
-            Event::Hello { kernel_release, .. } => {
+            Event::Hello {
+                kernel_release,
+                leak_scan,
+                tests,
+                ..
+            } => {
                 self.booted = true;
+                self.leak_scan = *leak_scan;
+                self.planned = *tests;
                 self.kernel_release = Some(kernel_release.clone());
                 Step::Booted
             }
             Event::TestStarted { test, .. } => {
                 let mut record = TestRecord::new(*test);
                 record.apply(event);
+                record.earlier = self.maps.clone();
                 self.running = Some(Running {
                     record,
                     after_us: self.last_kmsg_us,
@@ -209,11 +372,13 @@ impl VmRecords {
             Event::TestFinished { .. } => match self.running.take() {
                 Some(Running { mut record, .. }) => {
                     record.apply(event);
-                    Step::TestFinished(record)
+                    self.ended(&record);
+                    Step::TestFinished(Box::new(record))
                 }
                 None => Step::Recorded,
             },
             Event::Done => Step::Done,
+            Event::LeakScan { report, .. } => Step::LeakScan(report.clone()),
             Event::AgentError { context, message } => {
                 Step::AgentError(format!("agent error while {context}: {message}"))
             }
@@ -268,6 +433,7 @@ impl VmRecords {
     /// record already says), and how long it ran by the host's clock when the agent never said.
     pub fn interrupt(&mut self, why: Interruption, ran: Duration) -> Option<TestRecord> {
         let mut record = self.running.take()?.record;
+        self.ended(&record);
         if !record.finished {
             record.duration = ran;
             record.interrupted.get_or_insert(why);
@@ -378,5 +544,45 @@ mod tests {
         assert!(records
             .interrupt(Interruption::VmEnded, Duration::ZERO)
             .is_none());
+    }
+
+    #[test]
+    fn the_second_round_begins_where_its_load_began_not_at_its_report() {
+        let mut record = TestRecord::new(0);
+        let op = |reload: bool, duration_us: u64| Event::ModuleLoaded {
+            test: 0,
+            module: "m".into(),
+            result: OpResult::Ok,
+            duration_us,
+            reload,
+            pid: None,
+        };
+        record.apply(&op(false, 900));
+        record.apply(&kmsg(1_000_000, "m: first init"));
+        record.apply(&Event::ModuleUnloaded {
+            test: 0,
+            module: "m".into(),
+            result: OpResult::Ok,
+            duration_us: 300,
+            reload: false,
+            pid: None,
+        });
+        // In the window after the unload, then printed by the second init (5 ms long).
+        record.apply(&kmsg(1_100_000, "m: something late"));
+        record.apply(&kmsg(
+            1_400_000,
+            "WARNING: CPU: 0 PID: 35 at fs/proc/generic.c:399 proc_register+0x183/0x220",
+        ));
+        record.apply(&kmsg(1_402_000, "m: cannot create /proc/m"));
+        record.apply(&op(true, 5_000));
+        assert_eq!(record.reload_from, Some(2));
+        assert_eq!(
+            record.first_round_lines(),
+            ["m: first init", "m: something late"]
+        );
+        assert_eq!(record.first_round_line_count(), 2);
+        assert_eq!((record.loads.len(), record.reloads.len()), (1, 1));
+        assert_eq!(record.record_of_line(3), 3);
+        assert_eq!(record.record_of_line(9), 4);
     }
 }

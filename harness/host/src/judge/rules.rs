@@ -8,6 +8,7 @@
 //! first reason, most severe first: a crash explains everything after it.
 
 use super::records::{self, Interruption, ProgramRecord, TestRecord};
+use super::unload::{self, Found};
 use super::verdict::{Outcome, Verdict};
 use super::{ktap, oops, taint};
 use crate::spec::TestSpec;
@@ -108,8 +109,42 @@ impl Decision {
 struct Facts<'a> {
     spec: &'a TestSpec,
     record: &'a TestRecord,
+    /// The kernel's lines before the second round of a reload: KTAP and the patterns.
     kmsg: Vec<&'a str>,
+    /// Every kernel line, both rounds: the kernel's own reports.
+    all_kmsg: Vec<&'a str>,
     console: Vec<&'a str>,
+    /// The crash reports in the window, each classified (use after unload, and whose).
+    crashes: Vec<Found>,
+}
+
+/// The detail saying a report came during the second round of a reload.
+const ON_RELOAD: &str =
+    "this came on the second load, after the first unload: the first unload left something behind";
+/// The detail saying a report came once the module was unloaded, before any second load was
+/// reported (in the window after the unload, or during a second load the kernel did not survive).
+const AFTER_UNLOAD: &str = "this came after the module was unloaded (in the window after the \
+     unload, or on a second load that never returned): the unload left something behind";
+
+/// Whether the report came from the unload itself (the module's exit), whose kernel records the
+/// agent may forward after it reported the unload.
+fn by_unload(found: &Found) -> bool {
+    found
+        .crash
+        .report
+        .iter()
+        .any(|l| l.contains("sys_delete_module") || l.contains("Comm: kmodlab-unload"))
+}
+
+/// What to say of when a report came, if it came after the first unload.
+fn when_detail(found: &Found, record: &TestRecord) -> Option<&'static str> {
+    if found.second_round(record) {
+        Some(ON_RELOAD)
+    } else if record.first_unloaded_at.is_some_and(|u| found.at >= u) && !by_unload(found) {
+        Some(AFTER_UNLOAD)
+    } else {
+        None
+    }
 }
 
 /// The first rule that finds something, most severe first; a pass when none does.
@@ -117,12 +152,14 @@ fn decide(spec: &TestSpec, record: &TestRecord) -> Decision {
     let facts = Facts {
         spec,
         record,
-        kmsg: record.kmsg_lines(),
+        kmsg: record.first_round_lines(),
+        all_kmsg: record.kmsg_lines(),
         console: record.console.iter().map(String::as_str).collect(),
+        crashes: unload::crashes(record),
     };
     // With `load_error`, a refusal other than the expected one is a FAIL, reported after the
     // timeouts and crashes, which explain more.
-    let rules: [fn(&Facts) -> Option<Decision>; 14] = [
+    let rules: [fn(&Facts) -> Option<Decision>; 16] = [
         crash,
         load_failure,
         wait_timeout,
@@ -131,50 +168,193 @@ fn decide(spec: &TestSpec, record: &TestRecord) -> Decision {
         program_timeout,
         refusal_mismatch,
         kernel_finding,
+        reload_failure,
         ktap_failures,
         expected_lines,
         forbidden_lines,
         judge_programs,
         new_taint,
         unload_failure,
+        reunload_failure,
     ];
-    rules
+    let mut decision = rules
         .iter()
         .find_map(|rule| rule(&facts))
-        .unwrap_or_else(Decision::pass)
+        .unwrap_or_else(Decision::pass);
+    // Another test's module crashing during a test that finished all the same: the crash is
+    // that test's (the session charges it there); this one keeps its verdict, with a note.
+    if record.finished {
+        for found in unload::charged_elsewhere(record) {
+            if let Some(u) = found.foreign(record) {
+                decision.details.push(format!(
+                    "note: the kernel crashed in {}, unloaded by test {}, during this test ({}); \
+                     charged to test {}",
+                    u.module, u.test, u.title, u.test
+                ));
+            }
+        }
+    }
+    decision
 }
 
 /// A kernel failure marker anywhere in the window: the agent's records first (complete and in
-/// order), the console when the agent could not send them (the kernel was dying).
+/// order), the console when the agent could not send them (the kernel was dying). A report in
+/// the memory of a module that was unloaded is titled as the use after unload it is; one in a
+/// module another test loaded is that test's crash, and this test's only when it interrupted it
+/// (an ERROR: the test could not finish).
 fn crash(facts: &Facts) -> Option<Decision> {
+    let record = facts.record;
     // The console is only consulted for a test the agent could not finish: the guest sends the
     // agent's events by interrupt while console output is synchronous, so console lines can
-    // overtake the event that ended the previous test.
-    let is_crash = |class: oops::CrashClass| class.outcome() == Outcome::Crash;
-    let agent_crash = oops::first_where(&facts.kmsg, is_crash);
-    let console_crash = if facts.record.finished {
-        None
-    } else {
-        oops::first_where(&facts.console, is_crash)
-    };
-    let crash = match (agent_crash, console_crash) {
+    // overtake the event that ended the previous test. A finished test is not judged on
+    // another test's crash.
+    let mine = |f: &&Found| !(record.finished && f.foreign(record).is_some());
+    let agent = facts.crashes.iter().filter(|f| !f.console).find(mine);
+    let console = facts.crashes.iter().filter(|f| f.console).find(mine);
+    let found = match (agent, console) {
         // When the guest hung just after a report, the agent may have sent only its first lines
         // while the console has it whole: the fuller report of the same crash names the function.
         (Some(agent), Some(console))
-            if console.class == agent.class && console.report.len() > agent.report.len() =>
+            if console.crash.class == agent.crash.class
+                && console.crash.report.len() > agent.crash.report.len() =>
         {
-            Some(console)
+            let mut fuller = console.clone();
+            fuller.at = agent.at;
+            fuller.after_unload = agent.after_unload.clone().or(fuller.after_unload);
+            fuller
         }
-        (agent, console) => agent.or(console),
-    }?;
-    Some(Decision::new(Outcome::Crash, crash.title).details(crash.report))
+        (agent, console) => agent.or(console)?.clone(),
+    };
+    let crash = &found.crash;
+    let Some(u) = &found.after_unload else {
+        let mut details = crash.report.clone();
+        if let Some(when) = when_detail(&found, record) {
+            details.insert(0, when.to_string());
+        }
+        return Some(Decision::new(Outcome::Crash, crash.title.clone()).details(details));
+    };
+    let mut details = vec![format!(
+        "the kernel's report: {}",
+        crash
+            .report
+            .iter()
+            .find(|l| oops::is_marker(l))
+            .map_or(crash.title.as_str(), String::as_str)
+    )];
+    if u.test != record.id {
+        details.extend(crash.report.iter().cloned());
+        return Some(
+            Decision::new(
+                Outcome::Error,
+                format!(
+                    "the kernel crashed in {}, unloaded by test {}, and this test could not \
+                     finish: {}",
+                    u.module, u.test, u.title
+                ),
+            )
+            .details(details),
+        );
+    }
+    // What the first round's instance left behind, hit during the second round.
+    if found.second_round(record) && !u.reload {
+        details.push(ON_RELOAD.to_string());
+    }
+    details.push(format!(
+        "{} had been unloaded: something it left behind (a timer, work item, tasklet, \
+         callback) ran after its code was freed",
+        u.module
+    ));
+    details.extend(crash.report.iter().cloned());
+    Some(Decision::new(Outcome::Crash, u.title.clone()).details(details))
+}
+
+/// The verdict a crash report in freed module memory earns for the test that loaded the module,
+/// when it came during another test's window (`during`): for the session to put in place of the
+/// first test's own.
+pub fn charged_crash(found: &Found, during: u32) -> Option<(u32, String, Vec<String>)> {
+    let u = found.after_unload.as_ref()?;
+    let mut details = vec![format!(
+        "the crash came after {} was unloaded, during test {during}: something it left behind \
+         (a timer, work item, tasklet, callback) ran after its code was freed",
+        u.module
+    )];
+    details.extend(found.crash.report.iter().cloned());
+    Some((u.test, u.title.clone(), details))
 }
 
 /// A report the kernel survived and blames on the module (`->init suspiciously returned 1`):
 /// a FAIL titled like a crash. Only the agent's records count: the kernel is alive to send them.
 fn kernel_finding(facts: &Facts) -> Option<Decision> {
-    let finding = oops::first_where(&facts.kmsg, |class| class.outcome() == Outcome::Fail)?;
-    Some(Decision::new(Outcome::Fail, finding.title).details(finding.report))
+    let finding = oops::first_where(&facts.all_kmsg, |class| class.outcome() == Outcome::Fail)?;
+    let mut details = finding.report;
+    if facts.record.reload_from.is_some()
+        && facts.record.record_of_line(finding.line) >= facts.record.reload_from.unwrap_or(0)
+    {
+        details.insert(0, ON_RELOAD.to_string());
+    }
+    Some(Decision::new(Outcome::Fail, finding.title).details(details))
+}
+
+/// The second round of a reload: a load the kernel refused (a name the first round registered
+/// is still taken), or one that hung or died.
+fn reload_failure(facts: &Facts) -> Option<Decision> {
+    let second_round = &facts.all_kmsg[facts.record.first_round_line_count()..];
+    facts
+        .record
+        .reloads
+        .iter()
+        .find_map(|(module, result)| match result {
+            OpResult::Ok => None,
+            OpResult::Failed {
+                errno,
+                name,
+                message,
+            } => {
+                let reason = with_kernel_reason(
+                    format!(
+                        "loaded again after unload: {module} was refused ({name}: {message}): \
+                         the first unload left something behind"
+                    ),
+                    second_round,
+                    module,
+                );
+                Some(Decision::new(Outcome::Fail, reason).errno(*errno))
+            }
+            OpResult::TimedOut => Some(Decision::new(
+                Outcome::Timeout,
+                format!("loaded again after unload: {module}'s init did not return in time"),
+            )),
+            OpResult::Died { signal } => Some(Decision::new(
+                Outcome::Crash,
+                format!(
+                    "loaded again after unload: the task loading {module} was killed ({signal})"
+                ),
+            )),
+        })
+}
+
+/// The second round's unload failing: the module cannot be unloaded after a reload.
+fn reunload_failure(facts: &Facts) -> Option<Decision> {
+    facts
+        .record
+        .reunloads
+        .iter()
+        .find_map(|(module, result)| match result {
+            OpResult::Failed {
+                errno,
+                name,
+                message,
+            } => Some(
+                Decision::new(
+                    Outcome::Fail,
+                    format!(
+                        "unloading again after a reload: {module} was refused ({name}: {message})"
+                    ),
+                )
+                .errno(*errno),
+            ),
+            _ => None,
+        })
 }
 
 /// The index of the load `load_error` is about (the last), when the spec has one.
@@ -236,9 +416,9 @@ fn wait_timeout(facts: &Facts) -> Option<Decision> {
     })
 }
 
-/// Each module's unload and what came of it, in unload order.
+/// Each module's unload and what came of it, in unload order (both rounds of a reload).
 fn unloads<'a>(facts: &'a Facts) -> impl Iterator<Item = &'a (String, OpResult)> {
-    facts.record.unloads.iter()
+    facts.record.unloads.iter().chain(&facts.record.reunloads)
 }
 
 /// An unload that did not return or killed its task.
@@ -363,7 +543,15 @@ fn forbidden_lines(facts: &Facts) -> Option<Decision> {
 
 /// Taint flags the test set beyond the expected out-of-tree ones.
 fn new_taint(facts: &Facts) -> Option<Decision> {
-    let (before, after) = (facts.record.taint_before?, facts.record.taint_after?);
+    let (before, mut after) = (facts.record.taint_before?, facts.record.taint_after?);
+    // Another test's module crashing here taints the kernel (D, W, L): that test's doing.
+    if facts
+        .crashes
+        .iter()
+        .any(|f| f.foreign(facts.record).is_some())
+    {
+        after &= !((1 << 7) | (1 << 9) | (1 << 14));
+    }
     let new = taint::unexpected_new(before, after);
     (!new.is_empty()).then(|| {
         Decision::new(
@@ -373,22 +561,26 @@ fn new_taint(facts: &Facts) -> Option<Decision> {
     })
 }
 
-/// An unload the kernel refused.
+/// An unload the kernel refused (the first round; [`reunload_failure`] judges the second).
 fn unload_failure(facts: &Facts) -> Option<Decision> {
-    unloads(facts).find_map(|(module, result)| match result {
-        OpResult::Failed {
-            errno,
-            name,
-            message,
-        } => Some(
-            Decision::new(
-                Outcome::Error,
-                format!("unload {module}: {name} ({message})"),
-            )
-            .errno(*errno),
-        ),
-        _ => None,
-    })
+    facts
+        .record
+        .unloads
+        .iter()
+        .find_map(|(module, result)| match result {
+            OpResult::Failed {
+                errno,
+                name,
+                message,
+            } => Some(
+                Decision::new(
+                    Outcome::Error,
+                    format!("unload {module}: {name} ({message})"),
+                )
+                .errno(*errno),
+            ),
+            _ => None,
+        })
 }
 
 /// `exited 0`, `was killed by SIGSEGV`, `timed out`.

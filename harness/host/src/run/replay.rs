@@ -193,7 +193,7 @@ pub fn inferred_spec(name: &str, record: &TestRecord) -> TestSpec {
         settle: Duration::from_millis(50),
         timeout,
         after_unload: Duration::ZERO,
-        reload: false,
+        reload: !record.reloads.is_empty(),
         expect: vec![],
         forbid: vec![],
         run: record

@@ -8,7 +8,9 @@
 
 use crate::guest::vm::{QemuEnd, Vm, VmEvent};
 use crate::judge::records::{Interruption, Step, TestRecord, VmRecords};
-use crate::judge::verdict::Verdict;
+use crate::judge::rules;
+use crate::judge::unload::{self, Leak};
+use crate::judge::verdict::{Outcome, Verdict};
 use kmodlab_protocol::Event;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -21,6 +23,10 @@ pub const AGENT_GRACE: Duration = Duration::from_secs(2);
 /// be printed in full) before the host ends the VM: a detector's report (soft lockup, hung task)
 /// means the test will not finish by itself, and its verdict should not wait for the time limit.
 const REPORT_GRACE: Duration = Duration::from_secs(3);
+/// After the last test of a VM whose agent scans for leaks, how long the host waits for the
+/// scan: the agent waits until every allocation is over 5 s old (kmemleak ignores younger
+/// ones), then scans.
+pub const LEAK_SCAN_WAIT: Duration = Duration::from_secs(30);
 
 /// Where one VM's events come from.
 pub trait EventSource {
@@ -181,6 +187,7 @@ pub fn drive(
         test_deadline: None,
         test_started: source.now(),
         vm_ended: false,
+        untold: Vec::new(),
     };
     loop {
         let (deadline, run_limited) = driver.deadline(source, run_deadline);
@@ -222,6 +229,8 @@ pub fn drive(
             driver.finish(&record, source, tell);
         }
     }
+    // No leak scan came (a crash ended the VM first): the verdicts stand as they are.
+    driver.tell_held(tell);
     driver.session.booted |= driver.records.booted();
     driver.session.kernel_release = driver.records.kernel_release().map(str::to_string);
     driver.session
@@ -243,6 +252,8 @@ struct Driver<'j> {
     /// When the running test began, on the host's clock.
     test_started: Instant,
     vm_ended: bool,
+    /// Indices in `session.verdicts` of the verdicts held back for the leak scan, not told yet.
+    untold: Vec<usize>,
 }
 
 impl Driver<'_> {
@@ -251,6 +262,10 @@ impl Driver<'_> {
         let deadline = match self.test_deadline {
             Some(deadline) => deadline,
             None if !self.records.booted() => source.started() + BOOT_TIMEOUT,
+            // The agent waits for kmemleak after the last test before it scans.
+            None if self.records.leak_scan() && self.records.all_ended() => {
+                source.now() + LEAK_SCAN_WAIT
+            }
             // Between tests the agent moves on at once; silence this long means it is stuck.
             None => source.now() + AGENT_GRACE * 2,
         };
@@ -334,12 +349,19 @@ impl Driver<'_> {
             Step::ReportStarted => self.report_started(source),
             Step::TestFinished(record) => {
                 self.test_deadline = None;
+                let charged = !unload::charged_elsewhere(&record).is_empty();
                 let verdict = self.finish(&record, source, tell);
-                // A crashed or stuck kernel must not judge the next test: fresh VM.
-                if verdict.is_some_and(|v| v.outcome.ends_the_vm()) {
+                // A crashed or stuck kernel must not judge the next test: fresh VM. So too a
+                // kernel another test's module crashed in.
+                if charged || verdict.is_some_and(|v| v.outcome.ends_the_vm()) {
                     self.session.end = "a test crashed or timed out".into();
                     return Flow::Stop;
                 }
+            }
+            Step::LeakScan(report) => {
+                let leaks = unload::leaks(&report, &self.records.maps());
+                charge_leaks(&mut self.session.verdicts, &leaks);
+                self.tell_held(tell);
             }
             Step::AgentError(text) => tell(Progress::AgentError(text)),
             Step::Done => {
@@ -350,7 +372,9 @@ impl Driver<'_> {
         Flow::Continue
     }
 
-    /// Judges a test's record and tells its verdict.
+    /// Judges a test's record and tells its verdict (or holds it back for the leak scan). A
+    /// crash in the memory of a module an earlier test loaded and unloaded is that test's: its
+    /// verdict becomes the crash, told again.
     fn finish(
         &mut self,
         record: &TestRecord,
@@ -358,10 +382,95 @@ impl Driver<'_> {
         tell: &mut dyn FnMut(Progress),
     ) -> Option<&Verdict> {
         let verdict = self.judge.judge(record)?;
-        tell(Progress::Verdict(record.id, &verdict));
+        for found in unload::charged_elsewhere(record) {
+            let Some((owner, title, details)) = rules::charged_crash(&found, record.id) else {
+                continue;
+            };
+            let Some(at) = self
+                .session
+                .verdicts
+                .iter()
+                .position(|(id, _)| *id == owner)
+            else {
+                continue;
+            };
+            let earlier = &mut self.session.verdicts[at].1;
+            if earlier.outcome == Outcome::Crash {
+                continue;
+            }
+            let mut all = details;
+            if earlier.outcome != Outcome::Pass || !earlier.reason.is_empty() {
+                all.push(format!(
+                    "before the crash, the test's verdict was {} {}",
+                    earlier.outcome.label(),
+                    earlier.reason
+                ));
+            }
+            all.append(&mut earlier.details);
+            earlier.outcome = Outcome::Crash;
+            earlier.reason = title;
+            earlier.details = all;
+            earlier.log.extend(found.crash.report.iter().cloned());
+            *earlier = earlier.clone().with_evidence();
+            if !self.untold.contains(&at) {
+                tell(Progress::Verdict(owner, &self.session.verdicts[at].1));
+            }
+        }
         self.session.verdicts.push((record.id, verdict));
         self.session.last_verdict = Some(source.now());
+        let index = self.session.verdicts.len() - 1;
+        if self.records.leak_scan() {
+            self.untold.push(index);
+        } else {
+            tell(Progress::Verdict(
+                record.id,
+                &self.session.verdicts[index].1,
+            ));
+        }
         self.session.verdicts.last().map(|(_, v)| v)
+    }
+
+    /// Tells the verdicts held back for the leak scan, in order.
+    fn tell_held(&mut self, tell: &mut dyn FnMut(Progress)) {
+        for at in std::mem::take(&mut self.untold) {
+            if let Some((id, verdict)) = self.session.verdicts.get(at) {
+                tell(Progress::Verdict(*id, verdict));
+            }
+        }
+    }
+}
+
+/// Charges each leak to the test that loaded the module whose code allocated it: a test that
+/// passed gets `FAIL memory leak in FUNCTION` (the first leak's; the details count them); one
+/// whose verdict already says worse keeps it, with the leaks in its details.
+fn charge_leaks(verdicts: &mut [(u32, Verdict)], leaks: &[Leak]) {
+    for (id, verdict) in verdicts.iter_mut() {
+        let mine: Vec<&Leak> = leaks.iter().filter(|l| l.test == *id).collect();
+        let Some(first) = mine.first() else {
+            continue;
+        };
+        let mut details = Vec::new();
+        if mine.len() > 1 {
+            details.push(format!(
+                "kmemleak found {} unreferenced objects this test's modules allocated",
+                mine.len()
+            ));
+        }
+        for leak in &mine {
+            details.extend(leak.details());
+        }
+        let log: Vec<String> = mine.iter().flat_map(|l| l.block.iter().cloned()).collect();
+        verdict.log.extend(log);
+        if verdict.outcome == Outcome::Pass {
+            verdict.outcome = Outcome::Fail;
+            verdict.reason = first.title();
+            details.append(&mut verdict.details);
+            verdict.details = details;
+        } else if verdict.outcome != Outcome::Skip {
+            verdict.details.push(format!("also: {}", first.title()));
+            verdict.details.extend(details);
+        }
+        *verdict = verdict.clone().with_evidence();
     }
 }
 
@@ -745,5 +854,559 @@ mod tests {
             ["0 TIMEOUT the guest stopped answering within 10s"]
         );
         assert_eq!(session.verdicts[0].1.duration, Duration::from_secs(12));
+    }
+
+    // ---- issue 11: after unload, reload, leaks ----
+
+    use kmodlab_protocol::{AddressRange, ModuleMap};
+
+    const TEXT: u64 = 0xffff_ffff_a000_0000;
+
+    /// A module's map: `.text` at `text` (4 KiB) with `functions` at the given offsets (64 bytes
+    /// each), `.init.text` 24 KiB above it.
+    fn map_at(text: u64, functions: &[(&str, u64)]) -> ModuleMap {
+        let range = |name: &str, start: u64, size: u64| AddressRange {
+            name: name.into(),
+            start,
+            size,
+        };
+        ModuleMap {
+            sections: vec![
+                range(".text", text, 0x1000),
+                range(".init.text", text + 0x6000, 0x1000),
+            ],
+            functions: functions
+                .iter()
+                .map(|(name, offset)| range(name, text + offset, 0x40))
+                .collect(),
+        }
+    }
+
+    fn hello_with_leak_scan(tests: u32, leak_scan: bool) -> Event {
+        Event::Hello {
+            agent_version: "0.1.0".into(),
+            kernel_release: "6.12.118".into(),
+            uptime_ms: 500,
+            tests,
+            leak_scan,
+        }
+    }
+
+    /// One test's events: load, map, settle, unload (and a reload round), finished or not.
+    fn test_events(
+        test: u32,
+        module: &str,
+        map: &ModuleMap,
+        ts_us: u64,
+        reload: bool,
+        finished: bool,
+    ) -> Vec<Event> {
+        let mut events = vec![Event::TestStarted { test, taint: 0 }];
+        let rounds: &[bool] = if reload { &[false, true] } else { &[false] };
+        for &second in rounds {
+            events.push(Event::ModuleLoaded {
+                test,
+                module: module.into(),
+                result: OpResult::Ok,
+                duration_us: 900,
+                reload: second,
+                pid: None,
+            });
+            events.push(Event::ModuleMapped {
+                test,
+                module: module.into(),
+                map: map.clone(),
+            });
+            events.push(Event::Kmsg(KmsgRecord {
+                seq: ts_us,
+                level: 6,
+                facility: 0,
+                ts_us: ts_us + u64::from(second),
+                text: format!("{module}: loaded"),
+                caller: None,
+            }));
+            if !second {
+                events.push(Event::WaitEnded {
+                    test,
+                    end: kmodlab_protocol::WaitEnd::Settled,
+                    duration_us: 50_000,
+                });
+            }
+            events.push(Event::ModuleUnloaded {
+                test,
+                module: module.into(),
+                result: OpResult::Ok,
+                duration_us: 300,
+                reload: second,
+                pid: None,
+            });
+        }
+        if finished {
+            events.push(Event::TestFinished {
+                test,
+                taint: 4096,
+                duration_us: 400_000,
+            });
+        }
+        events
+    }
+
+    fn captured(name: &str) -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/oops")
+            .join(format!("captured_{name}.log"));
+        std::fs::read_to_string(path).expect("a captured log")
+    }
+
+    /// Every verdict as told: `verdict ID OUTCOME reason`.
+    fn drive_telling(source: &mut dyn EventSource) -> (Session, Vec<String>) {
+        let mut told = Vec::new();
+        let session = drive(source, &Inferred, None, &mut |p| {
+            if let Progress::Verdict(id, v) = p {
+                told.push(format!("{id} {} {}", v.outcome.label(), v.reason));
+            }
+        });
+        (session, told)
+    }
+
+    #[test]
+    fn a_timer_left_armed_crashing_in_its_own_window_is_a_use_after_unload() {
+        let map = map_at(
+            TEXT,
+            &[("unload_timer_tick", 0), ("unload_timer_init", 0x6000)],
+        );
+        let mut events = vec![hello_with_leak_scan(1, false)];
+        events.extend(test_events(0, "unload_timer", &map, 600_000, true, false));
+        // The kernel died in the window after the unload: only the console has the report.
+        let mut vm = Recording::new(events, &captured("unload_timer"));
+        let (session, told) = drive_telling(&mut vm);
+        assert_eq!(
+            told,
+            ["0 CRASH use after unload in unload_timer: timer callback unload_timer_tick"]
+        );
+        let details = &session.verdicts[0].1.details;
+        assert_eq!(
+            details[0],
+            "the kernel's report: BUG: unable to handle page fault for address: ffffffffa0000000"
+        );
+        // It came after the second round's unload: not a reload finding.
+        assert!(
+            !details.iter().any(|d| d.contains("second load")),
+            "{details:?}"
+        );
+    }
+
+    #[test]
+    fn work_and_tasklets_left_behind_are_named_by_their_runner() {
+        for (name, module, kind) in [
+            ("unload_delayed_work", "unload_delayed_work", "work item"),
+            ("unload_tasklet", "unload_tasklet", "tasklet"),
+        ] {
+            let function = format!("{module}_fn");
+            let map = map_at(TEXT, &[(function.as_str(), 0)]);
+            let mut events = vec![hello_with_leak_scan(1, false)];
+            events.extend(test_events(0, module, &map, 500_000, false, false));
+            let (_, told) = drive_telling(&mut Recording::new(events, &captured(name)));
+            assert_eq!(
+                told,
+                [format!(
+                    "0 CRASH use after unload in {module}: {kind} {function}"
+                )]
+            );
+        }
+        // Without a function at the address, the title leaves it out.
+        let map = map_at(TEXT, &[]);
+        let mut events = vec![hello_with_leak_scan(1, false)];
+        events.extend(test_events(
+            0,
+            "unload_tasklet",
+            &map,
+            500_000,
+            false,
+            false,
+        ));
+        let (_, told) = drive_telling(&mut Recording::new(events, &captured("unload_tasklet")));
+        assert_eq!(
+            told,
+            ["0 CRASH use after unload in unload_tasklet: tasklet"]
+        );
+    }
+
+    #[test]
+    fn a_crash_in_a_later_tests_window_is_charged_to_the_test_that_loaded_the_module() {
+        let timer = map_at(TEXT, &[("unload_timer_tick", 0)]);
+        // hello came after it, elsewhere in module memory.
+        let hello = map_at(TEXT + 0x10_000, &[("hello_init", 0x6000)]);
+        let mut events = vec![hello_with_leak_scan(2, false)];
+        events.extend(test_events(0, "unload_timer", &timer, 300_000, false, true));
+        events.extend(test_events(1, "hello", &hello, 500_000, false, false));
+        let (session, told) = drive_telling(&mut Recording::new(events, &captured("unload_timer")));
+        assert_eq!(
+            told,
+            [
+                "0 PASS ",
+                "0 CRASH use after unload in unload_timer: timer callback unload_timer_tick",
+                "1 ERROR the kernel crashed in unload_timer, unloaded by test 0, and this test \
+                 could not finish: use after unload in unload_timer: timer callback \
+                 unload_timer_tick",
+            ]
+        );
+        let (verdicts, _) = outcome(&session);
+        assert_eq!(verdicts.len(), 2);
+        assert!(verdicts[0].starts_with("0 CRASH use after unload"));
+        assert!(session.verdicts[0].1.details[0].contains("during test 1"));
+    }
+
+    #[test]
+    fn a_timer_firing_while_the_next_module_loads_is_charged_to_the_test_that_left_it() {
+        // The callback 8 KiB into .text; the next test's module (sleeper) is still in its init,
+        // so its map has not come: the freed address is the timer's module's alone.
+        let mut timer = map_at(TEXT, &[]);
+        timer.sections[0].size = 0x3000;
+        timer.functions.push(AddressRange {
+            name: "unload_timer_tick".into(),
+            start: TEXT + 0x2010,
+            size: 0x40,
+        });
+        let mut events = vec![hello_with_leak_scan(2, false)];
+        events.extend(test_events(0, "unload_timer", &timer, 300_000, false, true));
+        events.push(Event::TestStarted {
+            test: 1,
+            taint: 4096,
+        });
+        let console = captured("unload_timer_next_module");
+        let (_, told) = drive_telling(&mut Recording::new(events, &console));
+        assert_eq!(
+            told,
+            [
+                "0 PASS ",
+                "0 CRASH use after unload in unload_timer: timer callback unload_timer_tick",
+                "1 ERROR the kernel crashed in unload_timer, unloaded by test 0, and this test \
+                 could not finish: use after unload in unload_timer: timer callback \
+                 unload_timer_tick",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_later_test_that_finished_keeps_its_verdict_with_a_note() {
+        let work = map_at(TEXT, &[("unload_delayed_work_fn", 0)]);
+        let hello = map_at(TEXT + 0x10_000, &[]);
+        let mut events = vec![hello_with_leak_scan(3, false)];
+        events.extend(test_events(
+            0,
+            "unload_delayed_work",
+            &work,
+            300_000,
+            false,
+            true,
+        ));
+        // The agent sent the report as kernel records, and test 1 finished all the same, with
+        // the kernel tainted D (died) by the crash.
+        let mut second = test_events(1, "hello", &hello, 500_000, false, true);
+        let mut finished = second.pop().expect("test_finished");
+        if let Event::TestFinished { taint, .. } = &mut finished {
+            *taint |= 1 << 7;
+        }
+        for (i, line) in captured("unload_delayed_work").lines().enumerate() {
+            second.push(Event::Kmsg(KmsgRecord {
+                seq: 100 + i as u64,
+                level: 1,
+                facility: 0,
+                ts_us: 561_688,
+                text: kmodlab_protocol::ktap::strip_timestamp(line).to_string(),
+                caller: None,
+            }));
+        }
+        second.push(finished);
+        events.extend(second);
+        events.extend(test_events(2, "hello", &hello, 900_000, false, true));
+        let (session, told) = drive_telling(&mut Recording::new(events, ""));
+        assert_eq!(
+            told,
+            [
+                "0 PASS ",
+                "0 CRASH use after unload in unload_delayed_work: work item unload_delayed_work_fn",
+                "1 PASS ",
+            ]
+        );
+        let note = &session.verdicts[1].1.details;
+        assert!(
+            note.iter().any(|d| d.contains("charged to test 0")),
+            "{note:?}"
+        );
+        // The kernel had crashed: test 2 runs again in a fresh VM.
+        assert_eq!(session.end, "a test crashed or timed out");
+    }
+
+    #[test]
+    fn a_second_load_that_warns_says_the_first_unload_left_something_behind() {
+        let map = map_at(TEXT, &[("proc_left_init", 0x6000)]);
+        let module = || "proc_left".to_string();
+        let mut events = vec![
+            hello_with_leak_scan(1, false),
+            Event::TestStarted { test: 0, taint: 0 },
+            Event::ModuleLoaded {
+                test: 0,
+                module: module(),
+                result: OpResult::Ok,
+                duration_us: 900,
+                reload: false,
+                pid: None,
+            },
+            Event::ModuleMapped {
+                test: 0,
+                module: module(),
+                map: map.clone(),
+            },
+            Event::WaitEnded {
+                test: 0,
+                end: kmodlab_protocol::WaitEnd::Settled,
+                duration_us: 50_000,
+            },
+            Event::ModuleUnloaded {
+                test: 0,
+                module: module(),
+                result: OpResult::Ok,
+                duration_us: 300,
+                reload: false,
+                pid: None,
+            },
+        ];
+        // The second load: the kernel warns during its init (its own init text, at the first
+        // instance's address, shows as a bare `? 0xffffffffa0006000`), then init fails.
+        for (i, line) in captured("proc_left").lines().enumerate() {
+            events.push(Event::Kmsg(KmsgRecord {
+                seq: 200 + i as u64,
+                level: 4,
+                facility: 0,
+                ts_us: 1_187_672,
+                text: kmodlab_protocol::ktap::strip_timestamp(line).to_string(),
+                caller: None,
+            }));
+        }
+        events.push(Event::ModuleLoaded {
+            test: 0,
+            module: module(),
+            result: OpResult::Failed {
+                errno: 12,
+                name: "ENOMEM".into(),
+                message: "Cannot allocate memory".into(),
+            },
+            duration_us: 900,
+            reload: true,
+            pid: None,
+        });
+        events.push(Event::TestFinished {
+            test: 0,
+            taint: 4096 | 512,
+            duration_us: 700_000,
+        });
+        let (session, told) = drive_telling(&mut Recording::new(events, ""));
+        assert_eq!(told, ["0 CRASH WARNING in proc_register"]);
+        let details = &session.verdicts[0].1.details;
+        assert!(details[0].contains("second load"), "{details:?}");
+        assert!(
+            details
+                .iter()
+                .any(|d| d.contains("proc_dir_entry '/proc/proc_left' already registered")),
+            "{details:?}"
+        );
+    }
+
+    #[test]
+    fn a_report_after_the_unload_that_names_no_module_address_says_when_it_came() {
+        // The timer code warns about the freed timer; no address of the module in the report.
+        let warning = "\
+------------[ cut here ]------------
+WARNING: CPU: 1 PID: 0 at kernel/time/timer.c:1782 __run_timers+0x22a/0x2a0
+Modules linked in:
+RIP: 0010:__run_timers+0x22a/0x2a0
+Call Trace:
+ <IRQ>
+ run_timer_softirq+0x2a4/0x2f0
+ handle_softirqs+0xbf/0x210
+ </IRQ>
+---[ end trace 0000000000000000 ]---";
+        let map = map_at(TEXT, &[]);
+        let mut events = vec![hello_with_leak_scan(1, false)];
+        let mut test = test_events(0, "unload_timer", &map, 300_000, false, true);
+        let finished = test.pop().expect("test_finished");
+        test.push(Event::Kmsg(KmsgRecord {
+            seq: 900,
+            level: 4,
+            facility: 0,
+            ts_us: 450_000,
+            text: warning.replace('\n', "\\x0a"),
+            caller: None,
+        }));
+        test.push(finished);
+        events.extend(test);
+        let (session, told) = drive_telling(&mut Recording::new(events, ""));
+        assert_eq!(told, ["0 CRASH WARNING in __run_timers"]);
+        assert!(
+            session.verdicts[0].1.details[0].starts_with("this came after the module was unloaded"),
+            "{:?}",
+            session.verdicts[0].1.details
+        );
+    }
+
+    #[test]
+    fn a_second_load_refused_or_a_second_unload_refused_is_a_fail() {
+        let map = map_at(TEXT, &[]);
+        let refused = |errno: i32, name: &str, message: &str| OpResult::Failed {
+            errno,
+            name: name.into(),
+            message: message.into(),
+        };
+        let mut events = vec![hello_with_leak_scan(2, false)];
+        let mut test = test_events(0, "chrdev_left", &map, 1_000_000, true, true);
+        for event in &mut test {
+            if let Event::ModuleLoaded {
+                result,
+                reload: true,
+                ..
+            } = event
+            {
+                *result = refused(17, "EEXIST", "File exists");
+            }
+        }
+        // What the module said when its second init failed (the last record is the second round's).
+        if let Some(Event::Kmsg(record)) =
+            test.iter_mut().rev().find(|e| matches!(e, Event::Kmsg(_)))
+        {
+            record.text = "chrdev_left: register_chrdev_region failed: -17".into();
+        }
+        test.retain(|e| !matches!(e, Event::ModuleUnloaded { reload: true, .. }));
+        events.extend(test);
+        let mut test = test_events(
+            1,
+            "busy",
+            &map_at(TEXT + 0x10_000, &[]),
+            2_000_000,
+            true,
+            true,
+        );
+        for event in &mut test {
+            if let Event::ModuleUnloaded {
+                result,
+                reload: true,
+                ..
+            } = event
+            {
+                *result = refused(16, "EBUSY", "Device or resource busy");
+            }
+        }
+        events.extend(test);
+        let (_, told) = drive_telling(&mut Recording::new(events, ""));
+        assert_eq!(
+            told,
+            [
+                "0 FAIL loaded again after unload: chrdev_left was refused (EEXIST: File exists): \
+                 the first unload left something behind; kernel: chrdev_left: \
+                 register_chrdev_region failed: -17",
+                "1 FAIL unloading again after a reload: busy was refused (EBUSY: Device or \
+                 resource busy)",
+            ]
+        );
+    }
+
+    const KMEMLEAK: &str = "unreferenced object 0xffff888003900000 (size 256):
+  comm \"kmodlab-load\", pid 36, jiffies 4294892641
+  hex dump (first 32 bytes):
+    5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a  ZZZZZZZZZZZZZZZZ
+  backtrace (crc 5edaf73e):
+    __kmalloc_cache_noprof+0x1b3/0x2f0
+    0xffffffffa0000006
+    0xffffffffa0006006
+    do_one_initcall+0x5f/0x260
+    do_init_module+0x5b/0x220
+unreferenced object 0xffff888003900300 (size 256):
+  comm \"kmodlab-load\", pid 39, jiffies 4294892785
+  hex dump (first 32 bytes):
+    5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a  ZZZZZZZZZZZZZZZZ
+  backtrace (crc 5edaf73e):
+    __kmalloc_cache_noprof+0x1b3/0x2f0
+    0xffffffffa0000006
+    0xffffffffa0006006
+    do_one_initcall+0x5f/0x260
+unreferenced object 0xffff888002000000 (size 64):
+  comm \"swapper/0\", pid 1, jiffies 4294667296
+  backtrace (crc 0):
+    [<ffffffff811c9a2e>] kmemleak_alloc+0x4e/0x90
+    [<ffffffff81000a57>] do_one_initcall+0x47/0x2f0
+";
+
+    #[test]
+    fn leaks_are_charged_to_the_test_that_loaded_the_allocating_module() {
+        let leaky = map_at(TEXT, &[("leak_init_alloc", 0), ("leak_init_init", 0x6000)]);
+        let hello = map_at(TEXT + 0x10_000, &[]);
+        let mut events = vec![hello_with_leak_scan(2, true)];
+        events.extend(test_events(0, "leak_init", &leaky, 300_000, true, true));
+        events.extend(test_events(1, "hello", &hello, 500_000, false, true));
+        events.push(Event::LeakScan {
+            report: KMEMLEAK.into(),
+            duration_us: 6_200_000,
+        });
+        events.push(Event::Done);
+        let (session, told) = drive_telling(&mut Recording::new(events, ""));
+        // Held back until the scan, then told with the leak.
+        assert_eq!(told, ["0 FAIL memory leak in leak_init_alloc", "1 PASS "]);
+        let details = &session.verdicts[0].1.details;
+        assert_eq!(
+            details[..2],
+            [
+                "kmemleak found 2 unreferenced objects this test's modules allocated",
+                "kmemleak: unreferenced object of 256 bytes allocated by leak_init"
+            ]
+        );
+        assert!(
+            details.contains(&"  0xffffffffa0000006".to_string()),
+            "{details:?}"
+        );
+    }
+
+    #[test]
+    fn without_a_scan_held_verdicts_are_told_as_they_are_and_worse_verdicts_stay() {
+        // The VM ended before the scan: the verdicts stand as judged.
+        let map = map_at(TEXT, &[]);
+        let mut events = vec![hello_with_leak_scan(1, true)];
+        events.extend(test_events(0, "leak_init", &map, 300_000, false, true));
+        let (_, told) = drive_telling(&mut Recording::new(events, ""));
+        assert_eq!(told, ["0 PASS "]);
+        // A test that already failed keeps its verdict, with the leak in its details.
+        let mut verdicts = vec![(
+            0,
+            Verdict::new("m", "t", Outcome::Timeout, "the guest stopped answering"),
+        )];
+        let maps = [crate::judge::records::MappedModule {
+            test: 0,
+            module: "leak_init".into(),
+            map: map_at(TEXT, &[("leak_init_alloc", 0)]),
+            reload: false,
+            mapped_at: 0,
+            unloaded_at: Some(1),
+        }];
+        let leaks = unload::leaks(KMEMLEAK, &maps.iter().collect::<Vec<_>>());
+        assert_eq!(leaks.len(), 2, "the boot-time object is not a module's");
+        charge_leaks(&mut verdicts, &leaks);
+        let v = &verdicts[0].1;
+        assert_eq!(v.outcome, Outcome::Timeout);
+        assert_eq!(v.details[0], "also: memory leak in leak_init_alloc");
+    }
+
+    #[test]
+    fn with_a_leak_scan_the_host_waits_for_it_after_the_last_test() {
+        let map = map_at(TEXT, &[]);
+        let mut script = vec![agent(hello_with_leak_scan(1, true))];
+        script.extend(
+            test_events(0, "leak_init", &map, 300_000, false, true)
+                .into_iter()
+                .map(agent),
+        );
+        script.push(None);
+        let mut vm = Scripted::new(script);
+        drive_quietly(&mut vm, None);
+        assert_eq!(vm.deadlines.last(), Some(&(vm.at + LEAK_SCAN_WAIT)));
     }
 }

@@ -76,6 +76,16 @@ pub(super) static MARKERS: &[Marker] = &[
         detail: None,
         absorbs: &[],
     },
+    // fs/sysfs/dir.c `sysfs_warn_dup`, then `dump_stack()`: a name already taken (on a reload,
+    // by what the first unload left behind). A FAIL; the registration was refused.
+    Marker {
+        class: C::DuplicateName,
+        pattern: r"^sysfs: cannot create duplicate filename '(?P<path>[^']+)'",
+        title: "sysfs: cannot create duplicate filename {path}",
+        func: &[],
+        detail: None,
+        absorbs: &[],
+    },
     Marker {
         class: C::RustPanic,
         pattern: r"^(?:[a-z][\w.-]*: )?panicked at (?P<loc>\S+?):?(?:\s+(?P<msg>\S.*))?$",
@@ -314,7 +324,7 @@ pub(super) const END_OF_REPORT: &str =
 
 /// Reports that have no end line of their own, only the stack `dump_stack()` prints after the
 /// message: each ends with that stack's closing [`END_OF_STACK`] line.
-pub(super) const ENDS_WITH_ITS_STACK: &[CrashClass] = &[C::InitReturn];
+pub(super) const ENDS_WITH_ITS_STACK: &[CrashClass] = &[C::InitReturn, C::DuplicateName];
 pub(super) const END_OF_STACK: &str = r"^\s*</TASK>$";
 
 /// Functions that are generic machinery rather than the code at fault: trap and report
