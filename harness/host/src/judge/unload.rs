@@ -119,28 +119,35 @@ pub fn charged_elsewhere(record: &TestRecord) -> Vec<Found> {
 /// a module that was unloaded by then (and in none loaded then).
 pub fn use_after_unload(record: &TestRecord, crash: &Crash, at: usize) -> Option<UseAfterUnload> {
     let own = |m: &&MappedModule| m.mapped_at <= at;
+    // The kernel's own word: a module it lists as `[last unloaded: NAME]` and not as linked in
+    // is gone, even when the crash came before the agent could report the unload (a tasklet
+    // that runs the moment the module's memory is freed).
+    let just_unloaded = just_unloaded(&crash.report);
+    let unloaded = |m: &MappedModule, by_agent: bool| {
+        by_agent || (m.unloaded_at.is_none() && just_unloaded == Some(m.module.as_str()))
+    };
     let live: Vec<&MappedModule> = record
         .earlier
         .iter()
-        .filter(|m| m.unloaded_at.is_none())
+        .filter(|m| !unloaded(m, m.unloaded_at.is_some()))
         .chain(
             record
                 .mapped
                 .iter()
                 .filter(own)
-                .filter(|m| m.unloaded_at.is_none_or(|u| u > at)),
+                .filter(|m| !unloaded(m, m.unloaded_at.is_some_and(|u| u <= at))),
         )
         .collect();
     let gone: Vec<&MappedModule> = record
         .earlier
         .iter()
-        .filter(|m| m.unloaded_at.is_some())
+        .filter(|m| unloaded(m, m.unloaded_at.is_some()))
         .chain(
             record
                 .mapped
                 .iter()
                 .filter(own)
-                .filter(|m| m.unloaded_at.is_some_and(|u| u <= at)),
+                .filter(|m| unloaded(m, m.unloaded_at.is_some_and(|u| u <= at))),
         )
         .collect();
     if gone.is_empty() {
@@ -300,6 +307,22 @@ fn register_addresses(report: &[String]) -> Vec<u64> {
         }
     }
     out
+}
+
+/// The module a report's `Modules linked in:` line names as `[last unloaded: NAME(O)]`, when no
+/// module of that name is still linked in.
+fn just_unloaded(report: &[String]) -> Option<&str> {
+    let line = report.iter().find_map(|l| {
+        let at = l.find("Modules linked in:")?;
+        Some(&l[at + "Modules linked in:".len()..])
+    })?;
+    let (linked, last) = line.split_once("[last unloaded:")?;
+    let name = last.trim().trim_end_matches(']').trim();
+    let name = name.split('(').next().unwrap_or(name).trim();
+    let still_linked = linked
+        .split_whitespace()
+        .any(|m| m.split('(').next() == Some(name));
+    (!name.is_empty() && !still_linked).then_some(name)
 }
 
 /// The modules a report names frames of: loaded while it was printed.
@@ -640,6 +663,27 @@ unreferenced object 0xffff888003e5f000 (size 32):
             ]
         );
         assert!(super::leaks("", &maps).is_empty());
+    }
+
+    #[test]
+    fn the_module_last_unloaded_and_not_linked_in_is_gone() {
+        let report = |line: &str| vec![format!("[    1.5][    C1] {line}")];
+        assert_eq!(
+            just_unloaded(&report(
+                "Modules linked in: [last unloaded: unload_tasklet(O)]"
+            )),
+            Some("unload_tasklet")
+        );
+        assert_eq!(
+            just_unloaded(&report(
+                "Modules linked in: proc_left(O+) [last unloaded: proc_left(O)]"
+            )),
+            None
+        );
+        assert_eq!(
+            just_unloaded(&report("Modules linked in: hello(O)")),
+            None
+        );
     }
 
     #[test]
