@@ -50,6 +50,8 @@ pub struct TestRecord {
     pub reunloads: Vec<(String, OpResult)>,
     /// How many kernel records had come when the first round's last unload was reported.
     pub first_unloaded_at: Option<usize>,
+    /// The process of the latest load (the agent maps a module right after loading it).
+    pub last_load_pid: Option<u32>,
 }
 
 /// A module a test loaded, where it lay, and when (in its test's kernel records) it came and went.
@@ -66,6 +68,8 @@ pub struct MappedModule {
     /// How many of its test's kernel records came before it was unloaded; `None` while it is
     /// loaded (or its unload failed).
     pub unloaded_at: Option<usize>,
+    /// The process that loaded it: what its init allocated, kmemleak reports with this pid.
+    pub load_pid: Option<u32>,
 }
 
 /// How one program of a test ended, as the agent reported it.
@@ -121,8 +125,10 @@ impl TestRecord {
                 result,
                 reload,
                 duration_us,
+                pid,
                 ..
             } => {
+                self.last_load_pid = *pid;
                 if *reload {
                     if self.reload_from.is_none() {
                         self.reload_from = Some(self.second_round_start(*duration_us));
@@ -139,6 +145,7 @@ impl TestRecord {
                 reload: self.reload_from.is_some(),
                 mapped_at: self.kmsg.len(),
                 unloaded_at: None,
+                load_pid: self.last_load_pid,
             }),
             Event::WaitEnded { end, .. } => self.wait = Some(*end),
             Event::ModuleUnloaded {

@@ -426,6 +426,13 @@ pub fn leaks(report: &str, maps: &[&MappedModule]) -> Vec<Leak> {
                 .as_ref()
                 .and_then(|re| re.captures(block[0]))
                 .and_then(|c| c.name("size")?.as_str().parse().ok());
+            // `comm "kmodlab-load", pid 38, jiffies ...`: the load that allocated it, which names
+            // the module even when later modules got the same addresses.
+            let pid = block.iter().skip(1).find_map(|line| {
+                let rest = line.trim().strip_prefix("comm ")?;
+                let digits = rest.split(", pid ").nth(1)?.split(',').next()?;
+                digits.trim().parse::<u32>().ok()
+            });
             let (module, function) = block.iter().skip(1).find_map(|line| {
                 let caps = p.leak_frame.as_ref()?.captures(line)?;
                 let func = caps.name("func").map(|f| f.as_str().to_string());
@@ -433,9 +440,17 @@ pub fn leaks(report: &str, maps: &[&MappedModule]) -> Vec<Leak> {
                     .name("a")
                     .or_else(|| caps.name("b"))
                     .and_then(|a| u64::from_str_radix(a.as_str(), 16).ok());
-                // Module memory is reused: the module loaded last is the likeliest owner.
+                // Module memory is reused: the module whose load allocated it, else the module
+                // loaded last, is the likeliest owner.
                 let module = match (address, caps.name("module")) {
-                    (Some(address), _) => maps.iter().rev().find(|m| m.map.contains(address))?,
+                    (Some(address), _) => {
+                        let holds = |m: &&&MappedModule| m.map.contains(address);
+                        maps.iter()
+                            .rev()
+                            .filter(holds)
+                            .find(|m| pid.is_some() && m.load_pid == pid)
+                            .or_else(|| maps.iter().rev().find(holds))?
+                    }
                     (None, Some(name)) => maps.iter().rev().find(|m| m.module == name.as_str())?,
                     (None, None) => return None,
                 };
@@ -484,6 +499,7 @@ mod tests {
             reload: false,
             mapped_at: 0,
             unloaded_at,
+            load_pid: None,
         }
     }
 
@@ -620,6 +636,29 @@ Call Trace:
         assert_eq!(modules_named(&report), ["demo"]);
     }
 
+    /// The next test's module got the same addresses: the pid of the load that allocated the
+    /// object names the module that leaked it.
+    #[test]
+    fn a_leak_at_reused_addresses_goes_to_the_module_whose_load_allocated_it() {
+        let mut leaky = module(1, "leak_init", TEXT, Some(2));
+        leaky.load_pid = Some(38);
+        let mut next = module(2, "hello", TEXT, Some(2));
+        next.load_pid = Some(41);
+        let report = "unreferenced object 0xffff888003bb5000 (size 256):
+  comm \"kmodlab-load\", pid 38, jiffies 4294892534
+  backtrace (crc 5edaf73e):
+    __kmalloc_cache_noprof+0x1b3/0x2f0
+    0xffffffffa0000016
+    do_one_initcall+0x5f/0x260
+";
+        let found = leaks(report, &[&leaky, &next]);
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].test, found[0].module.as_str()), (1, "leak_init"));
+        // Without a pid to go by, the module loaded last is taken.
+        let found = leaks(&report.replace("pid 38", "pid 99"), &[&leaky, &next]);
+        assert_eq!(found[0].module, "hello");
+    }
+
     #[test]
     fn leak_backtraces_in_both_kernel_formats_name_the_module_function() {
         let gone = module(1, "leak_init", TEXT, Some(2));
@@ -680,10 +719,7 @@ unreferenced object 0xffff888003e5f000 (size 32):
             )),
             None
         );
-        assert_eq!(
-            just_unloaded(&report("Modules linked in: hello(O)")),
-            None
-        );
+        assert_eq!(just_unloaded(&report("Modules linked in: hello(O)")), None);
     }
 
     #[test]

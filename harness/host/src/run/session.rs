@@ -1386,6 +1386,7 @@ unreferenced object 0xffff888002000000 (size 64):
             reload: false,
             mapped_at: 0,
             unloaded_at: Some(1),
+            load_pid: None,
         }];
         let leaks = unload::leaks(KMEMLEAK, &maps.iter().collect::<Vec<_>>());
         assert_eq!(leaks.len(), 2, "the boot-time object is not a module's");
