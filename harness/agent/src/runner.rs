@@ -376,6 +376,9 @@ impl<W: Write> Agent<W> {
     /// The second round of a test with `reload`: load again, settle, unload, watch. It has a
     /// time limit of its own, as long as the test's.
     fn load_again(&mut self, test: &PlannedTest) -> Flow {
+        // What is in the log now came before the second round.
+        self.drain_all();
+        self.channel.send(&Event::Reloading { test: test.id });
         let started = Instant::now();
         let deadline = started
             .checked_add(Duration::from_millis(test.timeout_ms))

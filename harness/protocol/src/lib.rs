@@ -232,6 +232,11 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pid: Option<u32>,
     },
+    /// The second round of a test with [`PlannedTest::reload`] begins: what the kernel prints
+    /// from here on came from loading the modules again.
+    Reloading {
+        test: u32,
+    },
     /// Where a module just loaded lies in memory (sent after a successful load).
     ModuleMapped {
         test: u32,
@@ -370,6 +375,7 @@ mod tests {
                     functions: vec![],
                 },
             },
+            Event::Reloading { test: 1 },
             Event::LeakScan {
                 report: "unreferenced object 0xffff888003e5e000 (size 64):".into(),
                 duration_us: 9,

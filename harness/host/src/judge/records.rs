@@ -138,6 +138,7 @@ impl TestRecord {
                     self.loads.push((module.clone(), result.clone()))
                 }
             }
+            Event::Reloading { .. } => self.reload_from = Some(self.kmsg.len()),
             Event::ModuleMapped { module, map, .. } => self.mapped.push(MappedModule {
                 test: self.id,
                 module: module.clone(),
@@ -206,8 +207,9 @@ impl TestRecord {
         }
     }
 
-    /// Where the second round began, told when its first load is reported (`load_us` after the
-    /// load began): the agent reports a load once it returned, so what the module's second init
+    /// Where the second round began, for recordings from agents that did not say so with
+    /// `Reloading`, told when its first load is reported (`load_us` after the load began): the
+    /// agent reports a load once it returned, so what the module's second init
     /// printed came before. The records after the first round's unload stamped within the
     /// load's duration of the newest one are the second load's; older ones were printed in the
     /// window after the first unload.
