@@ -209,8 +209,17 @@ fn crash(facts: &Facts) -> Option<Decision> {
     // overtake the event that ended the previous test. A finished test is not judged on
     // another test's crash.
     let mine = |f: &&Found| !(record.finished && f.foreign(record).is_some());
-    let agent = facts.crashes.iter().filter(|f| !f.console).find(mine);
-    let console = facts.crashes.iter().filter(|f| f.console).find(mine);
+    // A report in freed module memory explains the reports around it (lockdep's "bad unlock
+    // balance" for a freed work item's lock, printed just before the fault on its name): it is
+    // the one judged, from whichever source has it.
+    let pick = |console: bool| {
+        let mut of_source = facts.crashes.iter().filter(move |f| f.console == console);
+        let first = of_source.clone().find(mine);
+        of_source
+            .find(|f| mine(f) && f.after_unload.is_some())
+            .or(first)
+    };
+    let (agent, console) = (pick(false), pick(true));
     let found = match (agent, console) {
         // When the guest hung just after a report, the agent may have sent only its first lines
         // while the console has it whole: the fuller report of the same crash names the function.

@@ -122,9 +122,20 @@ pub fn use_after_unload(record: &TestRecord, crash: &Crash, at: usize) -> Option
     // The kernel's own word: a module it lists as `[last unloaded: NAME]` and not as linked in
     // is gone, even when the crash came before the agent could report the unload (a tasklet
     // that runs the moment the module's memory is freed).
-    let just_unloaded = just_unloaded(&crash.report);
+    // A long trace of unreliable frames pushes the line past the lines a report keeps: then the
+    // test's own log has it.
+    let just_unloaded = just_unloaded(&crash.report).or_else(|| {
+        let kmsg = record.kmsg_lines();
+        let lines = kmsg
+            .iter()
+            .copied()
+            .chain(record.console.iter().map(String::as_str));
+        lines
+            .filter(|l| l.contains("Modules linked in:"))
+            .find_map(|l| just_unloaded(&[l]))
+    });
     let unloaded = |m: &MappedModule, by_agent: bool| {
-        by_agent || (m.unloaded_at.is_none() && just_unloaded == Some(m.module.as_str()))
+        by_agent || (m.unloaded_at.is_none() && just_unloaded.as_deref() == Some(m.module.as_str()))
     };
     let live: Vec<&MappedModule> = record
         .earlier
@@ -311,8 +322,9 @@ fn register_addresses(report: &[String]) -> Vec<u64> {
 
 /// The module a report's `Modules linked in:` line names as `[last unloaded: NAME(O)]`, when no
 /// module of that name is still linked in.
-fn just_unloaded(report: &[String]) -> Option<&str> {
+fn just_unloaded<S: AsRef<str>>(report: &[S]) -> Option<String> {
     let line = report.iter().find_map(|l| {
+        let l = l.as_ref();
         let at = l.find("Modules linked in:")?;
         Some(&l[at + "Modules linked in:".len()..])
     })?;
@@ -322,7 +334,7 @@ fn just_unloaded(report: &[String]) -> Option<&str> {
     let still_linked = linked
         .split_whitespace()
         .any(|m| m.split('(').next() == Some(name));
-    (!name.is_empty() && !still_linked).then_some(name)
+    (!name.is_empty() && !still_linked).then(|| name.to_string())
 }
 
 /// The modules a report names frames of: loaded while it was printed.
@@ -711,7 +723,7 @@ unreferenced object 0xffff888003e5f000 (size 32):
             just_unloaded(&report(
                 "Modules linked in: [last unloaded: unload_tasklet(O)]"
             )),
-            Some("unload_tasklet")
+            Some("unload_tasklet".to_string())
         );
         assert_eq!(
             just_unloaded(&report(

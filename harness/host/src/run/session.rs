@@ -596,14 +596,42 @@ mod tests {
     }
 
     fn recorded_vm(label: &str) -> Recording {
-        let dir =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/runs/hello_ktap_fail_warn_hang");
+        recorded("hello_ktap_fail_warn_hang", label)
+    }
+
+    /// A VM a real run kept (tests/data/runs/RUN/LABEL.*).
+    fn recorded(run: &str, label: &str) -> Recording {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/runs")
+            .join(run);
         let text = |name: String| std::fs::read_to_string(dir.join(name)).expect("recorded run");
         let events = text(format!("{label}.events.jsonl"))
             .lines()
             .map(|line| Event::from_line(line).expect("an agent event"))
             .collect();
         Recording::new(events, &text(format!("{label}.console.log")))
+    }
+
+    /// The debug kernel, real runs: a timer left armed faults in freed code during the unload,
+    /// before the agent could report it, after a long trace of unreliable frames; a delayed work
+    /// left queued makes lockdep print "bad unlock balance" and fault on the lock's name in the
+    /// freed module. Both are the use after unload they are, on the test that loaded the module.
+    #[test]
+    fn recorded_leftovers_on_the_debug_kernel_are_uses_after_unload() {
+        for (vm, want) in [
+            (
+                "vm1",
+                "0 CRASH use after unload in unload_timer: timer callback unload_timer_tick",
+            ),
+            (
+                "vm2",
+                "1 CRASH use after unload in unload_delayed_work: timer callback",
+            ),
+        ] {
+            let session = drive_quietly(&mut recorded("debug_after_unload", vm), None);
+            let (verdicts, _) = outcome(&session);
+            assert_eq!(verdicts, [want], "{vm}");
+        }
     }
 
     #[test]
