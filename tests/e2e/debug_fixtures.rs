@@ -1,6 +1,6 @@
 //! The kernel's own detectors, through kmodlab: fixtures broken on purpose in the ways the debug
 //! kernel (`rust,debug`) and the KASAN kernel (`kasan`) catch each get a CRASH with the exact
-//! title, a fixture that needs the other kernel SKIPs, and the passing `hello` example run after
+//! title (a leak found by kmemleak a FAIL), a fixture that needs the other kernel SKIPs, and the passing `hello` example run after
 //! them still passes: every crash costs one VM, never a verdict.
 
 use kmodlab::cli::KernelOpts;
@@ -79,8 +79,13 @@ const DEBUG_CRASHES: &[(&str, &str, &str)] = &[
 fn debug_kernel_detectors_each_give_their_crash_and_the_run_recovers() {
     let mut names: Vec<String> = DEBUG_CRASHES.iter().map(|(f, _, _)| fixture(f)).collect();
     names.push(fixture("kasan_uaf"));
+    // kmemleak: a FAIL that does not end the VM, found by the scan after the last test.
+    names.push(fixture("leak_init"));
     names.push("hello".to_string());
     let report = run_on_kernel(&["rust", "debug"], &names);
+    let leak = verdict(&report, "leak_init/leaks_init_buffer");
+    assert_outcome(leak, Outcome::Fail);
+    assert_eq!(leak.reason, "memory leak in leak_init_alloc");
 
     for (module, test, title) in DEBUG_CRASHES {
         assert_crash(&report, &format!("{module}/{test}"), title);

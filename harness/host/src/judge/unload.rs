@@ -228,8 +228,11 @@ struct Patterns {
     fault: Option<Regex>,
     /// `Workqueue: events 0xffffffffa0002010` (the work function, bare).
     workqueue: Option<Regex>,
-    /// A call-trace frame with a bare address: `? 0xffffffffa0002010`, `0x...`,
-    /// `[<ffffffffa0002010>] 0xffffffffa0002010`.
+    /// A reliable call-trace frame with a bare address: `0xffffffffa0002010`,
+    /// `[<ffffffffa0002010>] 0xffffffffa0002010`. Unreliable ones (`? 0x...`) are left out: they
+    /// are whatever the stack held, such as the init code of a module loading now at an address
+    /// an earlier test's module had (a WARNING during proc_left's second load showed
+    /// `? 0xffffffffa0006000`, the earlier tasklet example's address).
     frame: Option<Regex>,
     /// kmemleak: `unreferenced object 0xffff888003e5e000 (size 256):`.
     leak: Option<Regex>,
@@ -252,7 +255,7 @@ fn patterns() -> &'static Patterns {
             r"(?:unable to handle page fault for address:|paging request at virtual address) (?:0x)?(?P<a>[0-9a-f]+)",
         ),
         workqueue: re(r"^\s*Workqueue: \S+ 0x(?P<a>[0-9a-f]+)"),
-        frame: re(r"^\s*(?:\[<[0-9a-f]+>\]\s*)?(?:\?\s+)?0x(?P<a>[0-9a-f]+)\s*$"),
+        frame: re(r"^\s*(?:\[<[0-9a-f]+>\]\s*)?0x(?P<a>[0-9a-f]+)\s*$"),
         leak: re(r"^\s*unreferenced object 0x[0-9a-f]+ \(size (?P<size>\d+)\):"),
         leak_frame: re(concat!(
             r"^\s*(?:\[<(?P<a>[0-9a-f]+)>\]\s*)?(?:0x(?P<b>[0-9a-f]+)|",
@@ -621,7 +624,7 @@ Call Trace:
     }
 
     #[test]
-    fn only_bare_addresses_and_the_faulting_address_count() {
+    fn only_bare_reliable_addresses_and_the_faulting_address_count() {
         let report: Vec<String> = [
             "BUG: unable to handle page fault for address: ffffffffa0000800",
             "RIP: 0010:0xffffffffa0000020",
@@ -641,7 +644,6 @@ Call Trace:
                 0xffff_ffff_a000_0020,
                 0xffff_ffff_a000_0800,
                 0xffff_ffff_a000_0030,
-                0xffff_ffff_a000_0040,
                 0xffff_ffff_a000_0050
             ]
         );
