@@ -135,7 +135,7 @@ pub fn use_after_unload(record: &TestRecord, crash: &Crash, at: usize) -> Option
             .find_map(|l| just_unloaded(&[l]))
     });
     let unloaded = |m: &MappedModule, by_agent: bool| {
-        by_agent || (m.unloaded_at.is_none() && just_unloaded.as_deref() == Some(m.module.as_str()))
+        by_agent || just_unloaded.as_deref() == Some(m.module.as_str())
     };
     let live: Vec<&MappedModule> = record
         .earlier

@@ -612,7 +612,8 @@ mod tests {
         Recording::new(events, &text(format!("{label}.console.log")))
     }
 
-    /// The debug kernel, real runs: a timer left armed faults in freed code during the unload,
+    /// The debug kernel, real runs (vm3 from a module written outside the fixtures): a timer left
+    /// armed faults in freed code during the unload,
     /// before the agent could report it, after a long trace of unreliable frames; a delayed work
     /// left queued makes lockdep print "bad unlock balance" and fault on the lock's name in the
     /// freed module. Both are the use after unload they are, on the test that loaded the module.
@@ -626,6 +627,13 @@ mod tests {
             (
                 "vm2",
                 "1 CRASH use after unload in unload_delayed_work: timer callback",
+            ),
+            // A kthread left running: it faults in its freed function while the first unload
+            // returns, and again after the second load's unload, both before the agent reported
+            // the unload.
+            (
+                "vm3",
+                "0 CRASH use after unload in kthread_left: kthread function loop_fn",
             ),
         ] {
             let session = drive_quietly(&mut recorded("debug_after_unload", vm), None);
