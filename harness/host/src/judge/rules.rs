@@ -344,26 +344,31 @@ fn reload_failure(facts: &Facts) -> Option<Decision> {
 
 /// The second round's unload failing: the module cannot be unloaded after a reload.
 fn reunload_failure(facts: &Facts) -> Option<Decision> {
-    facts
-        .record
-        .reunloads
-        .iter()
-        .find_map(|(module, result)| match result {
-            OpResult::Failed {
-                errno,
-                name,
-                message,
-            } => Some(
-                Decision::new(
-                    Outcome::Fail,
-                    format!(
-                        "unloading again after a reload: {module} was refused ({name}: {message})"
-                    ),
-                )
-                .errno(*errno),
-            ),
-            _ => None,
-        })
+    refused_unload(&facts.record.reunloads, |module, refusal| {
+        (
+            Outcome::Fail,
+            format!("unloading again after a reload: {module} was refused ({refusal})"),
+        )
+    })
+}
+
+/// The first unload the kernel refused, as `verdict` words it from the module and
+/// `NAME: message`.
+fn refused_unload(
+    unloads: &[(String, OpResult)],
+    verdict: impl Fn(&str, String) -> (Outcome, String),
+) -> Option<Decision> {
+    unloads.iter().find_map(|(module, result)| match result {
+        OpResult::Failed {
+            errno,
+            name,
+            message,
+        } => {
+            let (outcome, reason) = verdict(module, format!("{name}: {message}"));
+            Some(Decision::new(outcome, reason).errno(*errno))
+        }
+        _ => None,
+    })
 }
 
 /// The index of the load `load_error` is about (the last), when the spec has one.
@@ -572,24 +577,13 @@ fn new_taint(facts: &Facts) -> Option<Decision> {
 
 /// An unload the kernel refused (the first round; [`reunload_failure`] judges the second).
 fn unload_failure(facts: &Facts) -> Option<Decision> {
-    facts
-        .record
-        .unloads
-        .iter()
-        .find_map(|(module, result)| match result {
-            OpResult::Failed {
-                errno,
-                name,
-                message,
-            } => Some(
-                Decision::new(
-                    Outcome::Error,
-                    format!("unload {module}: {name} ({message})"),
-                )
-                .errno(*errno),
-            ),
-            _ => None,
-        })
+    refused_unload(&facts.record.unloads, |module, refusal| {
+        let (name, message) = refusal.split_once(": ").unwrap_or((&refusal, ""));
+        (
+            Outcome::Error,
+            format!("unload {module}: {name} ({message})"),
+        )
+    })
 }
 
 /// `exited 0`, `was killed by SIGSEGV`, `timed out`.
