@@ -476,6 +476,15 @@ fn charge_leaks(verdicts: &mut [(u32, Verdict)], leaks: &[Leak]) {
 
 #[cfg(test)]
 mod tests {
+    /// What is told when a timer unload_timer left armed fires during test 1: test 0 passed,
+    /// then is charged with the crash; test 1, which it interrupted, could not finish.
+    const TIMER_CHARGED_TO_TEST_0: [&str; 3] = [
+        "0 PASS ",
+        "0 CRASH use after unload in unload_timer: timer callback unload_timer_tick",
+        "1 ERROR the kernel crashed in unload_timer, unloaded by test 0, and this test could not \
+         finish: use after unload in unload_timer: timer callback unload_timer_tick",
+    ];
+
     use super::*;
     use crate::judge::rules;
     use kmodlab_protocol::{KmsgRecord, OpResult};
@@ -1077,16 +1086,7 @@ mod tests {
         events.extend(test_events(0, "unload_timer", &timer, 300_000, false, true));
         events.extend(test_events(1, "hello", &hello, 500_000, false, false));
         let (session, told) = drive_telling(&mut Recording::new(events, &captured("unload_timer")));
-        assert_eq!(
-            told,
-            [
-                "0 PASS ",
-                "0 CRASH use after unload in unload_timer: timer callback unload_timer_tick",
-                "1 ERROR the kernel crashed in unload_timer, unloaded by test 0, and this test \
-                 could not finish: use after unload in unload_timer: timer callback \
-                 unload_timer_tick",
-            ]
-        );
+        assert_eq!(told, TIMER_CHARGED_TO_TEST_0);
         let (verdicts, _) = outcome(&session);
         assert_eq!(verdicts.len(), 2);
         assert!(verdicts[0].starts_with("0 CRASH use after unload"));
@@ -1112,16 +1112,7 @@ mod tests {
         });
         let console = captured("unload_timer_next_module");
         let (_, told) = drive_telling(&mut Recording::new(events, &console));
-        assert_eq!(
-            told,
-            [
-                "0 PASS ",
-                "0 CRASH use after unload in unload_timer: timer callback unload_timer_tick",
-                "1 ERROR the kernel crashed in unload_timer, unloaded by test 0, and this test \
-                 could not finish: use after unload in unload_timer: timer callback \
-                 unload_timer_tick",
-            ]
-        );
+        assert_eq!(told, TIMER_CHARGED_TO_TEST_0);
     }
 
     #[test]
