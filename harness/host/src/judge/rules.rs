@@ -769,18 +769,8 @@ mod tests {
 
     fn spec(run: Vec<ProgramSpec>) -> TestSpec {
         TestSpec {
-            name: "companions".into(),
-            load: vec!["demo".into()],
-            params: String::new(),
-            ktap: false,
-            settle: Duration::from_millis(50),
-            timeout: Duration::from_secs(10),
-            after_unload: Duration::ZERO,
-            reload: false,
-            expect: vec![],
-            forbid: vec![],
             run,
-            load_error: None,
+            ..TestSpec::load_and_unload("companions", vec!["demo".into()])
         }
     }
 

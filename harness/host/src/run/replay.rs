@@ -543,18 +543,9 @@ mod tests {
         );
 
         let spec = crate::spec::TestSpec {
-            name: "refuses".into(),
-            load: vec!["params_demo".into()],
             params: "level=99".into(),
-            ktap: false,
-            settle: Duration::from_millis(50),
-            timeout: Duration::from_secs(10),
-            after_unload: Duration::ZERO,
-            reload: false,
-            expect: vec![],
-            forbid: vec![],
-            run: vec![],
             load_error: Some(nix::errno::Errno::EINVAL),
+            ..crate::spec::TestSpec::load_and_unload("refuses", vec!["params_demo".into()])
         };
         let saved = SavedTest::new(0, "params", &spec, None);
         assert_eq!(saved.load_error.as_deref(), Some("EINVAL"));
