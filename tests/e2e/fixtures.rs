@@ -160,5 +160,14 @@ fn what_a_module_leaves_behind_is_its_own_crash_and_the_next_test_passes() {
         }
     }
     assert_eq!(report.verdicts.len(), names.len(), "one verdict per test");
+    // `parse` of the run folder titles each one as the run did.
+    let parsed = kmodlab::run::parse::parse_path(&report.run_dir).expect("parse the run folder");
+    let told = |verdicts: &[kmodlab::judge::verdict::Verdict]| -> Vec<(String, Outcome, String)> {
+        verdicts
+            .iter()
+            .map(|v| (v.id(), v.outcome, v.reason.clone()))
+            .collect()
+    };
+    assert_eq!(told(&parsed.verdicts), told(&report.verdicts));
     println!("run folder: {}", report.run_dir.display());
 }
