@@ -608,7 +608,8 @@ mod tests {
         recorded("hello_ktap_fail_warn_hang", label)
     }
 
-    /// A VM a real run kept (tests/data/runs/RUN/LABEL.*).
+    /// A VM a real run kept: LABEL.events.jsonl and LABEL.console.log in a folder of
+    /// harness/host/tests/data/runs.
     fn recorded(run: &str, label: &str) -> Recording {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/data/runs")
