@@ -37,6 +37,14 @@ impl Channel<File> {
             .map_err(|e| format!("fcntl {path}: {e}"))?;
         Ok(Channel::new(file))
     }
+
+    /// Waits until every byte written has left the UART: a power-off right after the last
+    /// event would otherwise cut it off (a long `leak_scan` event was seen to end mid-line).
+    pub fn drain(&mut self) {
+        if let Err(e) = nix::sys::termios::tcdrain(&self.out) {
+            eprintln!("kmodlab-agent: waiting for the agent channel to drain failed: {e}");
+        }
+    }
 }
 
 impl<W: Write> Channel<W> {

@@ -71,5 +71,6 @@ fn run_agent() -> ! {
         Err(e) => agent.channel.error("read plan", e),
     }
     agent.channel.send(&Event::Done);
+    agent.channel.drain();
     system::power_off();
 }
