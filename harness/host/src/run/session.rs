@@ -229,7 +229,15 @@ pub fn drive(
             driver.finish(&record, source, tell);
         }
     }
-    // No leak scan came (a crash ended the VM first): the verdicts stand as they are.
+    // No leak scan came (a crash ended the VM first): the verdicts stand as they are, saying so.
+    for &at in &driver.untold {
+        if let Some((_, verdict)) = driver.session.verdicts.get_mut(at) {
+            verdict.details.push(
+                "note: the VM ended before kmemleak's scan reported: leaks were not checked"
+                    .to_string(),
+            );
+        }
+    }
     driver.tell_held(tell);
     driver.session.booted |= driver.records.booted();
     driver.session.kernel_release = driver.records.kernel_release().map(str::to_string);
@@ -1364,6 +1372,26 @@ unreferenced object 0xffff888002000000 (size 64):
     [<ffffffff811c9a2e>] kmemleak_alloc+0x4e/0x90
     [<ffffffff81000a57>] do_one_initcall+0x47/0x2f0
 ";
+
+    /// The scan's event never came whole (the guest powered off while sending it): the verdicts
+    /// are told as they are, and say that leaks were not checked.
+    #[test]
+    fn verdicts_without_the_leak_scan_say_leaks_were_not_checked() {
+        let leaky = map_at(TEXT, &[("leak_init_alloc", 0)]);
+        let mut events = vec![hello_with_leak_scan(1, true)];
+        events.extend(test_events(0, "leak_init", &leaky, 300_000, true, true));
+        let (session, told) = drive_telling(&mut Recording::new(events, ""));
+        assert_eq!(told, ["0 PASS "]);
+        assert!(
+            session.verdicts[0]
+                .1
+                .details
+                .iter()
+                .any(|d| d.contains("leaks were not checked")),
+            "{:?}",
+            session.verdicts[0].1.details
+        );
+    }
 
     #[test]
     fn leaks_are_charged_to_the_test_that_loaded_the_allocating_module() {
