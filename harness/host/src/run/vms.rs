@@ -446,7 +446,7 @@ impl Worker<'_> {
         let label = vm.label.clone();
         let jobs = self.shared.jobs;
         let mut source = Stoppable {
-            vm,
+            vm: vm as &mut dyn EventSource,
             stop: &self.shared.stop,
         };
         session::drive(
@@ -536,12 +536,12 @@ impl Worker<'_> {
 
 /// A VM whose events stop coming once the run is stopped (another worker failed): its session
 /// ends at once and the VM with it.
-struct Stoppable<'a> {
-    vm: &'a mut Vm,
+struct Stoppable<'a, S: EventSource + ?Sized> {
+    vm: &'a mut S,
     stop: &'a AtomicBool,
 }
 
-impl EventSource for Stoppable<'_> {
+impl<S: EventSource + ?Sized> EventSource for Stoppable<'_, S> {
     fn next_event(&mut self, deadline: Instant) -> Option<VmEvent> {
         loop {
             if self.stop.load(Ordering::SeqCst) {
@@ -558,19 +558,19 @@ impl EventSource for Stoppable<'_> {
     }
 
     fn stop(&mut self) -> Vec<VmEvent> {
-        EventSource::stop(self.vm)
+        self.vm.stop()
     }
 
     fn started(&self) -> Instant {
-        self.vm.started
+        self.vm.started()
     }
 
     fn now(&self) -> Instant {
-        Instant::now()
+        self.vm.now()
     }
 
     fn end(&mut self) -> Option<QemuEnd> {
-        EventSource::end(self.vm)
+        self.vm.end()
     }
 }
 
@@ -672,6 +672,72 @@ mod tests {
         assert_eq!(vms_that_fit(gib * 2, 1024), 1);
         // Too little for even one: one anyway.
         assert_eq!(vms_that_fit(100 * 1024, 256), 1);
+    }
+
+    /// A VM that never says anything: it waits out every deadline.
+    struct Silent(Instant);
+
+    impl EventSource for Silent {
+        fn next_event(&mut self, deadline: Instant) -> Option<VmEvent> {
+            std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+            None
+        }
+        fn stop(&mut self) -> Vec<VmEvent> {
+            Vec::new()
+        }
+        fn started(&self) -> Instant {
+            self.0
+        }
+        fn now(&self) -> Instant {
+            Instant::now()
+        }
+        fn end(&mut self) -> Option<QemuEnd> {
+            None
+        }
+    }
+
+    #[test]
+    fn a_stopped_run_ends_a_waiting_session_at_once() {
+        let stop = AtomicBool::new(false);
+        let mut vm = Silent(Instant::now());
+        let far = Instant::now() + Duration::from_secs(60);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                std::thread::sleep(Duration::from_millis(150));
+                stop.store(true, Ordering::SeqCst);
+            });
+            let mut source = Stoppable {
+                vm: &mut vm,
+                stop: &stop,
+            };
+            let waited = Instant::now();
+            assert!(source.next_event(far).is_none());
+            assert!(
+                waited.elapsed() < Duration::from_secs(2),
+                "{:?}",
+                waited.elapsed()
+            );
+        });
+    }
+
+    #[test]
+    fn a_panicking_worker_stops_the_others() {
+        let stop = AtomicBool::new(false);
+        let panicked = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let _guard = StopOnPanic(&stop);
+                    panic!("a worker's bug");
+                })
+                .join()
+                .is_err()
+        });
+        assert!(panicked);
+        assert!(stop.load(Ordering::SeqCst));
+        // A worker that ends normally leaves the run going.
+        let calm = AtomicBool::new(false);
+        drop(StopOnPanic(&calm));
+        assert!(!calm.load(Ordering::SeqCst));
     }
 
     #[test]
