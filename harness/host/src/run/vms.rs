@@ -240,11 +240,7 @@ impl Runner<'_> {
         }
         if !self.told_memory {
             self.told_memory = true;
-            self.tell(RunEvent::Notice(format!(
-                "using {fit} VM{}, not {wanted}: {:.1} GiB of memory available",
-                if fit == 1 { "" } else { "s" },
-                available_kb as f64 / (1024.0 * 1024.0)
-            )));
+            self.tell(RunEvent::Notice(memory_notice(fit, wanted, available_kb)));
         }
         fit
     }
@@ -645,6 +641,15 @@ fn vms_that_fit(available_kb: u64, memory_mb: u32) -> usize {
         .max(1)
 }
 
+/// What the run says when the memory available lowered the number of VMs.
+fn memory_notice(fit: usize, wanted: usize, available_kb: u64) -> String {
+    format!(
+        "using {fit} VM{}, not {wanted}: {:.1} GiB of memory available",
+        if fit == 1 { "" } else { "s" },
+        available_kb as f64 / (1024.0 * 1024.0)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -738,6 +743,20 @@ mod tests {
         let calm = AtomicBool::new(false);
         drop(StopOnPanic(&calm));
         assert!(!calm.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn fewer_vms_for_lack_of_memory_are_told_in_one_line() {
+        let available_kb = 1024 * 1024 * 11 / 10;
+        let fit = vms_that_fit(available_kb, 256);
+        assert_eq!(
+            memory_notice(fit, 4, available_kb),
+            "using 2 VMs, not 4: 1.1 GiB of memory available"
+        );
+        assert_eq!(
+            memory_notice(1, 2, 400 * 1024),
+            "using 1 VM, not 2: 0.4 GiB of memory available"
+        );
     }
 
     #[test]
