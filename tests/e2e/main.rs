@@ -11,6 +11,7 @@ mod html;
 mod install;
 mod kernel;
 mod outside;
+mod parallel;
 mod prebuilt;
 mod prebuilt_abi;
 mod reports;

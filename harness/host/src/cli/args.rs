@@ -63,9 +63,9 @@ pub struct KernelOpts {
         value_delimiter = ','
     )]
     pub kernel_config: Vec<String>,
-    /// Parallel jobs for the kernel build [default: number of CPUs]
+    /// Parallel jobs for the kernel build (make -j) [default: number of CPUs]
     #[arg(long, value_name = "N")]
-    pub jobs: Option<usize>,
+    pub build_jobs: Option<usize>,
     /// Use Debian's prebuilt 6.12 cloud kernel (image and headers fetched with apt-get download,
     /// no root, no kernel build) instead of building one: C modules only, Rust modules SKIP. The
     /// newest ABI apt's lists offer when first fetched, or =ABI (e.g. =6.12.117+deb12)
@@ -74,7 +74,7 @@ pub struct KernelOpts {
         value_name = "ABI",
         num_args = 0..=1,
         require_equals = true,
-        conflicts_with_all = ["kernel_src", "kernel_config", "jobs"]
+        conflicts_with_all = ["kernel_src", "kernel_config", "build_jobs"]
     )]
     pub kernel_prebuilt: Option<Option<String>>,
 }
@@ -113,6 +113,10 @@ pub struct TestArgs {
     /// module folder a VM; `test` gives each test its own
     #[arg(long, value_enum, default_value_t = Isolate::All)]
     pub isolate: Isolate,
+    /// VMs to run at once, across modules and tests (fewer if the memory available does not fit
+    /// them) [default: number of CPUs]
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: Option<u32>,
     /// Show each test's kernel log and the VM's life
     #[arg(short, long)]
     pub verbose: bool,
@@ -177,6 +181,10 @@ pub struct WatchArgs {
     /// Accelerator: auto uses KVM only after a probe boot has shown it works on this machine
     #[arg(long, value_enum, default_value_t = Accel::Auto)]
     pub accel: Accel,
+    /// VMs to run at once in each round (fewer if the memory available does not fit them)
+    /// [default: number of CPUs]
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: Option<u32>,
     /// Rewrite this HTML report after every round (reload it in the browser to see the latest)
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,

@@ -102,7 +102,7 @@ pub fn kernel_request(opts: &KernelOpts, ctx: &Context) -> Result<KernelRequest>
     Ok(KernelRequest {
         source,
         fragments,
-        jobs: opts.jobs,
+        jobs: opts.build_jobs,
     })
 }
 

@@ -51,6 +51,7 @@ pub(super) fn test(args: TestArgs, ctx: &Context) -> Result<i32> {
             Isolate::Module => Isolation::Module,
             Isolate::Test => Isolation::Test,
         },
+        jobs: args.jobs.unwrap_or_else(run::default_jobs),
         ..RunOptions::new(
             selection,
             kernel_request(&args.kernel, ctx)?,

@@ -51,6 +51,7 @@ pub(super) fn command(args: WatchArgs, ctx: &super::Context) -> Result<i32> {
             timeout: None,
             run_timeout: None,
             isolation: Isolation::All,
+            jobs: args.jobs.unwrap_or_else(run::default_jobs),
             memory_mb: 256,
             cpus: 2,
         };

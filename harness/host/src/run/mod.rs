@@ -57,13 +57,16 @@ pub struct RunOptions {
     /// Limit for the whole run; tests not finished by then get TIMEOUT verdicts.
     pub run_timeout: Option<Duration>,
     pub isolation: Isolation,
+    /// VMs at most at once; fewer when the memory available does not fit them.
+    pub jobs: u32,
     pub memory_mb: u32,
     pub cpus: u32,
 }
 
 impl RunOptions {
     /// The options `test` runs with when only what to run, on which kernel, is given: `--accel
-    /// auto`, the tests' own limits, one VM shared until something crashes, 256 MB and 2 CPUs.
+    /// auto`, the tests' own limits, one VM shared until something crashes, one VM at a time,
+    /// 256 MB and 2 CPUs. (The command line's `--jobs` defaults to [`default_jobs`].)
     pub fn new(
         selection: Vec<Selected>,
         kernel: KernelRequest,
@@ -80,10 +83,16 @@ impl RunOptions {
             timeout: None,
             run_timeout: None,
             isolation: Isolation::default(),
+            jobs: 1,
             memory_mb: 256,
             cpus: 2,
         }
     }
+}
+
+/// VMs to run at once when not told: the CPUs this process may use.
+pub fn default_jobs() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
 }
 
 /// What the run reports as it goes; the display and report writers listen, the runner knows no UI.
@@ -177,6 +186,7 @@ fn run_in_order(
         started,
         timings: Timings::default(),
         verdicts: BTreeMap::new(),
+        told_memory: false,
         in_order,
         listener,
     };
@@ -209,6 +219,8 @@ struct Runner<'a> {
     timings: Timings,
     /// By test id: every requested test is numbered, skipped ones too.
     verdicts: BTreeMap<u32, Verdict>,
+    /// Whether the run said that the memory available lowered `--jobs`.
+    told_memory: bool,
     in_order: &'a mut InOrder,
     listener: &'a mut dyn FnMut(&RunEvent),
 }
