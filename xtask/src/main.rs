@@ -36,6 +36,9 @@ enum Task {
         /// How many runs
         #[arg(long, default_value_t = 7)]
         runs: usize,
+        /// Also run all the examples with one VM at a time and with one per CPU, alternated
+        #[arg(long)]
+        examples: bool,
     },
 }
 
@@ -53,8 +56,20 @@ fn main() {
     let code = match Xtask::parse().command {
         Task::Kmodlab(command) => kmodlab::cli::run_command(*command, &ctx),
         Task::Ci => ci(&root, &ctx),
-        Task::Bench { module, runs } => kmodlab::cli::code_or_unable(
-            bench::bench(&root, &ctx, &module, runs.max(1)).map(|()| kmodlab::cli::EXIT_PASS),
+        Task::Bench {
+            module,
+            runs,
+            examples,
+        } => kmodlab::cli::code_or_unable(
+            bench::bench(&root, &ctx, &module, runs.max(1))
+                .and_then(|()| {
+                    if examples {
+                        bench::bench_examples(&root, &ctx, runs.max(1))
+                    } else {
+                        Ok(())
+                    }
+                })
+                .map(|()| kmodlab::cli::EXIT_PASS),
         ),
     };
     std::process::exit(code);
