@@ -99,9 +99,8 @@ pub struct TestArgs {
     pub kernel: KernelOpts,
     #[command(flatten)]
     pub module_opts: ModuleOpts,
-    /// Accelerator: auto uses KVM only after a probe boot has shown it works on this machine
-    #[arg(long, value_enum, default_value_t = Accel::Auto)]
-    pub accel: Accel,
+    #[command(flatten)]
+    pub vms: VmOpts,
     /// Time limit per test in seconds, overriding the specs' timeout_s
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
@@ -113,10 +112,6 @@ pub struct TestArgs {
     /// module folder a VM; `test` gives each test its own
     #[arg(long, value_enum, default_value_t = Isolate::All)]
     pub isolate: Isolate,
-    /// VMs to run at once, across modules and tests (fewer if the memory available does not fit
-    /// them) [default: number of CPUs]
-    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub jobs: Option<u32>,
     /// Show each test's kernel log and the VM's life
     #[arg(short, long)]
     pub verbose: bool,
@@ -129,6 +124,18 @@ pub struct TestArgs {
     // Boxed so that `Command` stays small where binaries embed it (xtask's own enum).
     #[command(flatten)]
     pub output: Box<OutputOpts>,
+}
+
+/// How the tests' VMs run, for `test` and `watch`.
+#[derive(Args, Debug, Clone)]
+pub struct VmOpts {
+    /// Accelerator: auto uses KVM only after a probe boot has shown it works on this machine
+    #[arg(long, value_enum, default_value_t = Accel::Auto)]
+    pub accel: Accel,
+    /// VMs to run at once, across modules and tests (fewer if the memory available does not fit
+    /// them) [default: number of CPUs]
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: Option<u32>,
 }
 
 /// Where the verdicts go besides the terminal.
@@ -178,13 +185,8 @@ pub struct WatchArgs {
     pub kernel: KernelOpts,
     #[command(flatten)]
     pub module_opts: ModuleOpts,
-    /// Accelerator: auto uses KVM only after a probe boot has shown it works on this machine
-    #[arg(long, value_enum, default_value_t = Accel::Auto)]
-    pub accel: Accel,
-    /// VMs to run at once in each round (fewer if the memory available does not fit them)
-    /// [default: number of CPUs]
-    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub jobs: Option<u32>,
+    #[command(flatten)]
+    pub vms: VmOpts,
     /// Rewrite this HTML report after every round (reload it in the browser to see the latest)
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,

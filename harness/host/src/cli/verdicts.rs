@@ -42,7 +42,7 @@ pub(super) fn test(args: TestArgs, ctx: &Context) -> Result<i32> {
         setup::ensure(true)?;
     }
     let options = RunOptions {
-        accel: args.accel.into(),
+        accel: args.vms.accel.into(),
         runs_dir: args.runs_dir,
         timeout: args.timeout.map(Duration::from_secs),
         run_timeout: args.run_timeout.map(Duration::from_secs),
@@ -51,7 +51,7 @@ pub(super) fn test(args: TestArgs, ctx: &Context) -> Result<i32> {
             Isolate::Module => Isolation::Module,
             Isolate::Test => Isolation::Test,
         },
-        jobs: args.jobs.unwrap_or_else(run::default_jobs),
+        jobs: args.vms.jobs.unwrap_or_else(run::default_jobs),
         ..RunOptions::new(
             selection,
             kernel_request(&args.kernel, ctx)?,

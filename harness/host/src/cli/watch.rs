@@ -37,7 +37,7 @@ pub(super) fn command(args: WatchArgs, ctx: &super::Context) -> Result<i32> {
     let kernel = kernel_request(&args.kernel, ctx)?;
     let agent = agent_binary(ctx)?;
     let qemu = setup::require_tool("qemu-system-x86_64")?;
-    let accel: AccelChoice = args.accel.into();
+    let accel: AccelChoice = args.vms.accel.into();
     let dirs: Vec<PathBuf> = first.iter().map(|s| s.spec.dir.clone()).collect();
     let run_once = || -> Result<Vec<Verdict>> {
         // Specs are read again each round: saving kmodlab.toml is an edit like any other.
@@ -51,7 +51,7 @@ pub(super) fn command(args: WatchArgs, ctx: &super::Context) -> Result<i32> {
             timeout: None,
             run_timeout: None,
             isolation: Isolation::All,
-            jobs: args.jobs.unwrap_or_else(run::default_jobs),
+            jobs: args.vms.jobs.unwrap_or_else(run::default_jobs),
             memory_mb: 256,
             cpus: 2,
         };
