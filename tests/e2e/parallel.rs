@@ -4,7 +4,7 @@
 use kmodlab::judge::verdict::Outcome;
 use kmodlab::run::{self, Isolation, RunEvent, RunOptions, RunReport};
 use kmodlab::spec::select;
-use kmodlab_e2e::{agent, assert_outcome, context, fixture};
+use kmodlab_e2e::{agent, assert_outcome, context, fixture, print_report};
 
 /// Runs `names` with `jobs` VMs at once; the report and the verdicts as the listener heard them.
 fn run_parallel(names: &[String], jobs: u32, isolation: Isolation) -> (RunReport, Vec<String>) {
@@ -27,19 +27,7 @@ fn run_parallel(names: &[String], jobs: u32, isolation: Isolation) -> (RunReport
         _ => {}
     })
     .unwrap_or_else(|e| panic!("running {names:?}: {e:#}"));
-    for verdict in &report.verdicts {
-        println!(
-            "{} {} {}",
-            verdict.outcome.label(),
-            verdict.id(),
-            verdict.reason
-        );
-    }
-    println!(
-        "run folder: {} ({} VMs)",
-        report.run_dir.display(),
-        report.vms
-    );
+    print_report(&report);
     (report, told)
 }
 

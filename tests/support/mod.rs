@@ -92,6 +92,12 @@ pub fn run_listening(
     let names: Vec<String> = selection.iter().map(|s| s.spec.name.clone()).collect();
     let report = try_run_listening(selection, kernel, listener)
         .unwrap_or_else(|e| panic!("running {names:?}: {e:#}"));
+    print_report(&report);
+    report
+}
+
+/// Prints a run's verdicts and its folder, for the test's output when it fails.
+pub fn print_report(report: &RunReport) {
     for verdict in &report.verdicts {
         println!(
             "{} {} {}",
@@ -105,7 +111,6 @@ pub fn run_listening(
         report.run_dir.display(),
         report.vms
     );
-    report
 }
 
 /// [`run_listening`] for a run that may not happen: its error instead of a panic.

@@ -1012,6 +1012,25 @@ mod tests {
         std::fs::read_to_string(path).expect("a captured log")
     }
 
+    /// A captured log's lines as the agent sends them: kernel records from `seq` on, at `level`,
+    /// all stamped `ts_us`.
+    fn captured_records(name: &str, seq: u64, level: u8, ts_us: u64) -> Vec<Event> {
+        captured(name)
+            .lines()
+            .enumerate()
+            .map(|(i, line)| {
+                Event::Kmsg(KmsgRecord {
+                    seq: seq + i as u64,
+                    level,
+                    facility: 0,
+                    ts_us,
+                    text: kmodlab_protocol::ktap::strip_timestamp(line).to_string(),
+                    caller: None,
+                })
+            })
+            .collect()
+    }
+
     /// Every verdict as told: `verdict ID OUTCOME reason`.
     fn drive_telling(source: &mut dyn EventSource) -> (Session, Vec<String>) {
         let mut told = Vec::new();
@@ -1144,16 +1163,7 @@ mod tests {
         if let Event::TestFinished { taint, .. } = &mut finished {
             *taint |= 1 << 7;
         }
-        for (i, line) in captured("unload_delayed_work").lines().enumerate() {
-            second.push(Event::Kmsg(KmsgRecord {
-                seq: 100 + i as u64,
-                level: 1,
-                facility: 0,
-                ts_us: 561_688,
-                text: kmodlab_protocol::ktap::strip_timestamp(line).to_string(),
-                caller: None,
-            }));
-        }
+        second.extend(captured_records("unload_delayed_work", 100, 1, 561_688));
         second.push(finished);
         events.extend(second);
         events.extend(test_events(2, "hello", &hello, 900_000, false, true));
@@ -1211,16 +1221,7 @@ mod tests {
         ];
         // The second load: the kernel warns during its init (its own init text, at the first
         // instance's address, shows as a bare `? 0xffffffffa0006000`), then init fails.
-        for (i, line) in captured("proc_left").lines().enumerate() {
-            events.push(Event::Kmsg(KmsgRecord {
-                seq: 200 + i as u64,
-                level: 4,
-                facility: 0,
-                ts_us: 1_187_672,
-                text: kmodlab_protocol::ktap::strip_timestamp(line).to_string(),
-                caller: None,
-            }));
-        }
+        events.extend(captured_records("proc_left", 200, 4, 1_187_672));
         events.push(Event::ModuleLoaded {
             test: 0,
             module: module(),
