@@ -17,5 +17,6 @@ mod prebuilt_abi;
 mod reports;
 mod scaffold;
 mod shell;
+mod snapshot;
 mod try_this;
 mod zero_config;

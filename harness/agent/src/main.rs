@@ -52,9 +52,20 @@ fn run_agent() -> ! {
         .ok();
     let mut agent = Agent::new(channel, kmsg);
 
-    let plan = plan::acquire();
     // The boot log first, so the host sees how the kernel came up even if the plan is unusable.
     agent.forward_boot_log();
+    let plan = plan::from_initramfs().unwrap_or_else(|| {
+        // A snapshot's VM: the host saves it now, and each restored copy goes on from here.
+        agent.channel.send(&Event::Waiting {
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            uptime_ms: system::uptime_ms(),
+        });
+        agent.channel.drain();
+        let plan = plan::from_payload();
+        // What the kernel printed meanwhile (the restore itself prints nothing, normally).
+        agent.forward_boot_log();
+        plan
+    });
     let tests = plan.as_ref().map_or(0, |plan| {
         u32::try_from(plan.tests.len()).unwrap_or(u32::MAX)
     });

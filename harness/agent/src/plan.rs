@@ -1,15 +1,87 @@
-//! Getting the test plan.
+//! Getting the test plan: from the initramfs, or from the payload a restored VM is sent.
 
-use kmodlab_protocol::{Plan, PLAN_PATH};
+use kmodlab_protocol::{payload, Plan, PLAN_PATH};
+use std::io::{BufReader, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-/// The one place the agent gets its plan from.
-///
-/// Today the host packs it into the initramfs. A VM restored from a snapshot will instead receive the
-/// plan (and the module files it names) over the agent channel; that variant belongs here, so the
-/// rest of the agent never knows where the plan came from.
-pub fn acquire() -> Result<Plan, String> {
-    let bytes = std::fs::read(PLAN_PATH).map_err(|e| format!("read {PLAN_PATH}: {e}"))?;
-    parse(&bytes).map_err(|e| format!("{PLAN_PATH}: {e}"))
+/// The plan the host packed into the initramfs; `None` when there is none: this initramfs is a
+/// snapshot's, and the plan will come as a payload ([`from_payload`]).
+pub fn from_initramfs() -> Option<Result<Plan, String>> {
+    let bytes = match std::fs::read(PLAN_PATH) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => return Some(Err(format!("read {PLAN_PATH}: {e}"))),
+    };
+    Some(parse(&bytes).map_err(|e| format!("{PLAN_PATH}: {e}")))
+}
+
+/// Waits for the host's payload on the virtio port, writes the files it carries where their
+/// entries say, and returns its plan. Blocks until the payload comes: the VM is saved while it
+/// waits here, and every restored copy wakes up here.
+pub fn from_payload() -> Result<Plan, String> {
+    let port = payload_port()?;
+    let file = std::fs::File::open(&port).map_err(|e| format!("open {}: {e}", port.display()))?;
+    let mut input = BufReader::with_capacity(1 << 16, Patient(file));
+    let header = payload::read_header(&mut input)?;
+    for entry in &header.files {
+        let bytes = payload::read_file(&mut input, entry)?;
+        write_file(entry, &bytes)?;
+    }
+    Ok(header.plan)
+}
+
+/// The device of the port named [`payload::PORT_NAME`]. Ports are added and named by the
+/// device's control messages, which the kernel handles in a work item: at /init the port may
+/// not be there yet.
+fn payload_port() -> Result<PathBuf, String> {
+    const CLASS: &str = "/sys/class/virtio-ports";
+    for _ in 0..400 {
+        if let Ok(entries) = std::fs::read_dir(CLASS) {
+            for entry in entries.flatten() {
+                let name = std::fs::read_to_string(entry.path().join("name")).unwrap_or_default();
+                if name.trim() == payload::PORT_NAME {
+                    return Ok(Path::new("/dev").join(entry.file_name()));
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Err(format!(
+        "no virtio port named {} in {CLASS} after 2 s (a kernel without CONFIG_VIRTIO_CONSOLE?)",
+        payload::PORT_NAME
+    ))
+}
+
+/// A port that reads 0 bytes while no host is connected: waits and reads again instead of
+/// taking that for the end.
+struct Patient(std::fs::File);
+
+impl Read for Patient {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            match self.0.read(buf) {
+                Ok(0) if !buf.is_empty() => std::thread::sleep(Duration::from_millis(10)),
+                other => return other,
+            }
+        }
+    }
+}
+
+fn write_file(entry: &payload::FileEntry, bytes: &[u8]) -> Result<(), String> {
+    let path = Path::new(&entry.path);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| format!("mkdir {}: {e}", parent.display()))?;
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(entry.mode)
+        .open(path)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, bytes))
+        .map_err(|e| format!("write {}: {e}", entry.path))
 }
 
 /// Parses the plan's JSON; the error names the line and column.

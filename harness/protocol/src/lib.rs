@@ -1,10 +1,12 @@
 //! The contract between the kmodlab host and the guest agent.
 //!
-//! The host writes a [`Plan`] into the initramfs (later: sends it over the channel); the agent answers
+//! The host writes a [`Plan`] into the initramfs, or sends it to a VM restored from a snapshot
+//! ([`payload`]); the agent answers
 //! with [`Event`]s, one JSON object per line, on its own serial port. The agent only records facts;
 //! every judgement (pass, fail, crash title) is made on the host from these events.
 
 pub mod ktap;
+pub mod payload;
 
 use serde::{Deserialize, Serialize};
 
@@ -204,6 +206,12 @@ impl KmsgRecord {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
+    /// The agent is up, found no plan in its initramfs and waits for a [`payload`]: the moment
+    /// the host saves a snapshot of the VM.
+    Waiting {
+        agent_version: String,
+        uptime_ms: u64,
+    },
     /// The agent is up and has read its plan.
     Hello {
         agent_version: String,

@@ -136,6 +136,10 @@ pub struct VmOpts {
     /// them) [default: number of CPUs]
     #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub jobs: Option<u32>,
+    /// Boot every VM instead of restoring the snapshot of a booted one (saved once per kernel,
+    /// agent and VM shape in the cache)
+    #[arg(long)]
+    pub no_snapshot: bool,
 }
 
 /// Where the verdicts go besides the terminal.

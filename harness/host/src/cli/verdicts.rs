@@ -52,6 +52,7 @@ pub(super) fn test(args: TestArgs, ctx: &Context) -> Result<i32> {
             Isolate::Test => Isolation::Test,
         },
         jobs: args.vms.jobs.unwrap_or_else(run::default_jobs),
+        snapshots: !args.vms.no_snapshot,
         ..RunOptions::new(
             selection,
             kernel_request(&args.kernel, ctx)?,

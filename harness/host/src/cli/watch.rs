@@ -54,6 +54,7 @@ pub(super) fn command(args: WatchArgs, ctx: &super::Context) -> Result<i32> {
             jobs: args.vms.jobs.unwrap_or_else(run::default_jobs),
             memory_mb: 256,
             cpus: 2,
+            snapshots: !args.vms.no_snapshot,
         };
         // On a terminal, what the round is doing now; the round's changes are printed after it.
         let mut live = Live::stdout();
@@ -87,7 +88,10 @@ pub(super) fn command(args: WatchArgs, ctx: &super::Context) -> Result<i32> {
 fn round_progress(event: &RunEvent, live: Option<&mut Live>) -> Option<String> {
     let doing = match event {
         RunEvent::ModuleBuilding { module } => format!("module  {module}: building"),
-        RunEvent::VmStarted { label } => format!("qemu    {label}: booting"),
+        RunEvent::VmStarted { label, restored } => format!(
+            "qemu    {label}: {}",
+            if *restored { "restoring" } else { "booting" }
+        ),
         RunEvent::TestStarted { id } => format!("test    {id}: running"),
         RunEvent::Notice(text) => return Some(format!("note    {text}")),
         RunEvent::ModuleBuilt(build) if !build.warnings.trim().is_empty() => {

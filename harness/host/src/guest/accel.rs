@@ -10,7 +10,6 @@ use crate::host::cache::{self, KeyBuilder};
 use crate::kernel::Kernel;
 use anyhow::{Context, Result};
 use kmodlab_protocol::{Event, Plan};
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -130,14 +129,7 @@ pub struct ProbeBoot<'a> {
 pub fn probe_boot(probe: &ProbeBoot) -> Result<bool> {
     let accel = probe.accel;
     let initramfs = probe.dir.join("probe.initramfs");
-    image::write_test_initramfs(
-        &initramfs,
-        probe.agent,
-        &Plan { tests: vec![] },
-        &probe.kernel.release,
-        &BTreeMap::new(),
-        &BTreeMap::new(),
-    )?;
+    image::write_test_initramfs(&initramfs, probe.agent, &Plan { tests: vec![] }, &[])?;
     let config = VmConfig {
         qemu: probe.qemu.to_path_buf(),
         kernel_image: probe.kernel.boot_image(),
@@ -148,6 +140,7 @@ pub fn probe_boot(probe: &ProbeBoot) -> Result<bool> {
         cpus: 1,
         dir: probe.dir.to_path_buf(),
         label: format!("probe-{accel}"),
+        restore: None,
     };
     let mut vm = Vm::start(&config)?;
     let deadline = Instant::now() + PROBE_LIMIT;

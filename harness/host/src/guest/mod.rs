@@ -5,5 +5,7 @@ pub mod accel;
 pub mod image;
 pub mod initramfs;
 pub mod qemu;
+pub mod qmp;
 pub mod shell;
+pub mod snapshot;
 pub mod vm;

@@ -47,6 +47,53 @@ pub struct Wiring<'a> {
     /// agent's UART (the second one). QEMU inherits it already connected, so there is no name any
     /// other process could connect to first. It must stay open until QEMU is spawned.
     pub agent_socket: Option<BorrowedFd<'a>>,
+    /// For a guest saved as a snapshot, or restored from one: QEMU's end of the socket pair that
+    /// carries the virtio console port the agent takes its payload from
+    /// ([`kmodlab_protocol::payload`]). A snapshot and its restored copies must have the same
+    /// devices, so both have it.
+    pub payload_socket: Option<BorrowedFd<'a>>,
+    /// QEMU's end of a socket pair for its monitor (QMP), to save a snapshot through.
+    pub monitor_socket: Option<BorrowedFd<'a>>,
+    /// A saved VM to restore instead of booting.
+    pub incoming: Option<&'a Path>,
+    /// What `ps` shows the guest as (QEMU's `-name`): a run's VMs name its folder, so that any
+    /// QEMU left behind can be traced to its run.
+    pub name: Option<&'a str>,
+}
+
+impl Wiring<'_> {
+    /// A guest with the agent on `agent_socket`, its console recorded, booted.
+    pub fn agent(agent_socket: BorrowedFd<'_>) -> Wiring<'_> {
+        Wiring {
+            console: Console::Recorded,
+            agent_socket: Some(agent_socket),
+            payload_socket: None,
+            monitor_socket: None,
+            incoming: None,
+            name: None,
+        }
+    }
+
+    /// A guest with no agent: the shell, or a boot that only watches the console.
+    pub fn console_only(console: Console) -> Wiring<'static> {
+        Wiring {
+            console,
+            agent_socket: None,
+            payload_socket: None,
+            monitor_socket: None,
+            incoming: None,
+            name: None,
+        }
+    }
+
+    /// The descriptors QEMU inherits.
+    fn inherited(&self) -> Vec<RawFd> {
+        [self.agent_socket, self.payload_socket, self.monitor_socket]
+            .into_iter()
+            .flatten()
+            .map(|fd| fd.as_raw_fd())
+            .collect()
+    }
 }
 
 /// QEMU's `-cpu` for the accelerator.
@@ -59,9 +106,17 @@ fn cpu_model(accel: Accelerator) -> &'static str {
 
 /// QEMU's arguments (without the program) for `boot` wired as `wiring` says.
 pub fn args(boot: &Boot, wiring: &Wiring) -> Vec<OsString> {
+    // With ACPI on (its default), microvm describes virtio-mmio devices only in ACPI tables, which
+    // kmodlab's kernels lack; with it off, it names them on the kernel command line
+    // (`virtio_mmio.device=512@0xfeb00e00:12`, seen in the guest's /proc/cmdline).
+    let machine = if wiring.payload_socket.is_some() {
+        "microvm,acpi=off"
+    } else {
+        "microvm"
+    };
     let mut args: Vec<OsString> = [
         "-M",
-        "microvm",
+        machine,
         "-accel",
         &boot.accel.to_string(),
         "-cpu",
@@ -98,6 +153,44 @@ pub fn args(boot: &Boot, wiring: &Wiring) -> Vec<OsString> {
             .map(OsString::from),
         );
     }
+    if let Some(socket) = wiring.payload_socket {
+        // microvm puts a virtio-mmio transport on the kernel command line for each virtio device.
+        args.extend(
+            [
+                "-device",
+                "virtio-serial-device",
+                "-chardev",
+                &format!("socket,id=payload,fd={}", socket.as_raw_fd()),
+                "-device",
+                &format!(
+                    "virtserialport,chardev=payload,name={}",
+                    kmodlab_protocol::payload::PORT_NAME
+                ),
+            ]
+            .map(OsString::from),
+        );
+    }
+    if let Some(socket) = wiring.monitor_socket {
+        args.extend(
+            [
+                "-chardev",
+                &format!("socket,id=monitor,fd={}", socket.as_raw_fd()),
+                "-mon",
+                "chardev=monitor,mode=control",
+            ]
+            .map(OsString::from),
+        );
+    }
+    if let Some(name) = wiring.name {
+        // A comma in the name is written twice, or QEMU takes it for the start of an option.
+        args.extend(["-name".into(), name.replace(',', ",,").into()]);
+    }
+    if let Some(state) = wiring.incoming {
+        let path = state.to_string_lossy();
+        let quoted = shlex::try_quote(&path).map_or_else(|_| path.to_string(), |q| q.into_owned());
+        args.push("-incoming".into());
+        args.push(format!("exec:cat {quoted}").into());
+    }
     args
 }
 
@@ -110,16 +203,16 @@ pub fn command(boot: &Boot, wiring: &Wiring) -> Command {
         Console::Recorded => Stdio::null(),
         Console::Interactive => Stdio::piped(),
     });
-    let inherited: Option<RawFd> = wiring.agent_socket.map(|fd| fd.as_raw_fd());
+    let inherited = wiring.inherited();
     // SAFETY: setpgid and fcntl are async-signal-safe; between fork and exec they only move QEMU
-    // into a process group of its own and let it keep the agent's socket across exec. The socket
-    // is close-on-exec in kmodlab, so no other child (another VM started meanwhile, zstd) gets it.
+    // into a process group of its own and let it keep its sockets across exec. The sockets are
+    // close-on-exec in kmodlab, so no other child (another VM started meanwhile, zstd) gets them.
     unsafe {
         command.pre_exec(move || {
             if libc::setpgid(0, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            if let Some(fd) = inherited {
+            for &fd in &inherited {
                 if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -187,10 +280,7 @@ mod tests {
     fn the_agent_uart_is_an_isa_serial_on_an_inherited_socket() {
         let boot = boot(&default_cmdline(Accelerator::Kvm, "quiet"));
         let (_host, qemu_end) = std::os::unix::net::UnixStream::pair().expect("socket pair");
-        let wiring = Wiring {
-            console: Console::Recorded,
-            agent_socket: Some(qemu_end.as_fd()),
-        };
+        let wiring = Wiring::agent(qemu_end.as_fd());
         let joined = joined(&command(&boot, &wiring));
         let fd = qemu_end.as_raw_fd();
         assert!(
@@ -205,6 +295,35 @@ mod tests {
         }
         assert!(joined.contains("-accel tcg -cpu max"));
         assert!(joined.contains("-append console=ttyS0 loglevel=5 panic=-1 reboot=t quiet"));
+    }
+
+    #[test]
+    fn a_restore_has_the_snapshots_devices_and_reads_its_state_through_a_quoted_path() {
+        let (_a, agent) = std::os::unix::net::UnixStream::pair().expect("socket pair");
+        let (_p, payload) = std::os::unix::net::UnixStream::pair().expect("socket pair");
+        let state = Path::new("/cache dir/state-1.bin");
+        let wiring = Wiring {
+            payload_socket: Some(payload.as_fd()),
+            incoming: Some(state),
+            ..Wiring::agent(agent.as_fd())
+        };
+        let args: Vec<String> = args(&boot("console=ttyS0"), &wiring)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let joined = args.join(" ");
+        assert!(
+            joined.contains(&format!(
+                "-device virtio-serial-device -chardev socket,id=payload,fd={} -device virtserialport,chardev=payload,name=kmodlab.payload",
+                payload.as_raw_fd()
+            )),
+            "{joined}"
+        );
+        assert_eq!(
+            args[args.len() - 2..],
+            ["-incoming", "exec:cat '/cache dir/state-1.bin'"]
+        );
+        assert!(!joined.contains("-mon"), "{joined}");
     }
 
     /// Stands in for QEMU: writes to the fd its `-chardev ...,fd=N` names, and says which process
@@ -229,10 +348,7 @@ echo "pgid=$(cut -d' ' -f5 /proc/self/stat) ppgid=$(cut -d' ' -f5 /proc/$PPID/st
             qemu: fake,
             ..boot("console=ttyS0")
         };
-        let wiring = Wiring {
-            console: Console::Recorded,
-            agent_socket: Some(qemu_end.as_fd()),
-        };
+        let wiring = Wiring::agent(qemu_end.as_fd());
         let mut command = command(&boot, &wiring);
         command.env("HOST_END", host_end.as_raw_fd().to_string());
         let mut child = crate::host::child::KillOnDrop::spawn(&mut command).expect("spawn");
@@ -259,10 +375,7 @@ echo "pgid=$(cut -d' ' -f5 /proc/self/stat) ppgid=$(cut -d' ' -f5 /proc/$PPID/st
             image: "/k/vmlinux".into(),
             ..boot("console=ttyS0 reboot=t")
         };
-        let wiring = Wiring {
-            console: Console::Interactive,
-            agent_socket: None,
-        };
+        let wiring = Wiring::console_only(Console::Interactive);
         let joined = joined(&command(&boot, &wiring));
         assert!(
             joined.contains("-M microvm -accel tcg -cpu max"),

@@ -8,10 +8,12 @@
 //! The host always ends QEMU itself ([`Vm::stop`], or on drop); it never relies on the guest
 //! powering off. [`run_bounded`] boots a guest without the agent (console only) to its end.
 
+use crate::guest::image::{self, GuestFile};
 use crate::guest::qemu::{self, Boot, Console, Wiring};
+use crate::guest::qmp::Qmp;
 use crate::host::child::KillOnDrop;
 use anyhow::{anyhow, Context, Result};
-use kmodlab_protocol::Event;
+use kmodlab_protocol::{Event, Plan};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
@@ -19,6 +21,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
+
+/// How long a restored VM may take to load its state and run.
+const RESTORE_LIMIT: Duration = Duration::from_secs(30);
 
 /// Which accelerator QEMU uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -51,6 +56,16 @@ pub struct VmConfig {
     pub dir: PathBuf,
     /// Short name used in file names and messages, e.g. `vm1`.
     pub label: String,
+    /// Start from a snapshot instead of booting: `initramfs` is then the snapshot's.
+    pub restore: Option<Restore>,
+}
+
+/// A VM that starts from a saved one: the state to load, and what its agent is sent once it runs.
+#[derive(Debug, Clone)]
+pub struct Restore {
+    pub state: PathBuf,
+    pub plan: Plan,
+    pub files: Vec<GuestFile>,
 }
 
 impl VmConfig {
@@ -206,6 +221,8 @@ fn cmdline_with(accel: Accelerator, tcg_tuning: &str, extra: &str) -> String {
 
 /// A running guest. Dropping it ends QEMU.
 pub struct Vm {
+    /// The host's end of a restored VM's payload port, open until the VM ends.
+    _payload: Option<UnixStream>,
     child: KillOnDrop,
     events: Receiver<VmEvent>,
     pub label: String,
@@ -244,10 +261,25 @@ impl Vm {
         let (agent_channel, qemu_end) =
             UnixStream::pair().context("creating the agent channel's socket pair")?;
         let logs = VmLogs::named(&cfg.dir, &cfg.label);
+        // A restored VM takes its payload on a port of its own, once its monitor says it runs.
+        let (payload, qemu_payload, monitor, qemu_monitor) = match &cfg.restore {
+            Some(_) => {
+                let (ours, qemus) =
+                    UnixStream::pair().context("creating the payload port's socket pair")?;
+                let (monitor, qemu_monitor) =
+                    UnixStream::pair().context("creating the monitor's socket pair")?;
+                (Some(ours), Some(qemus), Some(monitor), Some(qemu_monitor))
+            }
+            None => (None, None, None, None),
+        };
 
+        let name = format!("kmodlab {}", logs.console.display());
         let wiring = Wiring {
-            console: Console::Recorded,
-            agent_socket: Some(qemu_end.as_fd()),
+            payload_socket: qemu_payload.as_ref().map(|s| s.as_fd()),
+            monitor_socket: qemu_monitor.as_ref().map(|s| s.as_fd()),
+            incoming: cfg.restore.as_ref().map(|r| r.state.as_path()),
+            name: Some(&name),
+            ..Wiring::agent(qemu_end.as_fd())
         };
         let mut command = qemu::command(&cfg.boot(), &wiring);
         command.stderr(Stdio::from(start_record(&logs.qemu, &command)?));
@@ -256,14 +288,43 @@ impl Vm {
             .with_context(|| format!("starting {}", cfg.qemu.display()))?;
         // QEMU has its copy; with ours closed, the channel ends when QEMU does.
         drop(qemu_end);
+        drop((qemu_payload, qemu_monitor));
         let stdout = child
             .take_stdout()
             .ok_or_else(|| anyhow!("QEMU's console pipe is missing"))?;
 
         let (tx, rx) = mpsc::channel();
         spawn_console_reader(stdout, &logs.console, tx.clone())?;
+        // QEMU drops what it has not read from a socket whose other end closed: ours stays open
+        // as long as the VM.
+        let payload_kept = match &payload {
+            Some(stream) => Some(stream.try_clone().context("cloning the payload socket")?),
+            None => None,
+        };
+        if let (Some(mut stream), Some(monitor), Some(restore)) =
+            (payload, monitor, cfg.restore.clone())
+        {
+            let tx = tx.clone();
+            std::thread::Builder::new()
+                .name("payload".into())
+                .spawn(move || {
+                    let sent = Qmp::connect(monitor, RESTORE_LIMIT)
+                        .and_then(|mut qmp| qmp.wait_until_running(RESTORE_LIMIT))
+                        // Blocks until the guest has read it all; fails only if QEMU has gone.
+                        .and_then(|()| {
+                            image::write_payload(&mut stream, &restore.plan, &restore.files)
+                        });
+                    if let Err(e) = sent {
+                        let _ = tx.send(VmEvent::ChannelError(format!(
+                            "restoring the snapshot: {e:#}"
+                        )));
+                    }
+                })
+                .context("starting the payload writer")?;
+        }
         spawn_agent_reader(agent_channel, &logs.events, tx)?;
         Ok(Vm {
+            _payload: payload_kept,
             child,
             events: rx,
             label: cfg.label.clone(),
@@ -450,10 +511,7 @@ pub struct BoundedRun {
 /// for QEMU to end, killing it otherwise; QEMU never outlives this call.
 pub fn run_bounded(boot: &Boot, limit: Duration) -> Result<BoundedRun> {
     let started = Instant::now();
-    let wiring = Wiring {
-        console: Console::Recorded,
-        agent_socket: None,
-    };
+    let wiring = Wiring::console_only(Console::Recorded);
     let mut qemu = KillOnDrop::spawn(qemu::command(boot, &wiring).stderr(Stdio::piped()))
         .with_context(|| format!("starting {}", boot.qemu.display()))?;
     let out = read_all_in_thread(qemu.take_stdout());

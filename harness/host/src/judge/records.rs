@@ -201,6 +201,7 @@ impl TestRecord {
                 kmsg_before: self.kmsg.len(),
             }),
             Event::Hello { .. }
+            | Event::Waiting { .. }
             | Event::AgentError { .. }
             | Event::LeakScan { .. }
             | Event::Done => {}

@@ -36,7 +36,10 @@ impl Human {
         // What starts a step only moves the spinner; what ends one clears it, then prints its line.
         let started = match event {
             RunEvent::ModuleBuilding { module } => Some(format!("module  {module}: building")),
-            RunEvent::VmStarted { label } => Some(format!("qemu    {label}: booting")),
+            RunEvent::VmStarted { label, restored } => Some(format!(
+                "qemu    {label}: {}",
+                if *restored { "restoring" } else { "booting" }
+            )),
             RunEvent::TestStarted { id } => Some(format!("test    {id}: running")),
             _ => None,
         };
@@ -83,18 +86,23 @@ impl Human {
                 }
                 format!("qemu    accelerator {accel}: {reason}")
             }
-            RunEvent::VmBooted { label, after } => {
+            RunEvent::VmBooted {
+                label,
+                after,
+                restored,
+            } => {
                 let accel = self
                     .accel
                     .as_deref()
                     .map(|a| format!(" ({a})"))
                     .unwrap_or_default();
                 format!(
-                    "qemu    {label} booted in {:.2}s{accel}",
+                    "qemu    {label} {} in {:.2}s{accel}",
+                    if *restored { "restored" } else { "booted" },
                     after.as_secs_f64()
                 )
             }
-            RunEvent::VmStarted { label } => {
+            RunEvent::VmStarted { label, .. } => {
                 if !self.verbose {
                     return;
                 }
@@ -265,10 +273,12 @@ mod tests {
             },
             RunEvent::VmStarted {
                 label: "vm1".into(),
+                restored: false,
             },
             RunEvent::VmBooted {
                 label: "vm1".into(),
                 after: Duration::from_millis(517),
+                restored: false,
             },
             RunEvent::TestStarted {
                 id: "hello/loads".into(),

@@ -12,6 +12,7 @@ pub mod folder;
 pub mod parse;
 mod plan;
 pub mod replay;
+mod restore;
 pub mod session;
 mod vms;
 
@@ -61,6 +62,9 @@ pub struct RunOptions {
     pub jobs: u32,
     pub memory_mb: u32,
     pub cpus: u32,
+    /// Start VMs by restoring a saved one (made once per kernel, agent and VM shape) instead of
+    /// booting each.
+    pub snapshots: bool,
 }
 
 impl RunOptions {
@@ -86,6 +90,7 @@ impl RunOptions {
             jobs: 1,
             memory_mb: 256,
             cpus: 2,
+            snapshots: true,
         }
     }
 }
@@ -112,13 +117,16 @@ pub enum RunEvent {
         accel: Accelerator,
         reason: String,
     },
+    /// A VM started: booting, or `restored` from a snapshot.
     VmStarted {
         label: String,
+        restored: bool,
     },
     /// The agent greeted the host: the guest is up. `after` counts from starting QEMU.
     VmBooted {
         label: String,
         after: Duration,
+        restored: bool,
     },
     /// The agent began a test (`module/test`).
     TestStarted {
@@ -191,13 +199,21 @@ fn run_in_order(
         listener,
     };
     let kernel = runner.kernel()?;
+    let accel = runner.choose_accel(&kernel)?;
+    // Saved (when missing) while the modules build, so that this run restores from it already.
+    let snapshot = restore::prepare(opts, &kernel, accel);
     let (jobs, products) = runner.plan(&kernel)?;
     // What `parse` needs to judge this run folder again exactly as it was judged now.
     folder::save_plan(&runner.run_dir, &jobs.saved())?;
+    let snapshot = if jobs.is_empty() {
+        None
+    } else {
+        runner.take_snapshot(snapshot)
+    };
     let (vms, infrastructure) = if jobs.is_empty() {
         (0, None)
     } else {
-        runner.run_vms(&kernel, &jobs, &products)?
+        runner.run_vms(&kernel, accel, snapshot, &jobs, &products)?
     };
     let report = RunReport {
         run_dir: runner.run_dir,

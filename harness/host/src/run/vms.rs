@@ -11,12 +11,14 @@
 //! time and verdicts still come out in the requested order.
 
 use super::plan::Jobs;
+use super::restore::Restorable;
 use super::session::{self, EventSource, Progress, Session};
 use super::{folder, Isolation, RunEvent, RunOptions, Runner};
 use crate::build::Products;
 use crate::guest::accel::{self, ProbeBoot};
 use crate::guest::image;
-use crate::guest::vm::{self, Accelerator, QemuEnd, Vm, VmConfig, VmEvent};
+use crate::guest::snapshot;
+use crate::guest::vm::{self, Accelerator, QemuEnd, Restore, Vm, VmConfig, VmEvent};
 use crate::judge::records::TestRecord;
 use crate::judge::verdict::{Outcome, Verdict};
 use crate::kernel::Kernel;
@@ -108,6 +110,8 @@ struct Shared<'a> {
     stop: AtomicBool,
     /// Why a worker had to stop early because the machine could not boot a guest.
     cause: Mutex<Option<String>>,
+    /// The snapshot VMs restore; gone once a restore failed (every later VM boots).
+    restorable: Mutex<Option<Restorable>>,
 }
 
 impl Shared<'_> {
@@ -130,6 +134,20 @@ impl Shared<'_> {
     fn stopped(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
     }
+
+    fn restorable(&self) -> Option<Restorable> {
+        self.restorable.lock().ok()?.clone()
+    }
+
+    /// Stops restoring after a restore failed, and forgets the snapshot so that the next run
+    /// saves a new one; true if this call did (so that one worker tells it).
+    fn give_up_restoring(&self) -> bool {
+        let Some(gone) = self.restorable.lock().ok().and_then(|mut r| r.take()) else {
+            return false;
+        };
+        snapshot::remove(&gone.slot);
+        true
+    }
 }
 
 /// Sets the run's stop flag when its worker ends by a panic.
@@ -149,12 +167,14 @@ impl Runner<'_> {
     pub(super) fn run_vms(
         &mut self,
         kernel: &Kernel,
+        accel: Accelerator,
+        restorable: Option<Restorable>,
         jobs: &Jobs,
         products: &Products,
     ) -> Result<(u32, Option<String>)> {
         let setup = VmSetup {
             kernel,
-            accel: self.choose_accel(kernel)?,
+            accel,
             products,
             run_deadline: self.opts.run_timeout.map(|limit| self.started + limit),
         };
@@ -178,6 +198,7 @@ impl Runner<'_> {
             queue: Mutex::new(queue),
             stop: AtomicBool::new(false),
             cause: Mutex::new(None),
+            restorable: Mutex::new(restorable),
         };
         let (sender, receiver) = mpsc::channel();
         let results = std::thread::scope(|scope| {
@@ -262,7 +283,7 @@ impl Runner<'_> {
     }
 
     /// KVM when it works (or as asked), else TCG; told to the listener.
-    fn choose_accel(&mut self, kernel: &Kernel) -> Result<Accelerator> {
+    pub(super) fn choose_accel(&mut self, kernel: &Kernel) -> Result<Accelerator> {
         let opts = self.opts;
         let (accel, reason) = accel::choose(opts.accel, &opts.qemu, |accel| {
             accel::probe_boot(&ProbeBoot {
@@ -339,9 +360,21 @@ impl Worker<'_> {
             }
             let label = shared.next_label();
             let group = group(shared.opts.isolation, &self.at.pending, jobs);
-            let (session, console_log) = self.vm_session(&label, &group)?;
+            let restorable = shared.restorable();
+            let restored = restorable.is_some();
+            let (session, console_log) = self.vm_session(&label, &group, restorable)?;
             if shared.stopped() {
                 return Ok(false);
+            }
+            if !session.booted && restored {
+                // Ours, not the module's: the tests have not started. Boot instead.
+                if shared.give_up_restoring() {
+                    self.tell(RunEvent::Notice(format!(
+                        "{label}: restoring the snapshot failed ({}); VMs boot instead, and the next run saves a new snapshot",
+                        session.end
+                    )));
+                }
+                continue;
             }
             if !session.booted {
                 self.at.failed_boots += 1;
@@ -383,9 +416,14 @@ impl Worker<'_> {
         }
     }
 
-    /// Boots one VM with the `group`'s plan and reads it to its end; the session and the VM's
-    /// console log.
-    fn vm_session(&self, label: &str, group: &[u32]) -> Result<(Session, PathBuf)> {
+    /// Boots one VM with the `group`'s plan (or restores `restorable` and sends it the plan) and
+    /// reads it to its end; the session and the VM's console log.
+    fn vm_session(
+        &self,
+        label: &str,
+        group: &[u32],
+        restorable: Option<Restorable>,
+    ) -> Result<(Session, PathBuf)> {
         let (shared, setup, jobs) = (self.shared, &self.shared.setup, self.shared.jobs);
         let plan = Plan {
             tests: group
@@ -394,33 +432,48 @@ impl Worker<'_> {
                 .map(|j| j.planned.clone())
                 .collect(),
         };
-        let initramfs = folder::initramfs_path(shared.run_dir, label);
         let initramfs_started = Instant::now();
-        image::write_test_initramfs(
-            &initramfs,
-            &shared.opts.agent,
+        let files = image::guest_files(
             &plan,
             &setup.kernel.release,
             &setup.products.objects,
             &setup.products.programs,
         )?;
+        let (initramfs, written, restore) = match restorable {
+            Some(r) => {
+                let restore = Restore {
+                    state: r.snapshot.state,
+                    plan,
+                    files,
+                };
+                (r.snapshot.initramfs, None, Some(restore))
+            }
+            None => {
+                let initramfs = folder::initramfs_path(shared.run_dir, label);
+                image::write_test_initramfs(&initramfs, &shared.opts.agent, &plan, &files)?;
+                (initramfs.clone(), Some(initramfs), None)
+            }
+        };
         let initramfs_took = initramfs_started.elapsed();
         let config = VmConfig {
             qemu: shared.opts.qemu.clone(),
             kernel_image: setup.kernel.boot_image(),
-            initramfs: initramfs.clone(),
+            initramfs,
             cmdline: vm::cmdline_for(setup.kernel, setup.accel, &setup.kernel.detector_args()),
             accel: setup.accel,
             memory_mb: shared.opts.memory_mb,
             cpus: shared.opts.cpus,
             dir: shared.run_dir.to_path_buf(),
             label: label.to_string(),
+            restore,
         };
+        let restored = config.restore.is_some();
         let mut vm = Vm::start(&config)?;
         self.tell(RunEvent::VmStarted {
             label: label.to_string(),
+            restored,
         });
-        let session = self.drive(&mut vm);
+        let session = self.drive(&mut vm, restored);
         self.send(Message::Timings {
             initramfs: initramfs_took,
             vms: session
@@ -429,7 +482,9 @@ impl Worker<'_> {
                 .saturating_duration_since(vm.started),
         });
         // The initramfs is rebuilt from the run's inputs at will; keep the run folder small.
-        let _ = std::fs::remove_file(&initramfs);
+        if let Some(written) = written {
+            let _ = std::fs::remove_file(written);
+        }
         self.tell(RunEvent::VmEnded {
             label: label.to_string(),
             reason: session.end.clone(),
@@ -438,7 +493,7 @@ impl Worker<'_> {
     }
 
     /// One VM's session, told to the run's thread as it goes.
-    fn drive(&self, vm: &mut Vm) -> Session {
+    fn drive(&self, vm: &mut Vm, restored: bool) -> Session {
         let label = vm.label.clone();
         let jobs = self.shared.jobs;
         let mut source = Stoppable {
@@ -453,6 +508,7 @@ impl Worker<'_> {
                 Progress::Booted { after } => self.tell(RunEvent::VmBooted {
                     label: label.clone(),
                     after,
+                    restored,
                 }),
                 Progress::TestStarted(test) => {
                     if let Some(job) = jobs.get(test) {

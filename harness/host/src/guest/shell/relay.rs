@@ -78,10 +78,7 @@ pub(super) fn relay(boot: &Boot, stderr_log: &Path, started: Instant) -> Result<
         .with_context(|| format!("creating {}", stderr_log.display()))?;
     let signals = SignalGuard::install()?;
     let qemu_started = Instant::now();
-    let wiring = Wiring {
-        console: Console::Interactive,
-        agent_socket: None,
-    };
+    let wiring = Wiring::console_only(Console::Interactive);
     let mut qemu = KillOnDrop::spawn(qemu::command(boot, &wiring).stderr(Stdio::from(stderr_file)))
         .with_context(|| format!("starting {}", boot.qemu.display()))?;
     let to_guest = qemu
