@@ -171,7 +171,8 @@ fn a_missing_broken_or_stale_snapshot_costs_a_boot_and_says_why() {
     std::fs::write(slot.join("meta.json"), meta.to_string()).expect("rewriting meta.json");
     let unloadable = run_hello(&own_agent, true);
     assert!(
-        said(&unloadable, "restoring the snapshot failed"),
+        said(&unloadable, "restoring the snapshot failed")
+            && said(&unloadable, "QEMU said: qemu-system-x86_64: "),
         "{:?}",
         unloadable.notices
     );

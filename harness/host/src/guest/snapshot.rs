@@ -304,6 +304,8 @@ fn sweep(slot: &Path, meta: &Meta) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
+        // Saving happens under the slot's lock, so no other process is between its state and its
+        // `meta.json` now.
         let old = (name.starts_with("state-") || name.starts_with("initramfs-"))
             && name != meta.state
             && name != meta.initramfs;

@@ -246,6 +246,18 @@ impl VmLogs {
     /// How an events file's name ends, after the VM's label.
     pub const EVENTS_SUFFIX: &'static str = ".events.jsonl";
 
+    /// QEMU's own last message (`load of migration failed: Invalid argument`), if it printed one.
+    pub fn qemu_said(&self) -> Option<String> {
+        let record = std::fs::read_to_string(&self.qemu).ok()?;
+        let (_, messages) = record.split_once(QEMU_MESSAGES)?;
+        messages
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with("---"))
+            .map(str::to_string)
+    }
+
     pub fn named(dir: &Path, label: &str) -> VmLogs {
         VmLogs {
             console: dir.join(format!("{label}.console.log")),

@@ -4,7 +4,10 @@
 //! `~/.cache/kmodlab`), keyed by content hashes, so nothing is written into the user's module folders.
 
 use anyhow::{bail, Context, Result};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use sha2::{Digest, Sha256};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// The cache root, created if needed.
@@ -73,9 +76,62 @@ impl KeyBuilder {
     }
 }
 
+/// Takes an exclusive `flock` on `path`, saying so when another process holds it.
+pub fn lock(path: &Path, what: &str) -> Result<Flock<File>> {
+    let open = || {
+        File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("opening the lock {}", path.display()))
+    };
+    match Flock::lock(open()?, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => return Ok(lock),
+        Err((_, Errno::EWOULDBLOCK)) => {
+            eprintln!(
+                "kmodlab: another kmodlab process is {what}; waiting for it ({})",
+                path.display()
+            )
+        }
+        Err((_, e)) => return Err(e).with_context(|| format!("locking {}", path.display())),
+    }
+    let mut file = open()?;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusive) {
+            Ok(lock) => return Ok(lock),
+            Err((again, Errno::EINTR)) => file = again,
+            Err((_, e)) => return Err(e).with_context(|| format!("locking {}", path.display())),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lock_makes_the_second_taker_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let first = lock(&path, "testing").unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let _second = lock(&path, "testing").unwrap();
+                tx.send(()).unwrap();
+            })
+        };
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_millis(300))
+                .is_err(),
+            "second lock taken too early"
+        );
+        drop(first);
+        rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
+        waiter.join().unwrap();
+    }
 
     #[test]
     fn keys_depend_on_every_part_and_its_label() {

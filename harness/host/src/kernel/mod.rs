@@ -22,12 +22,11 @@ pub mod symbols;
 
 pub use source::DEBIAN_PACKAGE;
 
-use crate::host::cache::{self, KeyBuilder};
+use crate::host::cache::{self, lock, KeyBuilder};
 use crate::host::progress::{format_duration, Step};
 use crate::host::setup;
 use anyhow::{bail, Context, Result};
-use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -348,36 +347,6 @@ fn first_line_of_version(tool: &Path) -> Result<String> {
     }
 }
 
-/// Takes an exclusive `flock` on `path`, saying so when another process holds it.
-pub(crate) fn lock(path: &Path, what: &str) -> Result<Flock<File>> {
-    let open = || {
-        File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .with_context(|| format!("opening the lock {}", path.display()))
-    };
-    match Flock::lock(open()?, FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => return Ok(lock),
-        Err((_, Errno::EWOULDBLOCK)) => {
-            eprintln!(
-                "kmodlab: another kmodlab process is {what}; waiting for it ({})",
-                path.display()
-            )
-        }
-        Err((_, e)) => return Err(e).with_context(|| format!("locking {}", path.display())),
-    }
-    let mut file = open()?;
-    loop {
-        match Flock::lock(file, FlockArg::LockExclusive) {
-            Ok(lock) => return Ok(lock),
-            Err((again, Errno::EINTR)) => file = again,
-            Err((_, e)) => return Err(e).with_context(|| format!("locking {}", path.display())),
-        }
-    }
-}
-
 /// The kernel in `dir` when its stamp is complete and its image still there.
 fn load_stamped(dir: &Path, key: &str, fragments: &[PathBuf]) -> Result<Option<Kernel>> {
     let stamp_path = dir.join("stamp.json");
@@ -670,28 +639,5 @@ mod tests {
         assert_eq!(kernel.option("CONFIG_RUST"), Some("y"));
         assert_eq!(kernel.option("RUST"), Some("y"));
         assert_eq!(kernel.option("KASAN"), None);
-    }
-
-    #[test]
-    fn a_lock_makes_the_second_taker_wait() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("lock");
-        let first = lock(&path, "testing").unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let waiter = {
-            let path = path.clone();
-            std::thread::spawn(move || {
-                let _second = lock(&path, "testing").unwrap();
-                tx.send(()).unwrap();
-            })
-        };
-        assert!(
-            rx.recv_timeout(std::time::Duration::from_millis(300))
-                .is_err(),
-            "second lock taken too early"
-        );
-        drop(first);
-        rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
-        waiter.join().unwrap();
     }
 }

@@ -13,6 +13,7 @@ pub mod parse;
 mod plan;
 pub mod replay;
 mod restore;
+pub use restore::source as snapshot_source;
 pub mod session;
 mod vms;
 

@@ -5,6 +5,7 @@ use super::{RunEvent, RunOptions, Runner};
 use crate::guest::qemu::{self, Boot};
 use crate::guest::snapshot::{self, FileStamp, Snapshot, Source};
 use crate::guest::vm::{self, Accelerator};
+use crate::host::cache;
 use crate::kernel::Kernel;
 use anyhow::Result;
 use std::path::PathBuf;
@@ -53,6 +54,12 @@ pub(super) fn prepare(opts: &RunOptions, kernel: &Kernel, accel: Accelerator) ->
                 Ok(snapshot) => return Ok((Restorable { snapshot, slot }, None)),
                 Err(why) => why,
             };
+            // One process saves; another that wanted to meanwhile takes what it saved.
+            let _lock = cache::lock(&slot.join("lock"), "saving a VM snapshot")
+                .map_err(|e| format!("{e:#}"))?;
+            if let Ok(snapshot) = snapshot::find(&slot, &source) {
+                return Ok((Restorable { snapshot, slot }, None));
+            }
             match snapshot::make(&slot, &source, &qemu) {
                 Ok(snapshot) => Ok((Restorable { snapshot, slot }, Some(why_new))),
                 Err(e) => Err(format!("{why_new}, and saving one failed: {e:#}")),
@@ -65,7 +72,7 @@ pub(super) fn prepare(opts: &RunOptions, kernel: &Kernel, accel: Accelerator) ->
 }
 
 /// Everything a restored VM must share with the snapshot it restores, as the run's VMs have it.
-fn source(opts: &RunOptions, kernel: &Kernel, accel: Accelerator) -> Result<Source> {
+pub fn source(opts: &RunOptions, kernel: &Kernel, accel: Accelerator) -> Result<Source> {
     let cmdline = vm::cmdline_for(kernel, accel, &kernel.detector_args());
     let boot = Boot {
         qemu: opts.qemu.clone(),

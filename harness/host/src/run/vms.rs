@@ -18,14 +18,14 @@ use crate::build::Products;
 use crate::guest::accel::{self, ProbeBoot};
 use crate::guest::image;
 use crate::guest::snapshot;
-use crate::guest::vm::{self, Accelerator, QemuEnd, Restore, Vm, VmConfig, VmEvent};
+use crate::guest::vm::{self, Accelerator, QemuEnd, Restore, Vm, VmConfig, VmEvent, VmLogs};
 use crate::judge::records::TestRecord;
 use crate::judge::verdict::{Outcome, Verdict};
 use crate::kernel::Kernel;
 use anyhow::{anyhow, Result};
 use kmodlab_protocol::Plan;
 use std::collections::{BTreeSet, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::Mutex;
@@ -362,15 +362,18 @@ impl Worker<'_> {
             let group = group(shared.opts.isolation, &self.at.pending, jobs);
             let restorable = shared.restorable();
             let restored = restorable.is_some();
-            let (session, console_log) = self.vm_session(&label, &group, restorable)?;
+            let (session, logs) = self.vm_session(&label, &group, restorable)?;
             if shared.stopped() {
                 return Ok(false);
             }
             if !session.booted && restored {
                 // Ours, not the module's: the tests have not started. Boot instead.
                 if shared.give_up_restoring() {
+                    let said = logs
+                        .qemu_said()
+                        .map_or(String::new(), |m| format!("; QEMU said: {m}"));
                     self.tell(RunEvent::Notice(format!(
-                        "{label}: restoring the snapshot failed ({}); VMs boot instead, and the next run saves a new snapshot",
+                        "{label}: restoring the snapshot failed ({}{said}); VMs boot instead, and the next run saves a new snapshot",
                         session.end
                     )));
                 }
@@ -383,7 +386,7 @@ impl Worker<'_> {
                         "the guest did not boot ({}), {BOOT_ATTEMPTS} times in a row; this is not the module's fault. \
                          Console: {}",
                         session.end,
-                        console_log.display()
+                        logs.console.display()
                     );
                     let mut left = std::mem::take(&mut self.at.pending);
                     left.extend(shared.take_queue());
@@ -423,7 +426,7 @@ impl Worker<'_> {
         label: &str,
         group: &[u32],
         restorable: Option<Restorable>,
-    ) -> Result<(Session, PathBuf)> {
+    ) -> Result<(Session, VmLogs)> {
         let (shared, setup, jobs) = (self.shared, &self.shared.setup, self.shared.jobs);
         let plan = Plan {
             tests: group
@@ -489,7 +492,7 @@ impl Worker<'_> {
             label: label.to_string(),
             reason: session.end.clone(),
         });
-        Ok((session, vm.logs.console.clone()))
+        Ok((session, vm.logs.clone()))
     }
 
     /// One VM's session, told to the run's thread as it goes.
