@@ -17,7 +17,7 @@ fn run_parallel(names: &[String], jobs: u32, isolation: Isolation) -> (RunReport
         .unwrap_or_else(|e| panic!("{e:#}"));
     let options = RunOptions {
         jobs,
-        isolation,
+        isolation: Some(isolation),
         ..RunOptions::new(selection, kernel, agent(), qemu)
     };
     let mut told = Vec::new();

@@ -177,6 +177,11 @@ fn a_missing_broken_or_stale_snapshot_costs_a_boot_and_says_why() {
         unloadable.notices
     );
     assert_eq!((unloadable.restored, unloadable.booted), (1, 1));
+    assert!(
+        said(&unloadable, "guest did not boot"),
+        "{:?}",
+        unloadable.notices
+    );
     assert!(!slot.join("meta.json").exists());
     let again = run_hello(&own_agent, true);
     assert!(

@@ -33,12 +33,16 @@ enum Task {
         /// The module to run
         #[arg(default_value = "hello")]
         module: String,
-        /// How many runs
-        #[arg(long, default_value_t = 7)]
-        runs: usize,
+        /// How many runs [default: 7, or 5 with --snapshots]
+        #[arg(long)]
+        runs: Option<usize>,
         /// Also run all the examples with one VM at a time and with one per CPU, alternated
         #[arg(long)]
         examples: bool,
+        /// Instead: VMs restored from a snapshot against booted ones (ready time, the save,
+        /// per-test cost, `--jobs`, whole commands), alternated
+        #[arg(long, conflicts_with = "examples")]
+        snapshots: bool,
     },
 }
 
@@ -60,19 +64,32 @@ fn main() {
             module,
             runs,
             examples,
+            snapshots,
         } => kmodlab::cli::code_or_unable(
-            bench::bench(&root, &ctx, &module, runs.max(1))
-                .and_then(|()| {
-                    if examples {
-                        bench::bench_examples(&root, &ctx, runs.max(1))
-                    } else {
-                        Ok(())
-                    }
-                })
+            bench_task(&root, &ctx, &module, runs, examples, snapshots)
                 .map(|()| kmodlab::cli::EXIT_PASS),
         ),
     };
     std::process::exit(code);
+}
+
+fn bench_task(
+    root: &Path,
+    ctx: &Context,
+    module: &str,
+    runs: Option<usize>,
+    examples: bool,
+    snapshots: bool,
+) -> anyhow::Result<()> {
+    if snapshots {
+        return bench::bench_snapshots(root, ctx, runs.unwrap_or(5).max(1));
+    }
+    let runs = runs.unwrap_or(7).max(1);
+    bench::bench(root, ctx, module, runs)?;
+    if examples {
+        bench::bench_examples(root, ctx, runs)?;
+    }
+    Ok(())
 }
 
 fn ci(root: &Path, ctx: &Context) -> i32 {

@@ -107,10 +107,11 @@ pub struct TestArgs {
     /// Time limit for the whole run in seconds; tests not finished by then get TIMEOUT
     #[arg(long, value_name = "SECS")]
     pub run_timeout: Option<u64>,
-    /// How tests share VMs: `all` runs them in one VM and starts a fresh one after any crash or
-    /// timeout (fastest, and each test is still judged on its own log and taint); `module` gives each
-    /// module folder a VM; `test` gives each test its own
-    #[arg(long, value_enum, default_value_t = Isolate::All)]
+    /// How tests share VMs: `test` gives each test a fresh kernel; `all` runs them in one VM and
+    /// starts a fresh one after any crash or timeout (each test is still judged on its own log and
+    /// taint); `module` gives each module folder a VM; `auto` is `test` where VMs restore from a
+    /// snapshot and the kernel has no kmemleak (which holds each VM 5 s), else `all`
+    #[arg(long, value_enum, default_value_t = Isolate::Auto)]
     pub isolate: Isolate,
     /// Show each test's kernel log and the VM's life
     #[arg(short, long)]
@@ -268,6 +269,7 @@ pub struct SetupArgs {
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isolate {
+    Auto,
     All,
     Module,
     Test,

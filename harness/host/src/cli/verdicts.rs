@@ -47,9 +47,10 @@ pub(super) fn test(args: TestArgs, ctx: &Context) -> Result<i32> {
         timeout: args.timeout.map(Duration::from_secs),
         run_timeout: args.run_timeout.map(Duration::from_secs),
         isolation: match args.isolate {
-            Isolate::All => Isolation::All,
-            Isolate::Module => Isolation::Module,
-            Isolate::Test => Isolation::Test,
+            Isolate::Auto => None,
+            Isolate::All => Some(Isolation::All),
+            Isolate::Module => Some(Isolation::Module),
+            Isolate::Test => Some(Isolation::Test),
         },
         jobs: args.vms.jobs.unwrap_or_else(run::default_jobs),
         snapshots: !args.vms.no_snapshot,

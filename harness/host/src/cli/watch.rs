@@ -50,7 +50,7 @@ pub(super) fn command(args: WatchArgs, ctx: &super::Context) -> Result<i32> {
             runs_dir: None,
             timeout: None,
             run_timeout: None,
-            isolation: Isolation::All,
+            isolation: Some(Isolation::All),
             jobs: args.vms.jobs.unwrap_or_else(run::default_jobs),
             memory_mb: 256,
             cpus: 2,

@@ -112,6 +112,8 @@ struct Shared<'a> {
     cause: Mutex<Option<String>>,
     /// The snapshot VMs restore; gone once a restore failed (every later VM boots).
     restorable: Mutex<Option<Restorable>>,
+    /// How the run's tests share VMs, resolved.
+    isolation: Isolation,
 }
 
 impl Shared<'_> {
@@ -178,13 +180,19 @@ impl Runner<'_> {
             products,
             run_deadline: self.opts.run_timeout.map(|limit| self.started + limit),
         };
+        let isolation = self.opts.isolation.unwrap_or_else(|| {
+            Isolation::cheapest_pristine(
+                restorable.is_some(),
+                kernel.option("CONFIG_DEBUG_KMEMLEAK") == Some("y"),
+            )
+        });
         let pending: Vec<u32> = jobs.0.keys().copied().collect();
-        let groups = match self.opts.isolation {
+        let groups = match isolation {
             Isolation::All => split(&pending, self.workers_for(pending.len())),
             isolation => groups(isolation, &pending, jobs),
         };
         let workers = self.workers_for(groups.len());
-        let (initial, queue): (Vec<Vec<u32>>, VecDeque<Vec<u32>>) = match self.opts.isolation {
+        let (initial, queue): (Vec<Vec<u32>>, VecDeque<Vec<u32>>) = match isolation {
             Isolation::All => (groups, VecDeque::new()),
             _ => (vec![Vec::new(); workers], groups.into()),
         };
@@ -199,6 +207,7 @@ impl Runner<'_> {
             stop: AtomicBool::new(false),
             cause: Mutex::new(None),
             restorable: Mutex::new(restorable),
+            isolation,
         };
         let (sender, receiver) = mpsc::channel();
         let results = std::thread::scope(|scope| {
@@ -359,7 +368,7 @@ impl Worker<'_> {
                 return Ok(false);
             }
             let label = shared.next_label();
-            let group = group(shared.opts.isolation, &self.at.pending, jobs);
+            let group = group(shared.isolation, &self.at.pending, jobs);
             let restorable = shared.restorable();
             let restored = restorable.is_some();
             let (session, logs) = self.vm_session(&label, &group, restorable)?;
@@ -367,7 +376,8 @@ impl Worker<'_> {
                 return Ok(false);
             }
             if !session.booted && restored {
-                // Ours, not the module's: the tests have not started. Boot instead.
+                // Ours, not the module's: the tests have not started. Later VMs boot; this one
+                // counts as a boot that failed, as a QEMU killed before the guest greeted would.
                 if shared.give_up_restoring() {
                     let said = logs
                         .qemu_said()
@@ -377,7 +387,6 @@ impl Worker<'_> {
                         session.end
                     )));
                 }
-                continue;
             }
             if !session.booted {
                 self.at.failed_boots += 1;
