@@ -1,15 +1,15 @@
 //! The example modules pass, each test of each spec: every folder under modules/, in one run, as
-//! `cargo xtask test` runs them.
+//! `cargo xtask test` runs them (by default, each test in a VM restored from the kernel's snapshot).
 
 use kmodlab::judge::verdict::Outcome;
 use kmodlab::spec;
-use kmodlab_e2e::{assert_outcome, root, run_modules};
+use kmodlab_e2e::{assert_outcome, root, run_modules_isolated};
 
 #[test]
 fn every_example_passes_in_one_run() {
     let examples = spec::discover(&root().join("modules")).expect("modules");
     assert!(examples.len() >= 3, "the examples are found");
-    let report = run_modules(&[]);
+    let report = run_modules_isolated(&[], None);
     let expected: usize = examples
         .iter()
         .map(|dir| spec::load(dir).map_or(0, |s| s.tests.len()))

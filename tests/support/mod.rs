@@ -3,7 +3,7 @@
 
 use kmodlab::cli::{AgentSource, Context};
 use kmodlab::judge::verdict::{Outcome, Verdict};
-use kmodlab::run::{self, RunOptions, RunReport};
+use kmodlab::run::{self, Isolation, RunOptions, RunReport};
 use kmodlab::spec::select;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -65,13 +65,23 @@ pub fn agent() -> PathBuf {
         .clone()
 }
 
-/// Runs modules (names under modules/, NAME/TEST, or fixture paths) on the default kernel.
+/// Runs modules (names under modules/, NAME/TEST, or fixture paths) on the default kernel, all
+/// in one VM until something crashes (`--isolate all`): most tests here are about what a VM that
+/// tests share does (a FAIL costs no VM, a crash ends it, a leftover is charged to its own test).
 pub fn run_modules(names: &[&str]) -> RunReport {
+    run_modules_isolated(names, Some(Isolation::All))
+}
+
+/// [`run_modules`] with `isolation` (`None`: as `test` decides by default).
+pub fn run_modules_isolated(names: &[&str], isolation: Option<Isolation>) -> RunReport {
     let ctx = context();
     let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
     let selection = select::select(&ctx.modules_dir, &names)
         .unwrap_or_else(|e| panic!("selecting {names:?}: {e:#}"));
-    run_selection(selection, &Default::default())
+    let report = try_run_isolated(selection, &Default::default(), isolation, &mut |_| {})
+        .unwrap_or_else(|e| panic!("running {names:?}: {e:#}"));
+    print_report(&report);
+    report
 }
 
 /// Runs a selection on the kernel `kernel` describes, as `cargo xtask test` with those kernel
@@ -119,11 +129,23 @@ pub fn try_run_listening(
     kernel: &kmodlab::cli::KernelOpts,
     listener: &mut dyn FnMut(&run::RunEvent),
 ) -> anyhow::Result<RunReport> {
+    try_run_isolated(selection, kernel, Some(Isolation::All), listener)
+}
+
+fn try_run_isolated(
+    selection: Vec<select::Selected>,
+    kernel: &kmodlab::cli::KernelOpts,
+    isolation: Option<Isolation>,
+    listener: &mut dyn FnMut(&run::RunEvent),
+) -> anyhow::Result<RunReport> {
     let ctx = context();
     let kernel = kmodlab::cli::kernel_request(kernel, &ctx).unwrap_or_else(|e| panic!("{e:#}"));
     let qemu = kmodlab::host::setup::require_tool("qemu-system-x86_64")
         .unwrap_or_else(|e| panic!("{e:#}"));
-    let options = RunOptions::new(selection, kernel, agent(), qemu);
+    let options = RunOptions {
+        isolation,
+        ..RunOptions::new(selection, kernel, agent(), qemu)
+    };
     run::run(&options, listener)
 }
 
