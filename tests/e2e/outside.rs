@@ -433,7 +433,8 @@ fn interrupt_run(ignored: bool) -> (std::process::ExitStatus, String, Vec<u32>) 
         })
     };
     let deadline = Instant::now() + Duration::from_secs(300);
-    while !seen.lock().expect("lock").contains("booted") {
+    let up = |seen: &str| seen.contains(" booted in ") || seen.contains(" restored in ");
+    while !up(&seen.lock().expect("lock")) {
         assert!(Instant::now() < deadline, "no VM booted");
         assert!(
             alive(pid),

@@ -1,7 +1,7 @@
 //! QEMU's monitor protocol (QMP), as much as saving a snapshot needs: commands in, their returns
 //! out, asynchronous events skipped.
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -49,17 +49,17 @@ impl Qmp {
         }
     }
 
-    /// Waits until the guest runs: a VM restored with `-incoming` runs once the state is loaded,
-    /// and what reaches its devices before that is lost.
-    pub fn wait_until_running(&mut self, limit: Duration) -> Result<()> {
+    /// Waits until the guest runs (true), or `limit` passes (false): a VM restored with
+    /// `-incoming` runs once the state is loaded, and what reaches its devices before that is lost.
+    pub fn wait_until_running(&mut self, limit: Duration) -> Result<bool> {
         let deadline = std::time::Instant::now() + limit;
         loop {
             let status = self.execute("query-status", json!({}))?;
             if status.get("running").and_then(Value::as_bool) == Some(true) {
-                return Ok(());
+                return Ok(true);
             }
             if std::time::Instant::now() > deadline {
-                bail!("the restored guest was not running after {limit:?} ({status})");
+                return Ok(false);
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -72,7 +72,9 @@ impl Qmp {
             .read_line(&mut line)
             .context("reading QEMU's monitor")?;
         if n == 0 {
-            return Err(anyhow!("QEMU closed its monitor"));
+            let closed =
+                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "QEMU closed its monitor");
+            return Err(closed.into());
         }
         serde_json::from_str(&line).with_context(|| format!("QEMU's monitor said {line:?}"))
     }

@@ -12,7 +12,7 @@ use crate::guest::image::{self, GuestFile};
 use crate::guest::qemu::{self, Boot, Console, Wiring};
 use crate::guest::qmp::Qmp;
 use crate::host::child::KillOnDrop;
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use kmodlab_protocol::{Event, Plan};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsFd;
@@ -21,6 +21,16 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
+
+/// Whether `error` came from QEMU's end of a socket going away.
+fn qemu_gone(error: &anyhow::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionReset, UnexpectedEof};
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| matches!(e.kind(), BrokenPipe | ConnectionReset | UnexpectedEof))
+    })
+}
 
 /// How long a restored VM may take to load its state and run.
 const RESTORE_LIMIT: Duration = Duration::from_secs(30);
@@ -320,16 +330,21 @@ impl Vm {
             std::thread::Builder::new()
                 .name("payload".into())
                 .spawn(move || {
-                    let sent = Qmp::connect(monitor, RESTORE_LIMIT)
-                        .and_then(|mut qmp| qmp.wait_until_running(RESTORE_LIMIT))
-                        // Blocks until the guest has read it all; fails only if QEMU has gone.
-                        .and_then(|()| {
-                            image::write_payload(&mut stream, &restore.plan, &restore.files)
-                        });
-                    if let Err(e) = sent {
-                        let _ = tx.send(VmEvent::ChannelError(format!(
-                            "restoring the snapshot: {e:#}"
-                        )));
+                    // When QEMU has gone, its own end says why: nothing to add here.
+                    let Ok(mut qmp) = Qmp::connect(monitor, RESTORE_LIMIT) else {
+                        return;
+                    };
+                    let sent = qmp.wait_until_running(RESTORE_LIMIT).and_then(|running| {
+                        if !running {
+                            bail!("the restored guest was not running after {RESTORE_LIMIT:?}");
+                        }
+                        // Blocks until the guest has read it all.
+                        image::write_payload(&mut stream, &restore.plan, &restore.files)
+                    });
+                    if let Err(e) = sent.map_err(|e| e.context("restoring the snapshot")) {
+                        if !qemu_gone(&e) {
+                            let _ = tx.send(VmEvent::ChannelError(format!("{e:#}")));
+                        }
                     }
                 })
                 .context("starting the payload writer")?;
@@ -417,6 +432,18 @@ impl QemuEnd {
     /// tell those apart from a guest that powered off; a signal it does not catch (SIGKILL, or
     /// its own SIGSEGV or SIGABRT) shows in the status. kmodlab itself only ever ends QEMU with
     /// SIGKILL, after it stopped reading it, so a status seen here was never kmodlab's doing.
+    /// Whether an infrastructure cause [`QemuEnd::of`] gave is a signal from outside (or QEMU's
+    /// own crash), not QEMU refusing to run: such an end says nothing of what QEMU was given.
+    pub fn signalled(cause: &str) -> bool {
+        [
+            "QEMU crashed (",
+            "QEMU was killed by ",
+            "QEMU was ended by ",
+        ]
+        .iter()
+        .any(|start| cause.starts_with(start))
+    }
+
     pub fn of(status: std::process::ExitStatus, messages: &str) -> QemuEnd {
         use std::os::unix::process::ExitStatusExt;
         const NOT_OURS: &str = "an infrastructure failure, not the module's";

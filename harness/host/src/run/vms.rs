@@ -375,7 +375,11 @@ impl Worker<'_> {
             if shared.stopped() {
                 return Ok(false);
             }
-            if !session.booted && restored {
+            let signalled = session
+                .infrastructure
+                .as_deref()
+                .is_some_and(QemuEnd::signalled);
+            if !session.booted && restored && !signalled {
                 // Ours, not the module's: the tests have not started. Later VMs boot; this one
                 // counts as a boot that failed, as a QEMU killed before the guest greeted would.
                 if shared.give_up_restoring() {
