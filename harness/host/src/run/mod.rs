@@ -220,11 +220,8 @@ fn run_in_order(
     let (jobs, products) = runner.plan(&kernel)?;
     // What `parse` needs to judge this run folder again exactly as it was judged now.
     folder::save_plan(&runner.run_dir, &jobs.saved())?;
-    let snapshot = if jobs.is_empty() {
-        None
-    } else {
-        runner.take_snapshot(snapshot)
-    };
+    // Joined even when no VM will run: a save cut off by the process's exit would leave its files.
+    let snapshot = runner.take_snapshot(snapshot);
     let (vms, infrastructure) = if jobs.is_empty() {
         (0, None)
     } else {
