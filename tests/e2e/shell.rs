@@ -299,10 +299,13 @@ fn the_shell_loads_a_module_at_a_prompt_and_leaves_nothing_behind() {
         "sh -c 'echo shell-pid=$$; exec {} shell hello --no-setup'; echo shell-exit=$?",
         xtask.display()
     ));
+    // Typed before the outer shell printed its prompt, the command shows above it and the output
+    // follows the prompt on its line (`outer$ shell-pid=10105`, seen in CI).
     let pid: u32 = tmux.wait_for("the shell's pid", Duration::from_secs(20), |s| {
-        s.lines()
-            .find_map(|l| l.strip_prefix("shell-pid="))
-            .and_then(|p| p.trim().parse().ok())
+        s.lines().find_map(|l| {
+            let (_, pid) = l.split_once("shell-pid=")?;
+            pid.trim().parse().ok()
+        })
     });
     tmux.pids.push(pid);
     tmux.wait_for(
