@@ -55,13 +55,15 @@ fn run_agent() -> ! {
     // The boot log first, so the host sees how the kernel came up even if the plan is unusable.
     agent.forward_boot_log();
     let plan = plan::from_initramfs().unwrap_or_else(|| {
-        // A snapshot's VM: the host saves it now, and each restored copy goes on from here.
+        // A snapshot's VM: once the port is open the host saves it, blocked in its read, and each
+        // restored copy goes on from there.
+        let port = plan::open_payload_port()?;
         agent.channel.send(&Event::Waiting {
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             uptime_ms: system::uptime_ms(),
         });
         agent.channel.drain();
-        let plan = plan::from_payload();
+        let plan = plan::from_payload(port);
         // What the kernel printed meanwhile (the restore itself prints nothing, normally).
         agent.forward_boot_log();
         plan

@@ -17,13 +17,17 @@ pub fn from_initramfs() -> Option<Result<Plan, String>> {
     Some(parse(&bytes).map_err(|e| format!("{PLAN_PATH}: {e}")))
 }
 
-/// Waits for the host's payload on the virtio port, writes the files it carries where their
-/// entries say, and returns its plan. Blocks until the payload comes: the VM is saved while it
-/// waits here, and every restored copy wakes up here.
-pub fn from_payload() -> Result<Plan, String> {
+/// The virtio port the payload comes through, open.
+pub fn open_payload_port() -> Result<std::fs::File, String> {
     let port = payload_port()?;
-    let file = std::fs::File::open(&port).map_err(|e| format!("open {}: {e}", port.display()))?;
-    let mut input = BufReader::with_capacity(1 << 16, Patient(file));
+    std::fs::File::open(&port).map_err(|e| format!("open {}: {e}", port.display()))
+}
+
+/// Waits for the host's payload on `port`, writes the files it carries where their entries say,
+/// and returns its plan. Blocks until the payload comes: the VM is saved while it waits here,
+/// and every restored copy wakes up here.
+pub fn from_payload(port: std::fs::File) -> Result<Plan, String> {
+    let mut input = BufReader::with_capacity(1 << 16, Patient(port));
     let header = payload::read_header(&mut input)?;
     for entry in &header.files {
         let bytes = payload::read_file(&mut input, entry)?;

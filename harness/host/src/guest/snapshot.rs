@@ -417,8 +417,9 @@ fn wait_for_agent(agent: UnixStream) -> Result<()> {
             Ok(Event::AgentError { context, message }) => {
                 bail!("the snapshot's agent failed: {context}: {message}")
             }
-            Ok(Event::Hello { .. }) => {
-                bail!("the snapshot's agent found a plan instead of waiting for one")
+            // After `Hello` an agent that could not wait says why (`AgentError`), then `Done`.
+            Ok(Event::Done) => {
+                bail!("the snapshot's agent ended without waiting for a payload")
             }
             _ => {}
         }
