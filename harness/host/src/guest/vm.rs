@@ -4,7 +4,8 @@
 //! reports included; the agent channel (second UART) is one end of a connected unix socket pair,
 //! inherited by QEMU, carrying the agent's JSON events. The host opens no socket with a name: no
 //! other process can connect to the channel and speak for the agent. The command line comes from [`crate::guest::qemu`]. Starting a VM is one operation
-//! ([`Vm::start`]) so that it can later mean "restore a snapshot" or "boot an arm64 guest".
+//! ([`Vm::start`]): a boot, or a restore of a snapshot ([`Restore`]), whose agent is then sent its
+//! plan and files over a third socket pair, a virtio console port.
 //! The host always ends QEMU itself ([`Vm::stop`], or on drop); it never relies on the guest
 //! powering off. [`run_bounded`] boots a guest without the agent (console only) to its end.
 
@@ -323,31 +324,10 @@ impl Vm {
             Some(stream) => Some(stream.try_clone().context("cloning the payload socket")?),
             None => None,
         };
-        if let (Some(mut stream), Some(monitor), Some(restore)) =
+        if let (Some(stream), Some(monitor), Some(restore)) =
             (payload, monitor, cfg.restore.clone())
         {
-            let tx = tx.clone();
-            std::thread::Builder::new()
-                .name("payload".into())
-                .spawn(move || {
-                    // When QEMU has gone, its own end says why: nothing to add here.
-                    let Ok(mut qmp) = Qmp::connect(monitor, RESTORE_LIMIT) else {
-                        return;
-                    };
-                    let sent = qmp.wait_until_running(RESTORE_LIMIT).and_then(|running| {
-                        if !running {
-                            bail!("the restored guest was not running after {RESTORE_LIMIT:?}");
-                        }
-                        // Blocks until the guest has read it all.
-                        image::write_payload(&mut stream, &restore.plan, &restore.files)
-                    });
-                    if let Err(e) = sent.map_err(|e| e.context("restoring the snapshot")) {
-                        if !qemu_gone(&e) {
-                            let _ = tx.send(VmEvent::ChannelError(format!("{e:#}")));
-                        }
-                    }
-                })
-                .context("starting the payload writer")?;
+            spawn_payload_writer(monitor, stream, restore, tx.clone())?;
         }
         spawn_agent_reader(agent_channel, &logs.events, tx)?;
         Ok(Vm {
@@ -410,6 +390,38 @@ impl Vm {
         }
         out
     }
+}
+
+/// Sends a restored VM its payload once QEMU's monitor says the guest runs (what reaches its
+/// devices before is lost). A failure is told as a channel error only while QEMU is still there:
+/// when QEMU has gone, its own end says why.
+fn spawn_payload_writer(
+    monitor: UnixStream,
+    mut stream: UnixStream,
+    restore: Restore,
+    tx: Sender<VmEvent>,
+) -> Result<()> {
+    std::thread::Builder::new()
+        .name("payload".into())
+        .spawn(move || {
+            let Ok(mut qmp) = Qmp::connect(monitor, RESTORE_LIMIT) else {
+                return;
+            };
+            let sent = qmp.wait_until_running(RESTORE_LIMIT).and_then(|running| {
+                if !running {
+                    bail!("the restored guest was not running after {RESTORE_LIMIT:?}");
+                }
+                // Blocks until the guest has read it all.
+                image::write_payload(&mut stream, &restore.plan, &restore.files)
+            });
+            if let Err(e) = sent.map_err(|e| e.context("restoring the snapshot")) {
+                if !qemu_gone(&e) {
+                    let _ = tx.send(VmEvent::ChannelError(format!("{e:#}")));
+                }
+            }
+        })
+        .context("starting the payload writer")?;
+    Ok(())
 }
 
 /// The line in `<label>.qemu.txt` after which QEMU's own messages (its stderr) follow.
