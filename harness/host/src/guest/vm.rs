@@ -744,6 +744,21 @@ mod tests {
             "QEMU failed with exit status 1 (qemu-system-x86_64: cannot set up guest memory \
              'pc.ram': Cannot allocate memory): an infrastructure failure, not the module's"
         );
+        // A signal says nothing of what QEMU was given; a refusal (a state it cannot load) does.
+        for signalled in [killed(libc::SIGKILL), killed(libc::SIGSEGV)] {
+            assert!(QemuEnd::signalled(&infrastructure(QemuEnd::of(
+                signalled, ""
+            ))));
+        }
+        assert!(QemuEnd::signalled(&infrastructure(QemuEnd::of(
+            exited(0),
+            caught
+        ))));
+        let refused = "qemu-system-x86_64: load of migration failed: Invalid argument\n";
+        assert!(!QemuEnd::signalled(&infrastructure(QemuEnd::of(
+            exited(1),
+            refused
+        ))));
     }
 
     #[test]

@@ -326,6 +326,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_fresh_kernel_per_test_by_default_only_where_it_is_cheap() {
+        assert_eq!(Isolation::cheapest_pristine(true, false), Isolation::Test);
+        // kmemleak holds each VM 5 s; booting each costs a boot.
+        assert_eq!(Isolation::cheapest_pristine(true, true), Isolation::All);
+        assert_eq!(Isolation::cheapest_pristine(false, false), Isolation::All);
+    }
+
+    #[test]
     fn verdicts_are_passed_on_in_the_requested_order() {
         let mut seen = Vec::new();
         let mut listener = |event: &RunEvent| {
