@@ -6,14 +6,12 @@
 use kmodlab::cli::KernelOpts;
 use kmodlab::judge::verdict::Outcome;
 use kmodlab::run::RunReport;
-use kmodlab::spec::select;
-use kmodlab_e2e::{assert_outcome, context, fixture, run_selection, verdict};
+use kmodlab_e2e::{assert_outcome, fixture, run_selection, selection, verdict};
 
 /// Runs modules (names under modules/, or fixture paths) on the kernel built from `base` plus
 /// `fragments`, as `cargo xtask test --kernel-config ...` does.
 fn run_on_kernel(fragments: &[&str], names: &[String]) -> RunReport {
-    let selection = select::select(&context().modules_dir, names)
-        .unwrap_or_else(|e| panic!("selecting {names:?}: {e:#}"));
+    let selection = selection(names);
     let kernel = KernelOpts {
         kernel_config: fragments.iter().map(|s| s.to_string()).collect(),
         ..Default::default()

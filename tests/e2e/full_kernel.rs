@@ -5,15 +5,12 @@
 
 use kmodlab::cli::KernelOpts;
 use kmodlab::judge::verdict::Outcome;
-use kmodlab::spec::select;
-use kmodlab_e2e::{assert_outcome, context, fixture, run_selection, verdict};
+use kmodlab_e2e::{assert_outcome, fixture, run_selection, selection, verdict};
 
 const TEST: &str = "net_dummy/registers_a_net_device";
 
 fn run(kernel: &KernelOpts) -> kmodlab::run::RunReport {
-    let selection = select::select(&context().modules_dir, &[fixture("net_dummy")])
-        .unwrap_or_else(|e| panic!("selecting net_dummy: {e:#}"));
-    run_selection(selection, kernel)
+    run_selection(selection(&[fixture("net_dummy")]), kernel)
 }
 
 #[test]

@@ -7,7 +7,7 @@ use crate::shell::{alive, children, xtask_binary};
 use kmodlab::judge::verdict::Outcome;
 use kmodlab::run::{RunEvent, RunReport};
 use kmodlab_e2e::{
-    assert_outcome, context, fixture, root, run_listening, try_run_listening, verdict,
+    assert_outcome, fixture, root, run_listening, selection, try_run_listening, verdict,
 };
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -58,12 +58,6 @@ fn slow_module(dir: &Path) -> String {
     )
     .expect("spec");
     module.display().to_string()
-}
-
-fn selection(modules: &[&str]) -> Vec<kmodlab::spec::select::Selected> {
-    let names: Vec<String> = modules.iter().map(|s| s.to_string()).collect();
-    kmodlab::spec::select::select(&context().modules_dir, &names)
-        .unwrap_or_else(|e| panic!("selecting {names:?}: {e:#}"))
 }
 
 /// Tells `on_event` each event with the run folder, once the run has told it.

@@ -3,22 +3,14 @@
 
 use kmodlab::judge::verdict::Outcome;
 use kmodlab::run::{self, Isolation, RunEvent, RunOptions, RunReport};
-use kmodlab::spec::select;
-use kmodlab_e2e::{agent, assert_outcome, context, fixture, print_report};
+use kmodlab_e2e::{agent, assert_outcome, fixture, options_for, print_report, selection};
 
 /// Runs `names` with `jobs` VMs at once; the report and the verdicts as the listener heard them.
 fn run_parallel(names: &[String], jobs: u32, isolation: Isolation) -> (RunReport, Vec<String>) {
-    let ctx = context();
-    let selection = select::select(&ctx.modules_dir, names)
-        .unwrap_or_else(|e| panic!("selecting {names:?}: {e:#}"));
-    let kernel =
-        kmodlab::cli::kernel_request(&Default::default(), &ctx).unwrap_or_else(|e| panic!("{e:#}"));
-    let qemu = kmodlab::host::setup::require_tool("qemu-system-x86_64")
-        .unwrap_or_else(|e| panic!("{e:#}"));
     let options = RunOptions {
         jobs,
         isolation: Some(isolation),
-        ..RunOptions::new(selection, kernel, agent(), qemu)
+        ..options_for(selection(names), &Default::default(), agent())
     };
     let mut told = Vec::new();
     let report = run::run(&options, &mut |event| match event {

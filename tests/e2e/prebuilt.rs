@@ -4,15 +4,11 @@
 
 use kmodlab::cli::KernelOpts;
 use kmodlab::judge::verdict::Outcome;
-use kmodlab::spec::select;
-use kmodlab_e2e::{assert_outcome, context, run_selection, verdict};
+use kmodlab_e2e::{assert_outcome, run_selection, selection, verdict};
 
 #[test]
 fn hello_passes_and_rust_skips_on_the_prebuilt_kernel() {
-    let ctx = context();
-    let names = vec!["hello".to_string(), "rust_hello".to_string()];
-    let selection = select::select(&ctx.modules_dir, &names)
-        .unwrap_or_else(|e| panic!("selecting {names:?}: {e:#}"));
+    let selection = selection(&["hello", "rust_hello"]);
     let kernel = KernelOpts {
         kernel_prebuilt: Some(None),
         ..Default::default()

@@ -8,8 +8,7 @@
 use kmodlab::guest::vm::Accelerator;
 use kmodlab::judge::verdict::Outcome;
 use kmodlab::run::{self, RunEvent, RunOptions, RunReport};
-use kmodlab::spec::select;
-use kmodlab_e2e::{agent, assert_outcome, context, print_report, verdict};
+use kmodlab_e2e::{agent, assert_outcome, context, options_for, print_report, selection, verdict};
 use std::path::{Path, PathBuf};
 
 const MEMORY_MB: u32 = 288;
@@ -24,17 +23,14 @@ struct Said {
 }
 
 fn run_hello(agent: &Path, snapshots: bool) -> Said {
-    let ctx = context();
-    let selection = select::select(&ctx.modules_dir, &["hello".to_string()])
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    let kernel =
-        kmodlab::cli::kernel_request(&Default::default(), &ctx).unwrap_or_else(|e| panic!("{e:#}"));
-    let qemu = kmodlab::host::setup::require_tool("qemu-system-x86_64")
-        .unwrap_or_else(|e| panic!("{e:#}"));
     let options = RunOptions {
         memory_mb: MEMORY_MB,
         snapshots,
-        ..RunOptions::new(selection, kernel, agent.to_path_buf(), qemu)
+        ..options_for(
+            selection(&["hello"]),
+            &Default::default(),
+            agent.to_path_buf(),
+        )
     };
     let (mut notices, mut restored, mut booted, mut accel) = (vec![], 0, 0, None);
     let report = run::run(&options, &mut |event| match event {

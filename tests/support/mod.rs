@@ -74,12 +74,13 @@ pub fn run_modules(names: &[&str]) -> RunReport {
 
 /// [`run_modules`] with `isolation` (`None`: as `test` decides by default).
 pub fn run_modules_isolated(names: &[&str], isolation: Option<Isolation>) -> RunReport {
-    let ctx = context();
-    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-    let selection = select::select(&ctx.modules_dir, &names)
-        .unwrap_or_else(|e| panic!("selecting {names:?}: {e:#}"));
-    let report = try_run_isolated(selection, &Default::default(), isolation, &mut |_| {})
-        .unwrap_or_else(|e| panic!("running {names:?}: {e:#}"));
+    let report = try_run_isolated(
+        selection(names),
+        &Default::default(),
+        isolation,
+        &mut |_| {},
+    )
+    .unwrap_or_else(|e| panic!("running {names:?}: {e:#}"));
     print_report(&report);
     report
 }
@@ -138,15 +139,32 @@ fn try_run_isolated(
     isolation: Option<Isolation>,
     listener: &mut dyn FnMut(&run::RunEvent),
 ) -> anyhow::Result<RunReport> {
-    let ctx = context();
-    let kernel = kmodlab::cli::kernel_request(kernel, &ctx).unwrap_or_else(|e| panic!("{e:#}"));
-    let qemu = kmodlab::host::setup::require_tool("qemu-system-x86_64")
-        .unwrap_or_else(|e| panic!("{e:#}"));
     let options = RunOptions {
         isolation,
-        ..RunOptions::new(selection, kernel, agent(), qemu)
+        ..options_for(selection, kernel, agent())
     };
     run::run(&options, listener)
+}
+
+/// The options `test` has by default for `selection` on the kernel `kernel` describes, with
+/// `agent`; a test changes what it is about.
+pub fn options_for(
+    selection: Vec<select::Selected>,
+    kernel: &kmodlab::cli::KernelOpts,
+    agent: PathBuf,
+) -> RunOptions {
+    let kernel =
+        kmodlab::cli::kernel_request(kernel, &context()).unwrap_or_else(|e| panic!("{e:#}"));
+    let qemu = kmodlab::host::setup::require_tool("qemu-system-x86_64")
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    RunOptions::new(selection, kernel, agent, qemu)
+}
+
+/// The selection `names` make among the repository's modules, failing the test on a bad name.
+pub fn selection<S: AsRef<str>>(names: &[S]) -> Vec<select::Selected> {
+    let names: Vec<String> = names.iter().map(|n| n.as_ref().to_string()).collect();
+    select::select(&context().modules_dir, &names)
+        .unwrap_or_else(|e| panic!("selecting {names:?}: {e:#}"))
 }
 
 /// The verdict of `module/test`, failing the test with the whole report when it is missing.

@@ -62,28 +62,33 @@ pub fn write_test_initramfs(
     plan: &Plan,
     files: &[GuestFile],
 ) -> Result<()> {
-    let file =
-        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let mut archive = Writer::new(std::io::BufWriter::new(file));
-    archive.base_layout()?;
-    archive.file_from_path("/init", 0o755, agent)?;
-    let plan_json = serde_json::to_vec(plan).context("encoding the test plan")?;
-    archive.file(PLAN_PATH, 0o644, &plan_json)?;
-    for file in files {
-        archive.file_from_path(&file.path, file.mode, &file.source)?;
-    }
-    let mut out = archive.finish()?;
-    std::io::Write::flush(&mut out).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    write_agent_initramfs(path, agent, |archive| {
+        let plan_json = serde_json::to_vec(plan).context("encoding the test plan")?;
+        archive.file(PLAN_PATH, 0o644, &plan_json)?;
+        for file in files {
+            archive.file_from_path(&file.path, file.mode, &file.source)?;
+        }
+        Ok(())
+    })
 }
 
 /// The initramfs a snapshot is booted from: the agent alone, which then waits for a payload.
 pub fn write_snapshot_initramfs(path: &Path, agent: &Path) -> Result<()> {
+    write_agent_initramfs(path, agent, |_| Ok(()))
+}
+
+/// An initramfs with the base layout, the agent as `/init`, and what `add` puts in.
+fn write_agent_initramfs(
+    path: &Path,
+    agent: &Path,
+    add: impl FnOnce(&mut Writer<std::io::BufWriter<std::fs::File>>) -> Result<()>,
+) -> Result<()> {
     let file =
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut archive = Writer::new(std::io::BufWriter::new(file));
     archive.base_layout()?;
     archive.file_from_path("/init", 0o755, agent)?;
+    add(&mut archive)?;
     let mut out = archive.finish()?;
     std::io::Write::flush(&mut out).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
